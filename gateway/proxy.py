@@ -1,0 +1,70 @@
+"""A streaming reverse proxy to the services over one pooled httpx client."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+from fastapi import Request
+from starlette.background import BackgroundTask
+from starlette.responses import Response, StreamingResponse
+
+from shared.logging import correlation_headers, get_logger
+from shared.problems import problem_response
+
+log = get_logger(__name__)
+
+# RFC 9110 section 7.6.1, plus what the client computes again for the next hop.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+
+
+# The gateway's own server sets these on the way out.
+UPSTREAM_ONLY = frozenset({"date", "server"})
+
+
+def _forward_headers(
+    headers: Mapping[str, str], drop: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP | drop]
+
+
+async def forward(client: httpx.AsyncClient, base_url: str, service: str, request: Request) -> Response:
+    """Send ``request`` to ``base_url`` and stream the answer back; 503/504 if it can't."""
+    correlation = correlation_headers()
+    replaced = {k.lower() for k in correlation}
+    headers = [(k, v) for k, v in _forward_headers(request.headers) if k.lower() not in replaced]
+    headers += list(correlation.items())
+    upstream = client.build_request(
+        request.method,
+        base_url + request.url.path,
+        params=request.query_params,
+        headers=headers,
+        content=request.stream(),
+    )
+    try:
+        response = await client.send(upstream, stream=True)
+    except httpx.TimeoutException:
+        log.warning("gateway.upstream_timeout", service=service)
+        return problem_response(504, "Upstream timeout", f"{service} did not answer in time")
+    except httpx.TransportError as exc:
+        log.warning("gateway.upstream_unavailable", service=service, error=str(exc))
+        return problem_response(503, "Service unavailable", f"{service} is not reachable")
+    return StreamingResponse(
+        response.aiter_raw(),
+        status_code=response.status_code,
+        headers=dict(_forward_headers(response.headers)),
+        background=BackgroundTask(response.aclose),
+    )

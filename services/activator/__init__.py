@@ -1,0 +1,1 @@
+"""Activator: renders and delivers messages through connectors; feeds back events."""

@@ -1,0 +1,8 @@
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class ActivatorSettings(ServiceSettings):
+    service_name: str = "activator"
+    port: int = Field(default=8084, ge=0, le=65535)

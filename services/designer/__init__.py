@@ -1,0 +1,1 @@
+"""Designer: owns workspaces, keys, folders, journeys and their versions, templates, connectors."""

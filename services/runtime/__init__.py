@@ -1,0 +1,1 @@
+"""Runtime: consumes events and moves each profile through its journeys; owns profiles."""

@@ -1,0 +1,4 @@
+from services.runtime.models import Base
+from shared.migrations import run_env
+
+run_env("runtime", Base.metadata)

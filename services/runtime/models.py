@@ -1,0 +1,5 @@
+"""Tables of the ``runtime`` schema."""
+
+from shared.db import make_base
+
+Base = make_base("runtime")

@@ -1,0 +1,1 @@
+"""Scheduler: owns durable timers; releases waits, timeouts, stale exits."""

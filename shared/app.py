@@ -1,0 +1,208 @@
+"""The app factory every service uses: clients in a lifespan, health, readiness, metrics.
+
+A service passes its settings, its routers and an optional ``extend`` context manager that
+starts what only it runs (consumers, loops) on top of the common clients and stops them
+first on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared import bus, db
+from shared.clock import Clock, RealClock, VirtualClock
+from shared.logging import REQUEST_ID_HEADER, bind_correlation, configure_logging, get_logger
+from shared.metrics import CONTENT_TYPE, HttpMetrics, render
+from shared.problems import install_problem_handlers
+from shared.settings import ClockMode, ServiceSettings
+
+log = get_logger(__name__)
+
+ReadinessCheck = Callable[["ServiceState"], Awaitable[tuple[bool, str]]]
+
+
+@dataclass
+class ServiceState:
+    """Every client a service process holds, created and closed by the lifespan."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    nc: NATS
+    js: JetStreamContext
+    clock: Clock
+    registry: CollectorRegistry
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+Extension = Callable[[ServiceState], AbstractAsyncContextManager[None]]
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.svc
+    return state
+
+
+async def open_clock(settings: ServiceSettings, js: JetStreamContext) -> Clock:
+    if settings.clock is ClockMode.VIRTUAL:
+        return await VirtualClock.open(js, settings.stream_replicas)
+    return RealClock()
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter] = (),
+    extend: Extension | None = None,
+    readiness: dict[str, ReadinessCheck] | None = None,
+) -> FastAPI:
+    checks: dict[str, ReadinessCheck] = {
+        "database": _check_database,
+        "nats": _check_nats,
+        **(readiness or {}),
+    }
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.service_name, settings.log_level, settings.log_format)
+        async with AsyncExitStack() as stack:
+            state = await _open_state(settings, stack)
+            app.state.svc = state
+            app.state.http_metrics = HttpMetrics(state.registry)
+            if extend is not None:
+                await stack.enter_async_context(extend(state))
+            log.info("service.started", port=settings.port, clock=settings.clock.value)
+            yield
+            log.info("service.stopping")
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.add_middleware(CorrelationMiddleware)
+    _add_operational_routes(app, checks)
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+async def _open_state(settings: ServiceSettings, stack: AsyncExitStack) -> ServiceState:
+    engine = db.create_engine(settings.database_url, settings.db_pool_size)
+    stack.push_async_callback(engine.dispose)
+    nc = await bus.connect(settings.nats_url, f"waypost-{settings.service_name}")
+    stack.push_async_callback(nc.drain)
+    js = nc.jetstream()
+    await bus.ensure_streams(js, replicas=settings.stream_replicas)
+    clock = await open_clock(settings, js)
+    if isinstance(clock, VirtualClock):
+        stack.push_async_callback(clock.close)
+    return ServiceState(
+        settings=settings,
+        engine=engine,
+        sessions=db.make_sessionmaker(engine),
+        nc=nc,
+        js=js,
+        clock=clock,
+        registry=CollectorRegistry(),
+    )
+
+
+async def _check_database(state: ServiceState) -> tuple[bool, str]:
+    await asyncio.wait_for(db.ping(state.engine), timeout=2.0)
+    return True, "ok"
+
+
+async def _check_nats(state: ServiceState) -> tuple[bool, str]:
+    if not state.nc.is_connected:
+        return False, "not connected"
+    await state.nc.flush(timeout=2)
+    return True, "ok"
+
+
+def _add_operational_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        state = getattr(request.app.state, "svc", None)
+        if state is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        results = await asyncio.gather(*(_run_check(c, state) for c in checks.values()))
+        report = dict(zip(checks, results, strict=True))
+        ready = all(ok for ok, _ in results)
+        return JSONResponse(
+            {
+                "status": "ready" if ready else "unavailable",
+                "checks": {k: {"ok": ok, "detail": d} for k, (ok, d) in report.items()},
+            },
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        return Response(render(get_state(request).registry), media_type=CONTENT_TYPE)
+
+
+async def _run_check(check: ReadinessCheck, state: ServiceState) -> tuple[bool, str]:
+    try:
+        return await check(state)
+    except Exception as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+class CorrelationMiddleware:
+    """Binds request/trace ids to logs, echoes ``X-Request-ID``, records HTTP metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        ids = bind_correlation(headers)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                raw = list(message.get("headers", []))
+                name = REQUEST_ID_HEADER.lower().encode()
+                if all(k.lower() != name for k, _ in raw):
+                    raw.append((name, ids["request_id"].encode()))
+                message["headers"] = raw
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._observe(scope, status, time.perf_counter() - started)
+
+    @staticmethod
+    def _observe(scope: Scope, status: int, seconds: float) -> None:
+        app = scope.get("app")
+        metrics: HttpMetrics | None = getattr(getattr(app, "state", None), "http_metrics", None)
+        if metrics is None:
+            return
+        route = getattr(scope.get("route"), "path", "unmatched")
+        method = scope["method"]
+        metrics.requests.labels(method, route, str(status)).inc()
+        metrics.latency.labels(method, route).observe(seconds)

@@ -1,0 +1,262 @@
+"""NATS JetStream: connection, stream setup, publishing with dedup ids, and a consumer loop.
+
+The consumer's ack rules are explicit:
+- the handler returns            -> ack (after the handler committed its work);
+- the handler raises ``Poison``  -> the message goes to the dead-letter stream with the
+  reason, then ``term()`` so it is never redelivered;
+- anything else it raises        -> ``nak`` with exponential backoff, until ``max_deliver``
+  deliveries; the last failure is dead-lettered with its error as the reason.
+A consumer that dies without acking leaves its messages to be redelivered after ``ack_wait``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, PubAck, StorageType, StreamConfig
+from prometheus_client import CollectorRegistry, Counter
+
+from shared.logging import bind_correlation, correlation_headers, get_logger
+from shared.topology import ALL_STREAMS, StreamSpec, dead_letter_subject
+
+log = get_logger(__name__)
+
+MSG_ID = "Nats-Msg-Id"
+DEAD_REASON = "Waypost-Dead-Reason"
+DEAD_SUBJECT = "Waypost-Original-Subject"
+DEAD_SEQ = "Waypost-Original-Seq"
+DEAD_DELIVERIES = "Waypost-Deliveries"
+
+
+class Poison(Exception):
+    """A message that can never be processed; it is dead-lettered with this reason."""
+
+
+async def connect(url: str, name: str) -> NATS:
+    """Connect with unbounded reconnects; a NATS restart pauses work, it does not end it."""
+
+    async def on_disconnect() -> None:
+        log.warning("nats.disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats.reconnected")
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats.error", error=str(exc))
+
+    return await nats.connect(
+        servers=[u.strip() for u in url.split(",") if u.strip()],
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        error_cb=on_error,
+    )
+
+
+async def ensure_streams(
+    js: JetStreamContext, specs: Iterable[StreamSpec] = ALL_STREAMS, replicas: int = 1
+) -> None:
+    """Create or update each stream; safe to call from every replica at every start."""
+    for spec in specs:
+        config = StreamConfig(
+            name=spec.name,
+            subjects=list(spec.subjects),
+            description=spec.description,
+            storage=StorageType.FILE,
+            max_age=spec.max_age_s,
+            duplicate_window=spec.duplicate_window_s,
+            num_replicas=replicas,
+        )
+        try:
+            await js.add_stream(config)
+        except nats.js.errors.BadRequestError:
+            await js.update_stream(config)
+
+
+def encode(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), default=str).encode()
+
+
+def decode(msg: Msg) -> Any:
+    """JSON body of a message; undecodable bodies are poison."""
+    try:
+        return json.loads(msg.data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Poison(f"undecodable JSON: {exc}") from exc
+
+
+async def publish(
+    js: JetStreamContext,
+    subject: str,
+    payload: bytes | Any,
+    msg_id: str,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 5.0,
+) -> PubAck:
+    """Publish once per ``msg_id``: JetStream drops a repeat inside the duplicate window."""
+    data = payload if isinstance(payload, bytes) else encode(payload)
+    all_headers = {**correlation_headers(), **(headers or {}), MSG_ID: msg_id}
+    return await js.publish(subject, data, headers=all_headers, timeout=timeout)
+
+
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ConsumerSpec:
+    stream: str
+    durable: str
+    filter_subject: str
+    max_deliver: int = 5
+    ack_wait_s: float = 30.0
+    batch: int = 100
+    max_ack_pending: int = 10_000
+    retry_base_s: float = 0.5
+    retry_max_s: float = 30.0
+
+
+class ConsumerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["stream", "consumer"]
+        self.handled = Counter(
+            "waypost_bus_messages_handled_total", "Messages acked", labels, registry=registry
+        )
+        self.retried = Counter(
+            "waypost_bus_messages_retried_total", "Messages nak'ed", labels, registry=registry
+        )
+        self.dead = Counter(
+            "waypost_bus_messages_dead_lettered_total",
+            "Messages dead-lettered",
+            labels,
+            registry=registry,
+        )
+
+
+class Consumer:
+    """A durable pull consumer running ``handler`` for each message with explicit acks."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        spec: ConsumerSpec,
+        handler: Handler,
+        metrics: ConsumerMetrics | None = None,
+    ) -> None:
+        self._js = js
+        self.spec = spec
+        self._handler = handler
+        self._metrics = metrics
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
+
+    def config(self) -> ConsumerConfig:
+        s = self.spec
+        return ConsumerConfig(
+            durable_name=s.durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=s.ack_wait_s,
+            max_deliver=s.max_deliver,
+            filter_subject=s.filter_subject,
+            max_ack_pending=s.max_ack_pending,
+        )
+
+    async def start(self) -> None:
+        self._sub = await self._js.pull_subscribe(
+            self.spec.filter_subject,
+            durable=self.spec.durable,
+            stream=self.spec.stream,
+            config=self.config(),
+        )
+        self._task = asyncio.create_task(self._run(), name=f"consumer:{self.spec.durable}")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+
+    async def _run(self) -> None:
+        assert self._sub is not None
+        while not self._stopping.is_set():
+            try:
+                msgs = await self._sub.fetch(self.spec.batch, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            except (nats.errors.ConnectionClosedError, nats.errors.Error) as exc:
+                log.warning("bus.fetch_failed", consumer=self.spec.durable, error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                await self.process(msg)
+
+    async def process(self, msg: Msg) -> None:
+        bind_correlation(dict(msg.headers or {}))
+        labels = (self.spec.stream, self.spec.durable)
+        try:
+            await self._handler(msg)
+        except Poison as exc:
+            await self._dead_letter(msg, str(exc))
+        except Exception as exc:
+            delivered = msg.metadata.num_delivered
+            if delivered >= self.spec.max_deliver:
+                await self._dead_letter(
+                    msg, f"failed {delivered} deliveries: {type(exc).__name__}: {exc}"
+                )
+                return
+            delay = min(self.spec.retry_max_s, self.spec.retry_base_s * 2 ** (delivered - 1))
+            log.warning(
+                "bus.handler_failed",
+                consumer=self.spec.durable,
+                subject=msg.subject,
+                delivered=delivered,
+                retry_in_s=delay,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            if self._metrics:
+                self._metrics.retried.labels(*labels).inc()
+            await msg.nak(delay=delay)
+        else:
+            await msg.ack()
+            if self._metrics:
+                self._metrics.handled.labels(*labels).inc()
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        meta = msg.metadata
+        headers = {
+            DEAD_REASON: reason[:1000],
+            DEAD_SUBJECT: msg.subject,
+            DEAD_SEQ: str(meta.sequence.stream),
+            DEAD_DELIVERIES: str(meta.num_delivered),
+        }
+        subject = dead_letter_subject(self.spec.stream, self.spec.durable)
+        dl_id = f"dl:{self.spec.stream}:{self.spec.durable}:{meta.sequence.stream}"
+        try:
+            await publish(self._js, subject, msg.data, dl_id, headers)
+        except Exception as exc:
+            # Not recorded, so not dropped: it comes back after a delay.
+            log.error("bus.dead_letter_failed", error=str(exc), subject=msg.subject)
+            await msg.nak(delay=self.spec.retry_max_s)
+            return
+        log.error("bus.dead_lettered", subject=msg.subject, reason=reason, consumer=self.spec.durable)
+        if self._metrics:
+            self._metrics.dead.labels(self.spec.stream, self.spec.durable).inc()
+        await msg.term()

@@ -1,0 +1,100 @@
+"""RFC 9457 problem details: typed errors that carry their status, and one handler set."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared.logging import get_logger
+
+PROBLEM_JSON = "application/problem+json"
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    path: str
+    message: str
+
+
+@dataclass
+class ProblemError(Exception):
+    status: int
+    title: str
+    detail: str = ""
+    errors: Sequence[FieldError] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        return problem_body(self.status, self.title, self.detail, self.errors)
+
+
+def problem_body(
+    status: int, title: str, detail: str = "", errors: Sequence[FieldError] = ()
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": f"https://waypost.dev/problems/{status}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = [{"path": e.path, "message": e.message} for e in errors]
+    return body
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str = "",
+    errors: Sequence[FieldError] = (),
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        problem_body(status, title, detail, errors),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def json_path(loc: Sequence[str | int]) -> str:
+    """``("body", "stages", 1, "steps", 0, "duration")`` -> ``stages[1].steps[0].duration``."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "$"
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProblemError)
+    async def _problem(_request: Request, exc: ProblemError) -> JSONResponse:
+        return problem_response(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [FieldError(json_path(e["loc"]), e["msg"]) for e in exc.errors()]
+        return problem_response(
+            422, "Validation failed", f"{len(errors)} problem(s) in the request", errors
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem_response(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("http.unhandled_error", error=str(exc))
+        return problem_response(500, "Internal error", "the error was logged")

@@ -1,0 +1,3 @@
+from waypost.cli import app
+
+app(prog_name="waypost")

@@ -1,0 +1,222 @@
+"""``waypost``: run the whole system (``up``), one service, or the migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from shared.settings import ClockMode
+from waypost.embedded import EmbeddedNats, EmbeddedPostgres, free_port
+from waypost.supervisor import ChildSpec, Supervisor
+
+app = typer.Typer(
+    help="Waypost: real-time customer-journey orchestration.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+SERVICES: dict[str, str] = {
+    "gateway": "gateway.app",
+    "designer": "services.designer.app",
+    "runtime": "services.runtime.app",
+    "scheduler": "services.scheduler.app",
+    "activator": "services.activator.app",
+}
+MIGRATED = ("services.designer", "services.runtime", "services.scheduler", "services.activator")
+
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(envvar="WAYPOST_DATABASE_URL", help="Use this PostgreSQL (asyncpg URL)."),
+]
+NatsUrl = Annotated[
+    str | None, typer.Option(envvar="WAYPOST_NATS_URL", help="Use this NATS server.")
+]
+
+
+def say(message: str) -> None:
+    typer.echo(f"[waypost] {message}", err=True)
+
+
+def migrate_all(database_url: str) -> None:
+    from shared.migrations import upgrade
+
+    for package in MIGRATED:
+        upgrade(package, database_url)
+
+
+@app.command()
+def migrate(database_url: DatabaseUrl = None) -> None:
+    """Apply every service's migrations (one alembic history per schema)."""
+    from shared.settings import CommonSettings
+
+    url = database_url or CommonSettings().database_url
+    migrate_all(url)
+    say("migrations applied: " + ", ".join(p.rsplit(".", 1)[1] for p in MIGRATED))
+
+
+def _serve(name: str) -> None:
+    import importlib
+
+    import uvicorn
+
+    fastapi_app = importlib.import_module(SERVICES[name]).create_app()
+    settings = fastapi_app.state.settings
+    uvicorn.run(
+        fastapi_app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _service_command(name: str) -> None:
+    def run() -> None:
+        _serve(name)
+
+    run.__doc__ = f"Run the {name} alone, configured by WAYPOST_* environment variables."
+    app.command(name)(run)
+
+
+for _name in SERVICES:
+    _service_command(_name)
+
+
+@contextlib.contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / ".lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"another 'waypost up' is using {data_dir}")
+            raise typer.Exit(1) from None
+        yield
+
+
+@app.command()
+def up(
+    data_dir: Annotated[Path, typer.Option(help="Where embedded data and logs live.")] = Path(
+        ".waypost"
+    ),
+    port: Annotated[int, typer.Option(help="Port of the gateway.")] = 8080,
+    clock: Annotated[ClockMode, typer.Option(help="real, or virtual for tests.")] = ClockMode.REAL,
+    database_url: DatabaseUrl = None,
+    nats_url: NatsUrl = None,
+    nats_sync: Annotated[
+        bool, typer.Option(help="Embedded NATS fsyncs every write (slower, power-loss safe).")
+    ] = False,
+) -> None:
+    """Start PostgreSQL, NATS, the gateway and the four services; Ctrl-C stops them all."""
+    data_dir = data_dir.resolve()
+    with _locked(data_dir):
+        pg = None if database_url else EmbeddedPostgres(data_dir / "postgres")
+        nats = None if nats_url else EmbeddedNats(data_dir / "nats", sync_always=nats_sync)
+        try:
+            if pg is not None:
+                say(f"starting PostgreSQL (data in {pg.data_dir})")
+                database_url = pg.start()
+            if nats is not None:
+                say(f"starting NATS JetStream (data in {nats.data_dir})")
+                nats_url = nats.start()
+            assert database_url and nats_url
+            say("applying migrations")
+            migrate_all(database_url)
+            _print_bootstrap(database_url)
+            code = asyncio.run(_run_services(data_dir, port, clock, database_url, nats_url))
+        finally:
+            if nats is not None:
+                nats.stop()
+            if pg is not None:
+                pg.stop()
+            say("stopped")
+    raise typer.Exit(code)
+
+
+def _print_bootstrap(database_url: str) -> None:
+    from services.designer.bootstrap import ensure_bootstrap
+    from shared import db
+
+    async def run() -> str | None:
+        engine = db.create_engine(database_url, pool_size=1)
+        try:
+            async with db.transaction(db.make_sessionmaker(engine)) as session:
+                result = await ensure_bootstrap(session, os.environ.get("WAYPOST_ADMIN_KEY"))
+        finally:
+            await engine.dispose()
+        return result.new_key
+
+    key = asyncio.run(run())
+    if key:
+        say(f"admin key (shown once, keep it): {key}")
+
+
+def child_specs(
+    data_dir: Path, port: int, clock: ClockMode, database_url: str, nats_url: str
+) -> list[ChildSpec]:
+    ports = {name: (port if name == "gateway" else free_port()) for name in SERVICES}
+    common = {
+        **os.environ,
+        "WAYPOST_DATABASE_URL": database_url,
+        "WAYPOST_NATS_URL": nats_url,
+        "WAYPOST_CLOCK": clock.value,
+        **{f"WAYPOST_{n.upper()}_URL": f"http://127.0.0.1:{p}" for n, p in ports.items()},
+    }
+    return [
+        ChildSpec(
+            name=name,
+            argv=[sys.executable, "-m", "waypost", name],
+            env={**common, "WAYPOST_PORT": str(ports[name])},
+            log_file=data_dir / "logs" / f"{name}.log",
+        )
+        for name in SERVICES
+    ]
+
+
+async def _run_services(
+    data_dir: Path, port: int, clock: ClockMode, database_url: str, nats_url: str
+) -> int:
+    supervisor = Supervisor(child_specs(data_dir, port, clock, database_url, nats_url), say)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    say("starting gateway, designer, runtime, scheduler, activator")
+    await supervisor.start()
+    code = 0
+    try:
+        url = f"http://127.0.0.1:{port}"
+        if await _wait_ready(url, stop, timeout_s=120):
+            say(f"Waypost is up at {url} (clock: {clock.value}; logs in {data_dir / 'logs'})")
+            say("press Ctrl-C to stop")
+            await stop.wait()
+        elif not stop.is_set():
+            say(f"not ready after 120s; see the logs in {data_dir / 'logs'}")
+            code = 1
+    finally:
+        say("stopping services")
+        await supervisor.stop()
+    return code
+
+
+async def _wait_ready(url: str, stop: asyncio.Event, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        while time.monotonic() < deadline and not stop.is_set():
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{url}/readyz")).status_code == 200:
+                    return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.25)
+    return False
