@@ -41,7 +41,9 @@ def _forward_headers(
     return [(k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP | drop]
 
 
-async def forward(client: httpx.AsyncClient, base_url: str, service: str, request: Request) -> Response:
+async def forward(
+    client: httpx.AsyncClient, base_url: str, service: str, request: Request
+) -> Response:
     """Send ``request`` to ``base_url`` and stream the answer back; 503/504 if it can't."""
     correlation = correlation_headers()
     replaced = {k.lower() for k in correlation}

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
@@ -45,9 +44,11 @@ class Poison(Exception):
 
 async def connect(url: str, name: str) -> NATS:
     """Connect with unbounded reconnects; a NATS restart pauses work, it does not end it."""
+    nc = NATS()
 
     async def on_disconnect() -> None:
-        log.warning("nats.disconnected")
+        if not (nc.is_closed or nc.is_draining):
+            log.warning("nats.disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats.reconnected")
@@ -55,16 +56,17 @@ async def connect(url: str, name: str) -> NATS:
     async def on_error(exc: Exception) -> None:
         log.warning("nats.error", error=str(exc))
 
-    return await nats.connect(
+    await nc.connect(
         servers=[u.strip() for u in url.split(",") if u.strip()],
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=1,
         connect_timeout=5,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
         error_cb=on_error,
     )
+    return nc
 
 
 async def ensure_streams(
@@ -105,12 +107,12 @@ async def publish(
     payload: bytes | Any,
     msg_id: str,
     headers: Mapping[str, str] | None = None,
-    timeout: float = 5.0,
+    ack_timeout_s: float = 5.0,
 ) -> PubAck:
     """Publish once per ``msg_id``: JetStream drops a repeat inside the duplicate window."""
     data = payload if isinstance(payload, bytes) else encode(payload)
     all_headers = {**correlation_headers(), **(headers or {}), MSG_ID: msg_id}
-    return await js.publish(subject, data, headers=all_headers, timeout=timeout)
+    return await js.publish(subject, data, headers=all_headers, timeout=ack_timeout_s)
 
 
 Handler = Callable[[Msg], Awaitable[None]]
@@ -256,7 +258,9 @@ class Consumer:
             log.error("bus.dead_letter_failed", error=str(exc), subject=msg.subject)
             await msg.nak(delay=self.spec.retry_max_s)
             return
-        log.error("bus.dead_lettered", subject=msg.subject, reason=reason, consumer=self.spec.durable)
+        log.error(
+            "bus.dead_lettered", subject=msg.subject, reason=reason, consumer=self.spec.durable
+        )
         if self._metrics:
             self._metrics.dead.labels(self.spec.stream, self.spec.durable).inc()
         await msg.term()

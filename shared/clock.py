@@ -47,6 +47,12 @@ def _decode(raw: bytes) -> datetime:
     return datetime.fromisoformat(raw.decode()).astimezone(UTC)
 
 
+def _read(entry: KeyValue.Entry) -> tuple[datetime, int]:
+    if entry.value is None or entry.revision is None:
+        raise RuntimeError("the virtual clock key holds no time")
+    return _decode(entry.value), entry.revision
+
+
 class VirtualClock:
     """A clock that moves only when told to; shared by all processes on one NATS."""
 
@@ -64,9 +70,8 @@ class VirtualClock:
         kv = await _bucket(js, replicas)
         with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
             await kv.create(CLOCK_KEY, _encode(datetime.now(UTC)))
-        entry = await kv.get(CLOCK_KEY)
-        assert entry.value is not None and entry.revision is not None
-        clock = cls(kv, _decode(entry.value), entry.revision)
+        now, revision = _read(await kv.get(CLOCK_KEY))
+        clock = cls(kv, now, revision)
         await clock._start_watch()
         return clock
 
@@ -108,11 +113,10 @@ class VirtualClock:
     async def _change(self, compute: _Compute) -> datetime:
         """Compare-and-set on the KV revision, so concurrent advances add up."""
         while True:
-            entry = await self._kv.get(CLOCK_KEY)
-            assert entry.value is not None and entry.revision is not None
-            new = compute(_decode(entry.value))
+            current, last = _read(await self._kv.get(CLOCK_KEY))
+            new = compute(current)
             try:
-                revision = await self._kv.update(CLOCK_KEY, _encode(new), last=entry.revision)
+                revision = await self._kv.update(CLOCK_KEY, _encode(new), last=last)
             except nats.js.errors.KeyWrongLastSequenceError:
                 continue
             self._apply(new, revision)

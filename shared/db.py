@@ -6,8 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import MetaData, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -18,13 +22,9 @@ NAMING_CONVENTION = {
 }
 
 
-def make_base(schema: str) -> type[DeclarativeBase]:
-    """A declarative base whose tables all live in the service's own schema."""
-
-    class Base(DeclarativeBase):
-        metadata = MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
-
-    return Base
+def schema_metadata(schema: str) -> MetaData:
+    """Metadata for a service's declarative base: every table in the service's own schema."""
+    return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:

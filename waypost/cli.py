@@ -56,13 +56,20 @@ def migrate_all(database_url: str) -> None:
 
 
 @app.command()
-def migrate(database_url: DatabaseUrl = None) -> None:
+def migrate(
+    database_url: DatabaseUrl = None,
+    bootstrap: Annotated[
+        bool, typer.Option(help="Also create the first workspace and its admin key.")
+    ] = False,
+) -> None:
     """Apply every service's migrations (one alembic history per schema)."""
     from shared.settings import CommonSettings
 
     url = database_url or CommonSettings().database_url
     migrate_all(url)
     say("migrations applied: " + ", ".join(p.rsplit(".", 1)[1] for p in MIGRATED))
+    if bootstrap:
+        _print_bootstrap(url)
 
 
 def _serve(name: str) -> None:
@@ -130,7 +137,8 @@ def up(
             if nats is not None:
                 say(f"starting NATS JetStream (data in {nats.data_dir})")
                 nats_url = nats.start()
-            assert database_url and nats_url
+            assert database_url is not None
+            assert nats_url is not None
             say("applying migrations")
             migrate_all(database_url)
             _print_bootstrap(database_url)

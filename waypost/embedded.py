@@ -70,8 +70,8 @@ def _ensure_user(name: str) -> None:
 
 
 def _open_path_to(path: Path) -> None:
-    """Let another user traverse every directory above ``path`` (and read the binaries)."""
-    for parent in [path, *path.parents]:
+    """Let another user traverse every directory above ``path``."""
+    for parent in path.parents:
         mode = parent.stat().st_mode
         parent.chmod(mode | stat.S_IXGRP | stat.S_IXOTH | stat.S_IRGRP | stat.S_IROTH)
 
@@ -109,6 +109,7 @@ class EmbeddedPostgres:
             _open_path_to(self.data_dir)
             _open_path_to(self.bin_dir)
             shutil.chown(self.data_dir, run_as, run_as)
+        self.data_dir.chmod(0o700)
         if not (self.data_dir / "PG_VERSION").exists():
             subprocess.run(
                 [str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres",

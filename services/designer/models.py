@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, String, func
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import make_base
+from shared.db import schema_metadata
 
-Base = make_base("designer")
+
+class Base(DeclarativeBase):
+    metadata = schema_metadata("designer")
 
 
 class Workspace(Base):

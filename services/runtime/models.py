@@ -1,5 +1,9 @@
 """Tables of the ``runtime`` schema."""
 
-from shared.db import make_base
+from sqlalchemy.orm import DeclarativeBase
 
-Base = make_base("runtime")
+from shared.db import schema_metadata
+
+
+class Base(DeclarativeBase):
+    metadata = schema_metadata("runtime")

@@ -1,0 +1,41 @@
+# The documented way to do everything. `make up` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: install up test test-fast lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+up: install  ## start the whole system on embedded PostgreSQL and NATS (ARGS="--port 9000")
+	$(VENV)/bin/waypost up $(ARGS)
+
+test: install  ## the whole suite: unit, integration (real Postgres + NATS) and end-to-end
+	$(PY) -m pytest $(ARGS)
+
+test-fast: install  ## unit tests only: no servers
+	$(PY) -m pytest tests/unit $(ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy gateway services shared waypost bench
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install  ## raw NATS and PostgreSQL rates of this machine (ARGS="--quick")
+	$(PY) -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,49 @@
+"""Real PostgreSQL and NATS for the whole run, started by the same code as ``waypost up``.
+
+Set WAYPOST_TEST_DATABASE_URL and WAYPOST_TEST_NATS_URL to run against servers of your own.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from shared import bus
+from waypost.cli import migrate_all
+from waypost.embedded import EmbeddedNats, EmbeddedPostgres
+
+
+@dataclass(frozen=True)
+class Servers:
+    database_url: str
+    nats_url: str
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    db_url = os.environ.get("WAYPOST_TEST_DATABASE_URL")
+    nats_url = os.environ.get("WAYPOST_TEST_NATS_URL")
+    root = tmp_path_factory.mktemp("servers")
+    pg = None if db_url else EmbeddedPostgres(root / "postgres")
+    nats = None if nats_url else EmbeddedNats(root / "nats")
+    try:
+        db_url = db_url or pg.start()  # type: ignore[union-attr]
+        nats_url = nats_url or nats.start()  # type: ignore[union-attr]
+        migrate_all(db_url)
+        yield Servers(db_url, nats_url)
+    finally:
+        if nats is not None:
+            nats.stop()
+        if pg is not None:
+            pg.stop()
+
+
+@pytest.fixture
+async def nc(servers: Servers) -> AsyncIterator[NATS]:
+    client = await bus.connect(servers.nats_url, "tests")
+    yield client
+    await client.close()
