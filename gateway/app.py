@@ -1,23 +1,38 @@
-"""Gateway app factory: operational routes, the readiness of every service, the /v1 proxy."""
+"""Gateway app factory: authentication, the route table, rate limits, the /v1 proxy."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated
 
 import httpx
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, model_validator
+from starlette.middleware import Middleware
 from starlette.responses import Response
 
+from gateway.auth import Authenticator, DesignerUnavailable
+from gateway.bodylimit import BodyLimitMiddleware
+from gateway.openapi import merged_openapi
 from gateway.proxy import forward
-from gateway.routes import owner
+from gateway.ratelimit import RateLimiter, retry_after_header
+from gateway.routes import MethodNotAllowed, Route, match
 from gateway.settings import GatewaySettings
 from shared.app import ServiceState, create_service_app, get_state
-from shared.problems import ProblemError
+from shared.clock import VirtualClock
+from shared.durations import Duration, to_timedelta
+from shared.identity import Identity
+from shared.problems import FieldError, ProblemError, invalid
 
 HTTP_CLIENT = "http"
-PROXY_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+AUTH = "auth"
+LIMITER = "limiter"
+PROXY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def _client(state: ServiceState) -> httpx.AsyncClient:
@@ -31,7 +46,7 @@ def _settings(state: ServiceState) -> GatewaySettings:
 
 
 @asynccontextmanager
-async def _http_client(state: ServiceState) -> AsyncIterator[None]:
+async def _clients(state: ServiceState) -> AsyncIterator[None]:
     settings = _settings(state)
     limits = httpx.Limits(
         max_connections=settings.upstream_connections,
@@ -40,6 +55,8 @@ async def _http_client(state: ServiceState) -> AsyncIterator[None]:
     timeout = httpx.Timeout(settings.upstream_timeout_s, connect=2.0)
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
         state.extras[HTTP_CLIENT] = client
+        state.extras[AUTH] = Authenticator(client, settings.designer_url, settings.auth_cache_s)
+        state.extras[LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         yield
 
 
@@ -57,17 +74,136 @@ async def _services_ready(state: ServiceState) -> tuple[bool, str]:
     return (not down), ("ok" if not down else "down: " + ", ".join(down))
 
 
+def _route(request: Request) -> Route:
+    try:
+        route = match(request.method, request.url.path)
+    except MethodNotAllowed as exc:
+        raise ProblemError(
+            405, "Method not allowed", f"{request.method} is not allowed here",
+            headers={"Allow": ", ".join(sorted(exc.allowed))},
+        ) from None  # fmt: skip
+    if route is None:
+        raise ProblemError(404, "Not found", f"no resource at {request.url.path}")
+    return route
+
+
+async def _identify(request: Request, state: ServiceState) -> Identity:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ProblemError(
+            401, "Unauthorized", "send 'Authorization: Bearer <api key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
+    try:
+        identity = await state.extras[AUTH].identify(key.strip())
+    except DesignerUnavailable as exc:
+        raise ProblemError(503, "Service unavailable", "designer is not reachable") from exc
+    if identity is None:
+        raise ProblemError(
+            401, "Unauthorized", "unknown or revoked API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
+    return identity
+
+
+async def authorize(request: Request) -> tuple[Route, Identity]:
+    """Route, key, role and rate limit: checked here, once, for every /v1 request."""
+    route = _route(request)
+    state = get_state(request)
+    identity = await _identify(request, state)
+    if identity.role not in route.roles:
+        raise ProblemError(
+            403, "Forbidden", f"a {identity.role.value} key may not {request.method} this"
+        )
+    wait = state.extras[LIMITER].take(identity.key_id)
+    if wait > 0:
+        raise ProblemError(
+            429, "Too many requests", "this key is over its request rate",
+            headers={"Retry-After": retry_after_header(wait)},
+        )  # fmt: skip
+    return route, identity
+
+
+Authorized = Annotated[tuple[Route, Identity], Depends(authorize)]
+
+clock_router = APIRouter(prefix="/v1/admin", tags=["test clock"])
+
+
+class ClockChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    advance: Duration | None = None
+    set: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ClockChange:
+        if (self.advance is None) == (self.set is None):
+            raise ValueError("give exactly one of 'advance' or 'set'")
+        if self.set is not None and self.set.tzinfo is None:
+            raise ValueError("'set' needs a UTC offset")
+        return self
+
+
+def _virtual(request: Request) -> VirtualClock:
+    clock = get_state(request).clock
+    if not isinstance(clock, VirtualClock):
+        raise ProblemError(404, "Not found", "the clock is real; start with --clock virtual")
+    return clock
+
+
+@clock_router.get("/clock")
+async def get_clock(request: Request, _auth: Authorized) -> dict[str, datetime]:
+    return {"now": _virtual(request).now()}
+
+
+@clock_router.post("/clock")
+async def change_clock(
+    request: Request, _auth: Authorized, body: ClockChange
+) -> dict[str, datetime]:
+    clock = _virtual(request)
+    if body.advance is not None:
+        delta = to_timedelta(body.advance)
+        if delta.total_seconds() < 0:
+            raise invalid([FieldError("advance", "the clock only moves forward")])
+        return {"now": await clock.advance(delta)}
+    assert body.set is not None
+    return {"now": await clock.set(body.set)}
+
+
 proxy_router = APIRouter()
 
 
 @proxy_router.api_route("/v1/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
-async def proxy(request: Request) -> Response:
-    service = owner(request.url.path)
-    if service is None:
-        raise ProblemError(404, "Not found", f"no resource at {request.url.path}")
+async def proxy(request: Request, auth: Authorized) -> Response:
+    route, identity = auth
     state = get_state(request)
-    base = _settings(state).service_urls()[service]
-    return await forward(_client(state), base, service, request)
+    base = _settings(state).service_urls()[route.service]
+    return await forward(_client(state), base, route.service, request, identity.headers())
+
+
+docs_router = APIRouter(include_in_schema=False)
+
+
+@docs_router.get("/openapi.json")
+async def openapi(request: Request) -> JSONResponse:
+    app: FastAPI = request.app
+    cached = getattr(app.state, "merged_openapi", None)
+    if cached is None:
+        state = get_state(request)
+        try:
+            cached = await merged_openapi(
+                _client(state), _settings(state).service_urls(), app.openapi()
+            )
+        except httpx.HTTPError as exc:
+            raise ProblemError(
+                503, "Service unavailable", "a service's API is unreachable"
+            ) from exc
+        app.state.merged_openapi = cached
+    return JSONResponse(cached)
+
+
+@docs_router.get("/docs")
+async def docs() -> HTMLResponse:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="Waypost API")
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -75,7 +211,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     return create_service_app(
         settings,
         title="Waypost",
-        routers=[proxy_router],
-        extend=_http_client,
+        routers=[clock_router, proxy_router, docs_router],
+        extend=_clients,
         readiness={"services": _services_ready},
+        openapi_url=None,
+        middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)],
     )

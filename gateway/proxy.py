@@ -9,6 +9,7 @@ from fastapi import Request
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
+from shared.identity import HEADER_PREFIX
 from shared.logging import correlation_headers, get_logger
 from shared.problems import problem_response
 
@@ -42,13 +43,25 @@ def _forward_headers(
 
 
 async def forward(
-    client: httpx.AsyncClient, base_url: str, service: str, request: Request
+    client: httpx.AsyncClient,
+    base_url: str,
+    service: str,
+    request: Request,
+    identity_headers: Mapping[str, str],
 ) -> Response:
-    """Send ``request`` to ``base_url`` and stream the answer back; 503/504 if it can't."""
-    correlation = correlation_headers()
-    replaced = {k.lower() for k in correlation}
-    headers = [(k, v) for k, v in _forward_headers(request.headers) if k.lower() not in replaced]
-    headers += list(correlation.items())
+    """Send ``request`` to ``base_url`` and stream the answer back; 503/504 if it can't.
+
+    The caller's identity travels in ``x-waypost-*`` headers that only the gateway sets:
+    any a client sent are dropped here.
+    """
+    added = {**correlation_headers(), **identity_headers}
+    replaced = {k.lower() for k in added}
+    headers = [
+        (k, v)
+        for k, v in _forward_headers(request.headers)
+        if k.lower() not in replaced and not k.lower().startswith(HEADER_PREFIX)
+    ]
+    headers += list(added.items())
     upstream = client.build_request(
         request.method,
         base_url + request.url.path,

@@ -13,6 +13,13 @@ class GatewaySettings(ServiceSettings):
     upstream_timeout_s: float = Field(default=30.0, gt=0, description="Per upstream request.")
     upstream_connections: int = Field(default=200, ge=1, description="Pooled upstream conns.")
 
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest request body.")
+    rate_limit_per_s: float = Field(default=200.0, gt=0, description="Requests/s per API key.")
+    rate_limit_burst: int = Field(default=400, ge=1, description="Burst per API key.")
+    auth_cache_s: float = Field(
+        default=1.0, ge=0, le=1.0, description="How long a key lookup is reused (revocation delay)."
+    )
+
     def service_urls(self) -> dict[str, str]:
         return {
             "designer": self.designer_url,

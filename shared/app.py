@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared import bus, db
@@ -69,6 +70,8 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
     extend: Extension | None = None,
     readiness: dict[str, ReadinessCheck] | None = None,
+    openapi_url: str | None = "/openapi.json",
+    middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     checks: dict[str, ReadinessCheck] = {
         "database": _check_database,
@@ -89,10 +92,12 @@ def create_service_app(
             yield
             log.info("service.stopping")
 
-    app = FastAPI(title=title, lifespan=lifespan)
+    app = FastAPI(title=title, lifespan=lifespan, openapi_url=openapi_url)
     app.state.settings = settings
     install_problem_handlers(app)
-    app.add_middleware(CorrelationMiddleware)
+    for layer in middleware:
+        app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
+    app.add_middleware(CorrelationMiddleware)  # outermost: every answer carries the id
     _add_operational_routes(app, checks)
     for router in routers:
         app.include_router(router)

@@ -64,9 +64,13 @@ def problem_response(
     )
 
 
+# Names of union members that pydantic puts into a location; they are no JSON keys.
+UNION_TAGS: set[str] = set()
+
+
 def json_path(loc: Sequence[str | int]) -> str:
     """``("body", "stages", 1, "steps", 0, "duration")`` -> ``stages[1].steps[0].duration``."""
-    parts = list(loc)
+    parts = [p for p in loc if not (isinstance(p, str) and (p in UNION_TAGS or "[" in p))]
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
     out = ""
@@ -85,7 +89,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [FieldError(json_path(e["loc"]), e["msg"]) for e in exc.errors()]
+        errors = pydantic_errors(exc)
         return problem_response(
             422, "Validation failed", f"{len(errors)} problem(s) in the request", errors
         )
@@ -98,3 +102,32 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("http.unhandled_error", error=str(exc))
         return problem_response(500, "Internal error", "the error was logged")
+
+
+def not_found(what: str) -> ProblemError:
+    return ProblemError(404, "Not found", f"{what} does not exist")
+
+
+def conflict(detail: str) -> ProblemError:
+    return ProblemError(409, "Conflict", detail)
+
+
+def forbidden(detail: str) -> ProblemError:
+    return ProblemError(403, "Forbidden", detail)
+
+
+def invalid(errors: Sequence[FieldError], detail: str = "") -> ProblemError:
+    return ProblemError(
+        422, "Validation failed", detail or f"{len(errors)} problem(s) in the request", errors
+    )
+
+
+def pydantic_errors(exc: Any, prefix: str = "") -> list[FieldError]:
+    """A pydantic ValidationError's problems as field errors, paths under ``prefix``."""
+    return [
+        FieldError(
+            json_path((prefix, *e["loc"]) if prefix else e["loc"]),
+            e["msg"].removeprefix("Value error, "),
+        )
+        for e in exc.errors()
+    ]

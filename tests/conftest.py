@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -15,6 +16,9 @@ from nats.aio.client import Client as NATS
 from shared import bus
 from waypost.cli import migrate_all
 from waypost.embedded import EmbeddedNats, EmbeddedPostgres
+
+if TYPE_CHECKING:
+    from tests.stack import Stack, Workspace
 
 
 @dataclass(frozen=True)
@@ -47,3 +51,18 @@ async def nc(servers: Servers) -> AsyncIterator[NATS]:
     client = await bus.connect(servers.nats_url, "tests")
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="session")
+async def stack(servers: Servers) -> AsyncIterator[Stack]:
+    from tests.stack import running_stack
+
+    async with running_stack(servers) as running:
+        yield running
+
+
+@pytest.fixture
+async def workspace(stack: Stack) -> Workspace:
+    from tests.stack import new_workspace
+
+    return await new_workspace(stack)

@@ -170,11 +170,23 @@ def _print_bootstrap(database_url: str) -> None:
         say(f"admin key (shown once, keep it): {key}")
 
 
+def secrets_key(data_dir: Path) -> str:
+    """The key that encrypts connector secrets, made once per data dir and kept there."""
+    from services.designer.secrets import SecretBox
+
+    path = data_dir / "secrets.key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(SecretBox.new_key())
+    return path.read_text().strip()
+
+
 def child_specs(
     data_dir: Path, port: int, clock: ClockMode, database_url: str, nats_url: str
 ) -> list[ChildSpec]:
     ports = {name: (port if name == "gateway" else free_port()) for name in SERVICES}
     common = {
+        "WAYPOST_SECRETS_KEY": secrets_key(data_dir),
         **os.environ,
         "WAYPOST_DATABASE_URL": database_url,
         "WAYPOST_NATS_URL": nats_url,

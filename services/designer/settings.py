@@ -6,3 +6,19 @@ from shared.settings import ServiceSettings
 class DesignerSettings(ServiceSettings):
     service_name: str = "designer"
     port: int = Field(default=8081, ge=0, le=65535)
+    secrets_key: str = Field(
+        default="",
+        description="Fernet key that encrypts connector secrets at rest (required).",
+    )
+    activator_url: str = Field(
+        default="http://127.0.0.1:8084", description="Activator base URL (connector tests)."
+    )
+    runtime_url: str = Field(
+        default="http://127.0.0.1:8082", description="Runtime base URL (in-flight migration)."
+    )
+    limit_stages: int = Field(default=8, ge=1)
+    limit_steps_per_stage: int = Field(default=40, ge=1)
+    limit_steps_per_journey: int = Field(default=120, ge=1)
+    limit_activations_per_journey: int = Field(default=50, ge=1)
+    limit_exit_rules_per_journey: int = Field(default=20, ge=0)
+    limit_jumps_per_journey: int = Field(default=20, ge=0)

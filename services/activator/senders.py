@@ -1,0 +1,255 @@
+"""One delivery attempt through a connector, with every failure classified.
+
+``send`` never retries: the caller owns retries (backoff on the product's clock, attempt
+counts, the final status). It only says whether trying again could help:
+``TransientDeliveryError`` (network trouble, timeouts, HTTP 429/5xx, SMTP 4xx) or
+``PermanentDeliveryError`` (anything a retry would repeat). The activation id travels with
+every message (Message-ID, Idempotency-Key, webhook-id) so a provider can drop a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr, parsedate_to_datetime
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+import aiosmtplib
+import httpx
+from standardwebhooks import Webhook
+
+from shared.connectors import (
+    ConnectorConfig,
+    ConnectorType,
+    HttpConfig,
+    SmtpConfig,
+    WebhookConfig,
+)
+
+USER_AGENT = "Waypost/0.1"
+# Enough of a provider's error answer to tell what it meant, short enough for a status row.
+REASON_SNIPPET = 200
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    activation_id: str
+    to: str
+    subject: str | None
+    body: str
+    html: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    detail: str
+    message_id: str | None = None
+
+
+class DeliveryError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth retrying; ``retry_after_s`` is the provider's own hint, when it gave one."""
+
+    def __init__(self, reason: str, retry_after_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
+
+
+class PermanentDeliveryError(DeliveryError):
+    """A retry would fail the same way (refused recipient, bad request, bad credentials)."""
+
+
+async def send(
+    kind: ConnectorType | str,
+    config: ConnectorConfig,
+    message: OutgoingMessage,
+    http: httpx.AsyncClient,
+) -> SendResult:
+    """Delivers ``message`` once through the connector; raises a ``DeliveryError`` subclass."""
+    kind = ConnectorType(kind)
+    if kind is ConnectorType.SMTP and isinstance(config, SmtpConfig):
+        return await send_email(config, message)
+    if kind is ConnectorType.WEBHOOK and isinstance(config, WebhookConfig):
+        return await send_webhook(config, message, http)
+    http_kinds = (ConnectorType.SMS_HTTP, ConnectorType.PUSH_HTTP)
+    if kind in http_kinds and isinstance(config, HttpConfig):
+        return await send_http(config, message, http)
+    # A stored config that no longer fits its type fails the message, not the worker.
+    raise PermanentDeliveryError(f"connector config {type(config).__name__} is not for {kind}")
+
+
+# --- SMTP -----------------------------------------------------------------------------------
+
+
+async def send_email(config: SmtpConfig, message: OutgoingMessage) -> SendResult:
+    email = build_email(config, message)
+    try:
+        _responses, reply = await aiosmtplib.send(
+            email,
+            hostname=config.host,
+            port=config.port,
+            username=config.username,
+            password=_password(config),
+            use_tls=config.use_tls,
+            start_tls=config.starttls,
+            timeout=config.timeout_s,
+        )
+    except Exception as exc:
+        _raise_smtp(exc, config)
+    return SendResult(detail=reply.strip() or "accepted", message_id=email["Message-ID"])
+
+
+def build_email(config: SmtpConfig, message: OutgoingMessage) -> EmailMessage:
+    """Text body, plus an HTML alternative when there is one."""
+    if "@" not in parseaddr(message.to)[1]:
+        raise PermanentDeliveryError(f"invalid recipient address {message.to!r}")
+    email = EmailMessage()
+    try:
+        email["From"] = config.from_
+        email["To"] = message.to
+        email["Subject"] = message.subject or ""
+        email["Date"] = formatdate(usegmt=True)
+        email["Message-ID"] = message_id(message.activation_id, config.from_)
+        email.set_content(message.body)
+        if message.html is not None:
+            email.add_alternative(message.html, subtype="html")
+    except ValueError as exc:  # e.g. a line break in a header: would allow header injection
+        raise PermanentDeliveryError(f"invalid message: {exc}") from None
+    return email
+
+
+def message_id(activation_id: str, sender: str) -> str:
+    """Stable per activation, so a resent attempt is recognisably the same message."""
+    domain = parseaddr(sender)[1].rpartition("@")[2]
+    domain = quote(domain, safe=".-") or "waypost.invalid"
+    return f"<{quote(activation_id, safe='')}@{domain}>"
+
+
+def _password(config: SmtpConfig) -> str | None:
+    if config.username is None:
+        return None
+    return config.password.get_secret_value() if config.password is not None else ""
+
+
+def _raise_smtp(exc: Exception, config: SmtpConfig) -> NoReturn:
+    where = f"{config.host}:{config.port}"
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        _raise_smtp_code(exc.recipients[0].code, f"recipient refused: {exc.recipients[0].message}")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        _raise_smtp_code(exc.code, exc.message)
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError):
+        raise TransientDeliveryError(f"SMTP server {where} timed out") from None
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError):
+        raise TransientDeliveryError(f"SMTP server {where} unreachable: {exc}") from None
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        raise PermanentDeliveryError(f"TLS certificate of {where} rejected: {exc}") from None
+    if isinstance(exc, OSError):
+        raise TransientDeliveryError(f"SMTP server {where}: {exc}") from None
+    # SMTPNotSupported (no STARTTLS, no AUTH) and argument errors are configuration faults.
+    raise PermanentDeliveryError(f"SMTP {type(exc).__name__}: {exc}") from None
+
+
+def _raise_smtp_code(code: int, text: str) -> NoReturn:
+    reason = f"SMTP {code}: {' '.join(text.split())}"[:REASON_SNIPPET]
+    if 400 <= code < 500:
+        raise TransientDeliveryError(reason) from None
+    raise PermanentDeliveryError(reason) from None
+
+
+# --- HTTP providers and webhooks ----------------------------------------------------------
+
+
+def payload(message: OutgoingMessage) -> bytes:
+    """The JSON every HTTP connector receives; the core keys win over metadata."""
+    data: dict[str, Any] = {
+        **message.metadata,
+        "to": message.to,
+        "body": message.body,
+        "activation_id": message.activation_id,
+    }
+    if message.subject is not None:
+        data["subject"] = message.subject
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+async def send_http(
+    config: HttpConfig, message: OutgoingMessage, http: httpx.AsyncClient
+) -> SendResult:
+    headers = {"Idempotency-Key": message.activation_id}
+    if config.token is not None:
+        headers["Authorization"] = f"Bearer {config.token.get_secret_value()}"
+    return await _post(config.url, payload(message), headers, config.timeout_s, http)
+
+
+async def send_webhook(
+    config: WebhookConfig, message: OutgoingMessage, http: httpx.AsyncClient
+) -> SendResult:
+    body = payload(message)
+    # Receivers check the timestamp against their own wall clock, so it is real time even
+    # when the product runs on a virtual clock.
+    now = datetime.fromtimestamp(int(datetime.now(UTC).timestamp()), UTC)
+    signature = Webhook(config.signing_secret()).sign(message.activation_id, now, body.decode())
+    headers = {
+        "webhook-id": message.activation_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
+    return await _post(config.url, body, headers, config.timeout_s, http)
+
+
+async def _post(
+    url: str, body: bytes, headers: dict[str, str], timeout_s: float, http: httpx.AsyncClient
+) -> SendResult:
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
+    try:
+        response = await http.post(url, content=body, headers=headers, timeout=timeout_s)
+    except httpx.TimeoutException:
+        raise TransientDeliveryError(f"{url} timed out after {timeout_s:g}s") from None
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise PermanentDeliveryError(f"{url}: {exc}") from None
+    except httpx.TransportError as exc:
+        detail = str(exc) or type(exc).__name__
+        raise TransientDeliveryError(f"{url} unreachable: {detail}") from None
+    _check_status(response)
+    return SendResult(detail=f"HTTP {response.status_code}")
+
+
+def _check_status(response: httpx.Response) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    text = " ".join(response.text.split())[:REASON_SNIPPET]
+    reason = f"HTTP {status} from provider" + (f": {text}" if text else "")
+    if status == 429:
+        raise TransientDeliveryError(reason, retry_after(response.headers.get("Retry-After")))
+    if status >= 500:
+        raise TransientDeliveryError(reason, retry_after(response.headers.get("Retry-After")))
+    # Other 4xx and unexpected redirects: sending the same request again changes nothing.
+    raise PermanentDeliveryError(reason)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

@@ -1,0 +1,67 @@
+"""What a designer request works with: its session, caller, settings and clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import httpx
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.designer.secrets import SecretBox
+from services.designer.settings import DesignerSettings
+from shared import db
+from shared.app import ServiceState, get_state
+from shared.identity import Identity, identity_from_request
+from shared.outbox import OutboxRelay
+
+HTTP = "http"
+SECRETS = "secrets"
+RELAY = "relay"
+
+
+@dataclass
+class Ctx:
+    session: AsyncSession
+    identity: Identity
+    settings: DesignerSettings
+    state: ServiceState
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        client: httpx.AsyncClient = self.state.extras[HTTP]
+        return client
+
+    @property
+    def secrets(self) -> SecretBox:
+        box: SecretBox = self.state.extras[SECRETS]
+        return box
+
+    @property
+    def relay(self) -> OutboxRelay:
+        relay: OutboxRelay = self.state.extras[RELAY]
+        return relay
+
+
+async def session_dep(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's one transaction: committed when the route returns, else rolled back."""
+    state = get_state(request)
+    async with db.transaction(state.sessions) as session:
+        yield session
+    if RELAY in state.extras:
+        state.extras[RELAY].notify()
+
+
+async def ctx_dep(
+    request: Request,
+    session: Annotated[AsyncSession, Depends(session_dep, scope="function")],
+    identity: Annotated[Identity, Depends(identity_from_request)],
+) -> Ctx:
+    state = get_state(request)
+    assert isinstance(state.settings, DesignerSettings)
+    return Ctx(session, identity, state.settings, state)
+
+
+CtxDep = Annotated[Ctx, Depends(ctx_dep)]

@@ -1,0 +1,96 @@
+"""Routes for the other services only (never routed by the gateway)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.designer.context import SECRETS, session_dep
+from services.designer.repository import (
+    ApiKeyRepository,
+    ConnectorRepository,
+    JourneyRepository,
+    SettingsRepository,
+    TemplateRepository,
+)
+from services.designer.schemas import WorkspaceSettingsBody
+from services.designer.secrets import SecretBox
+from shared.app import get_state
+from shared.problems import not_found
+
+router = APIRouter(prefix="/internal", include_in_schema=False)
+Session = Annotated[AsyncSession, Depends(session_dep, scope="function")]
+
+
+@router.get("/auth/{key_hash}")
+async def resolve_key(session: Session, key_hash: str) -> dict[str, Any]:
+    """The identity behind an API key's hash; 404 when unknown or revoked."""
+    found = await ApiKeyRepository(session).active_by_hash(key_hash)
+    if found is None:
+        raise not_found("key")
+    key, workspace = found
+    return {
+        "key_id": key.id,
+        "workspace_id": key.workspace_id,
+        "role": key.role,
+        "folder_ids": list(key.folder_ids),
+        "bootstrap": workspace.is_bootstrap,
+    }
+
+
+@router.get("/journeys/live")
+async def live_journeys(session: Session) -> dict[str, Any]:
+    """Every published version of every live or paused journey, for the runtime."""
+    rows = await JourneyRepository(session).published_for_runtime()
+    return {
+        "items": [
+            {
+                "journey_id": journey.id,
+                "workspace_id": journey.workspace_id,
+                "status": journey.status,
+                "live_version": journey.live_version,
+                "version": version.version,
+                "body": version.body,
+            }
+            for journey, version in rows
+        ]
+    }
+
+
+@router.get("/workspaces/{workspace_id}/connectors/{connector_id}")
+async def connector(
+    request: Request, session: Session, workspace_id: str, connector_id: str
+) -> dict[str, Any]:
+    """A connector with its secrets, for the activator to deliver through."""
+    found = await ConnectorRepository(session).get(workspace_id, connector_id)
+    if found is None:
+        raise not_found(f"connector {connector_id}")
+    box: SecretBox = get_state(request).extras[SECRETS]
+    return {
+        "id": found.id,
+        "type": found.type,
+        "config": {**found.config, **box.open(found.secrets)},
+    }
+
+
+@router.get("/workspaces/{workspace_id}/templates/{template_id}")
+async def template(session: Session, workspace_id: str, template_id: str) -> dict[str, Any]:
+    found = await TemplateRepository(session).get(workspace_id, template_id)
+    if found is None:
+        raise not_found(f"template {template_id}")
+    return {
+        "id": found.id,
+        "channel": found.channel,
+        "subject": found.subject,
+        "body": found.body,
+        "html": found.html,
+        "status": found.status,
+    }
+
+
+@router.get("/workspaces/{workspace_id}/settings")
+async def workspace_settings(session: Session, workspace_id: str) -> dict[str, Any]:
+    stored = await SettingsRepository(session).get(workspace_id)
+    return WorkspaceSettingsBody.model_validate(stored or {}).model_dump(mode="json")

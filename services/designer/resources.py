@@ -1,0 +1,350 @@
+"""Workspaces, API keys, folders, templates, connectors and workspace settings."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func
+
+from services.designer.access import allowed_folders, check_folder
+from services.designer.context import Ctx
+from services.designer.keys import hash_key, new_key
+from services.designer.models import ApiKey, Connector, Folder, Template, Workspace
+from services.designer.repository import (
+    ApiKeyRepository,
+    ConnectorRepository,
+    FolderRepository,
+    SettingsRepository,
+    TemplateRepository,
+    WorkspaceRepository,
+)
+from services.designer.schemas import (
+    ApiKeyCreated,
+    ApiKeyIn,
+    ApiKeyOut,
+    ConnectorIn,
+    ConnectorOut,
+    FolderIn,
+    FolderOut,
+    TemplateIn,
+    TemplateOut,
+    WorkspaceIn,
+    WorkspaceOut,
+    WorkspaceSettingsBody,
+    WorkspaceSettingsPatch,
+)
+from shared import templating
+from shared.connectors import (
+    SECRET_FIELDS,
+    ConnectorType,
+    config_errors,
+    parse_config,
+    redact,
+    to_stored,
+)
+from shared.identity import Role
+from shared.pagination import Page, decode_cursor, encode_cursor
+from shared.problems import FieldError, conflict, forbidden, invalid, not_found, pydantic_errors
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _page(rows: list[Any], limit: int, out: Any) -> Page[Any]:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = encode_cursor([rows[-1].created_at, rows[-1].id]) if more and rows else None
+    return Page(items=[out(r) for r in rows], next_cursor=cursor)
+
+
+# Workspaces -------------------------------------------------------------------------------
+
+
+async def create_workspace(ctx: Ctx, body: WorkspaceIn) -> WorkspaceOut:
+    if not ctx.identity.bootstrap:
+        raise forbidden("only an admin key of the bootstrap workspace creates workspaces")
+    workspace = await WorkspaceRepository(ctx.session).add(
+        Workspace(id=_new_id(), name=body.name, is_bootstrap=False)
+    )
+    return WorkspaceOut(id=workspace.id, name=workspace.name)
+
+
+# API keys ---------------------------------------------------------------------------------
+
+
+def key_out(key: ApiKey) -> ApiKeyOut:
+    return ApiKeyOut(
+        id=key.id,
+        name=key.name,
+        role=Role(key.role),
+        folder_ids=list(key.folder_ids),
+        workspace_id=key.workspace_id,
+        created_at=key.created_at,
+    )
+
+
+async def create_key(ctx: Ctx, body: ApiKeyIn) -> ApiKeyCreated:
+    workspace_id = body.workspace_id or ctx.identity.workspace_id
+    if workspace_id != ctx.identity.workspace_id:
+        if not ctx.identity.bootstrap:
+            raise not_found(f"workspace {workspace_id}")
+        if await WorkspaceRepository(ctx.session).get(workspace_id) is None:
+            raise invalid([FieldError("workspace_id", "no such workspace")])
+    await _check_grants(ctx, workspace_id, body)
+    secret = new_key()
+    key = await ApiKeyRepository(ctx.session).add(
+        ApiKey(
+            id=_new_id(),
+            workspace_id=workspace_id,
+            name=body.name,
+            role=body.role.value,
+            key_hash=hash_key(secret),
+            folder_ids=list(body.folder_ids),
+        )
+    )
+    await ctx.session.refresh(key)
+    return ApiKeyCreated(**key_out(key).model_dump(), key=secret)
+
+
+async def _check_grants(ctx: Ctx, workspace_id: str, body: ApiKeyIn) -> None:
+    if body.folder_ids and body.role not in (Role.EDITOR, Role.VIEWER):
+        raise invalid([FieldError("folder_ids", "folder grants apply to editor and viewer keys")])
+    known = await FolderRepository(ctx.session).existing(workspace_id, body.folder_ids)
+    errors = [
+        FieldError(f"folder_ids[{i}]", f"no folder '{f}' in the workspace")
+        for i, f in enumerate(body.folder_ids)
+        if f not in known
+    ]
+    if errors:
+        raise invalid(errors)
+
+
+async def list_keys(ctx: Ctx, cursor: str | None, limit: int) -> Page[Any]:
+    rows = await ApiKeyRepository(ctx.session).page(
+        ctx.identity.workspace_id, decode_cursor(cursor), limit + 1
+    )
+    return _page(list(rows), limit, key_out)
+
+
+async def revoke_key(ctx: Ctx, key_id: str) -> None:
+    key = await ApiKeyRepository(ctx.session).get(ctx.identity.workspace_id, key_id)
+    if key is None:
+        raise not_found(f"API key {key_id}")
+    key.revoked_at = func.now()  # type: ignore[assignment]
+
+
+# Folders ----------------------------------------------------------------------------------
+
+
+def folder_out(folder: Folder) -> FolderOut:
+    return FolderOut(id=folder.id, name=folder.name, parent_id=folder.parent_id)
+
+
+async def create_folder(ctx: Ctx, body: FolderIn) -> FolderOut:
+    repo = FolderRepository(ctx.session)
+    ws = ctx.identity.workspace_id
+    if body.parent_id is not None and await repo.get(ws, body.parent_id) is None:
+        raise invalid([FieldError("parent_id", f"no folder '{body.parent_id}' here")])
+    check_folder(await allowed_folders(ctx.session, ctx.identity), body.parent_id)
+    siblings = await repo.page(ws, None, None, 100_000)
+    if any(f.parent_id == body.parent_id and f.name == body.name for f in siblings):
+        raise conflict(f"a folder named '{body.name}' already exists there")
+    folder = await repo.add(
+        Folder(id=_new_id(), workspace_id=ws, parent_id=body.parent_id, name=body.name)
+    )
+    return folder_out(folder)
+
+
+async def list_folders(ctx: Ctx, cursor: str | None, limit: int) -> Page[Any]:
+    allowed = await allowed_folders(ctx.session, ctx.identity)
+    rows = await FolderRepository(ctx.session).page(
+        ctx.identity.workspace_id, allowed, decode_cursor(cursor), limit + 1
+    )
+    return _page(list(rows), limit, folder_out)
+
+
+# Templates --------------------------------------------------------------------------------
+
+
+def template_out(t: Template) -> TemplateOut:
+    return TemplateOut.model_validate(t, from_attributes=True)
+
+
+def _template_errors(body: TemplateIn) -> list[FieldError]:
+    errors = []
+    for field in ("subject", "body", "html"):
+        source = getattr(body, field)
+        problem = templating.check(source) if source else None
+        if problem:
+            errors.append(FieldError(field, problem))
+    if body.channel == "email" and not body.subject:
+        errors.append(FieldError("subject", "an email template needs a subject"))
+    if body.channel != "email" and body.html:
+        errors.append(FieldError("html", "only email templates have HTML"))
+    return errors
+
+
+async def create_template(ctx: Ctx, body: TemplateIn) -> TemplateOut:
+    if errors := _template_errors(body):
+        raise invalid(errors)
+    repo = TemplateRepository(ctx.session)
+    if await repo.name_taken(ctx.identity.workspace_id, body.name, None):
+        raise conflict(f"a template named '{body.name}' already exists")
+    template = await repo.add(
+        Template(id=_new_id(), workspace_id=ctx.identity.workspace_id, **body.model_dump())
+    )
+    await ctx.session.refresh(template)
+    return template_out(template)
+
+
+async def get_template(ctx: Ctx, template_id: str) -> Template:
+    template = await TemplateRepository(ctx.session).get(ctx.identity.workspace_id, template_id)
+    if template is None:
+        raise not_found(f"template {template_id}")
+    return template
+
+
+async def update_template(ctx: Ctx, template_id: str, body: TemplateIn) -> TemplateOut:
+    template = await get_template(ctx, template_id)
+    if errors := _template_errors(body):
+        raise invalid(errors)
+    repo = TemplateRepository(ctx.session)
+    if await repo.name_taken(ctx.identity.workspace_id, body.name, template_id):
+        raise conflict(f"a template named '{body.name}' already exists")
+    for field, value in body.model_dump().items():
+        setattr(template, field, value)
+    template.updated_at = func.now()  # type: ignore[assignment]
+    await ctx.session.flush()
+    await ctx.session.refresh(template)
+    return template_out(template)
+
+
+async def list_templates(ctx: Ctx, cursor: str | None, limit: int) -> Page[Any]:
+    rows = await TemplateRepository(ctx.session).page(
+        ctx.identity.workspace_id, decode_cursor(cursor), limit + 1
+    )
+    return _page(list(rows), limit, template_out)
+
+
+def preview(template: Template, profile: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+    content = templating.TemplateContent(template.subject, template.body, template.html)
+    context = {
+        "profile": profile,
+        "event": event,
+        "journey": {},
+        "step": {},
+    }
+    try:
+        rendered = templating.render(content, context)
+    except templating.TemplateError as exc:
+        raise invalid([FieldError("template", str(exc))]) from exc
+    return {"subject": rendered.subject, "body": rendered.body, "html": rendered.html}
+
+
+# Connectors ---------------------------------------------------------------------------------
+
+
+def connector_out(ctx: Ctx, c: Connector) -> ConnectorOut:
+    shown = {**c.config, **dict.fromkeys(ctx.secrets.open(c.secrets), True)}
+    return ConnectorOut(
+        id=c.id,
+        name=c.name,
+        type=ConnectorType(c.type),
+        config=redact(c.type, shown),
+        created_at=c.created_at,
+    )
+
+
+def _split_config(body: ConnectorIn) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The validated config as (public part, secrets)."""
+    try:
+        parsed = parse_config(body.type, body.config)
+    except ValidationError as exc:
+        raise invalid(config_errors(exc)) from exc
+    full = to_stored(parsed)
+    names = SECRET_FIELDS[body.type]
+    secrets = {k: v for k, v in full.items() if k in names and v is not None}
+    return {k: v for k, v in full.items() if k not in names}, secrets
+
+
+async def create_connector(ctx: Ctx, body: ConnectorIn) -> ConnectorOut:
+    public, secrets = _split_config(body)
+    repo = ConnectorRepository(ctx.session)
+    if await repo.name_taken(ctx.identity.workspace_id, body.name, None):
+        raise conflict(f"a connector named '{body.name}' already exists")
+    connector = await repo.add(
+        Connector(
+            id=_new_id(),
+            workspace_id=ctx.identity.workspace_id,
+            name=body.name,
+            type=body.type.value,
+            config=public,
+            secrets=ctx.secrets.seal(secrets),
+        )
+    )
+    await ctx.session.refresh(connector)
+    return connector_out(ctx, connector)
+
+
+async def update_connector(ctx: Ctx, connector_id: str, body: ConnectorIn) -> ConnectorOut:
+    """Replace the config; a secret left out keeps its stored value."""
+    connector = await get_connector(ctx, connector_id)
+    if body.type.value != connector.type:
+        raise invalid([FieldError("type", "a connector's type cannot change")])
+    kept = ctx.secrets.open(connector.secrets)
+    merged = ConnectorIn(name=body.name, type=body.type, config={**kept, **body.config})
+    public, secrets = _split_config(merged)
+    repo = ConnectorRepository(ctx.session)
+    if await repo.name_taken(ctx.identity.workspace_id, body.name, connector_id):
+        raise conflict(f"a connector named '{body.name}' already exists")
+    connector.name, connector.config = body.name, public
+    connector.secrets = ctx.secrets.seal(secrets)
+    connector.updated_at = func.now()  # type: ignore[assignment]
+    await ctx.session.flush()
+    await ctx.session.refresh(connector)
+    return connector_out(ctx, connector)
+
+
+async def get_connector(ctx: Ctx, connector_id: str) -> Connector:
+    connector = await ConnectorRepository(ctx.session).get(ctx.identity.workspace_id, connector_id)
+    if connector is None:
+        raise not_found(f"connector {connector_id}")
+    return connector
+
+
+def full_config(ctx: Ctx, connector: Connector) -> dict[str, Any]:
+    return {**connector.config, **ctx.secrets.open(connector.secrets)}
+
+
+async def list_connectors(ctx: Ctx, cursor: str | None, limit: int) -> Page[Any]:
+    rows = await ConnectorRepository(ctx.session).page(
+        ctx.identity.workspace_id, decode_cursor(cursor), limit + 1
+    )
+    return _page(list(rows), limit, lambda c: connector_out(ctx, c))
+
+
+# Workspace settings -----------------------------------------------------------------------
+
+
+async def get_settings(ctx: Ctx, workspace_id: str | None = None) -> WorkspaceSettingsBody:
+    stored = await SettingsRepository(ctx.session).get(workspace_id or ctx.identity.workspace_id)
+    return WorkspaceSettingsBody.model_validate(stored or {})
+
+
+async def put_settings(ctx: Ctx, patch: WorkspaceSettingsPatch) -> WorkspaceSettingsBody:
+    current = await get_settings(ctx)
+    merged = {
+        **current.model_dump(mode="json"),
+        **patch.model_dump(mode="json", exclude_unset=True),
+    }
+    try:
+        settings = WorkspaceSettingsBody.model_validate(merged)
+    except ValidationError as exc:
+        raise invalid(pydantic_errors(exc)) from exc
+    await SettingsRepository(ctx.session).put(
+        ctx.identity.workspace_id, settings.model_dump(mode="json")
+    )
+    return settings

@@ -1,0 +1,178 @@
+"""Request and response bodies of the designer's API (the journey body is shared.journey)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.connectors import ConnectorType
+from shared.durations import Duration
+from shared.identity import Role
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Id = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkspaceIn(Strict):
+    name: Name
+
+
+class WorkspaceOut(BaseModel):
+    id: str
+    name: str
+
+
+class ApiKeyIn(Strict):
+    name: Name
+    role: Role
+    folder_ids: Annotated[list[Id], Field(max_length=100)] = []
+    workspace_id: Id | None = None
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    role: Role
+    folder_ids: list[str]
+    workspace_id: str
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="Shown only in this answer; store it now.")
+
+
+class FolderIn(Strict):
+    name: Name
+    parent_id: Id | None = None
+
+
+class FolderOut(BaseModel):
+    id: str
+    name: str
+    parent_id: str | None
+
+
+class JourneyStatus(StrEnum):
+    DRAFT = "draft"
+    LIVE = "live"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+class PublishIn(Strict):
+    in_flight: Literal["stay", "migrate"] = "stay"
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+    PUSH = "push"
+    WEBHOOK = "webhook"
+
+
+class TemplateIn(Strict):
+    name: Name
+    channel: Channel
+    subject: Annotated[str, Field(max_length=1000)] | None = None
+    body: Annotated[str, Field(max_length=200_000)]
+    html: Annotated[str, Field(max_length=500_000)] | None = None
+    status: Literal["draft", "ready"] = "draft"
+
+
+class TemplateOut(BaseModel):
+    id: str
+    name: str
+    channel: Channel
+    subject: str | None
+    body: str
+    html: str | None
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class PreviewIn(Strict):
+    profile: dict[str, Any] = {}
+    event: dict[str, Any] = {}
+
+
+class PreviewOut(BaseModel):
+    subject: str | None
+    body: str
+    html: str | None
+
+
+class ConnectorIn(Strict):
+    name: Name
+    type: ConnectorType
+    config: dict[str, Any]
+
+
+class ConnectorOut(BaseModel):
+    id: str
+    name: str
+    type: ConnectorType
+    config: dict[str, Any]
+    created_at: datetime
+
+
+class ConnectorTestIn(Strict):
+    to: Annotated[str, Field(min_length=1, max_length=500)]
+    subject: Annotated[str, Field(max_length=1000)] | None = None
+    body: Annotated[str, Field(max_length=10_000)] = "Test message from Waypost"
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class FrequencyCap(Strict):
+    channel: Channel
+    max: Annotated[int, Field(ge=1, le=10_000)]
+    per: Duration
+
+
+class QuietHours(Strict):
+    start: str
+    end: str
+
+    @field_validator("start", "end")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError("a time of day as HH:MM")
+        return value
+
+
+class WorkspaceSettingsBody(Strict):
+    frequency_caps: Annotated[list[FrequencyCap], Field(max_length=20)] = []
+    quiet_hours: QuietHours | None = None
+    consent_mode: Literal["opt_out", "opt_in"] = "opt_out"
+    default_timezone: str = "UTC"
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone '{value}'") from None
+        return value
+
+
+class WorkspaceSettingsPatch(Strict):
+    """PUT accepts a partial body: only the fields given change."""
+
+    frequency_caps: Annotated[list[FrequencyCap], Field(max_length=20)] | None = None
+    quiet_hours: QuietHours | None = None
+    consent_mode: Literal["opt_out", "opt_in"] | None = None
+    default_timezone: str | None = None

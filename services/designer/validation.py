@@ -1,0 +1,508 @@
+"""Validate a journey body: structure, limits and references, every problem at once.
+
+``validate_journey`` is pure: what it needs from the database (templates, connectors, the
+workspace's other journeys) comes in a ``Catalog`` the caller fills. Each problem is a
+``FieldError`` with the JSON path of the offending field, so a client can show it in place.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence, Set
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from shared import criteria as criteria_model
+from shared.criteria import All, AnyOf, Match, Not
+from shared.durations import describe, format_duration, to_timedelta
+from shared.journey import (
+    SPLIT_MODE_ERROR,
+    SPLIT_MODES,
+    STEP_TYPE_ERROR,
+    STEP_TYPES,
+    ActivationStep,
+    AnyStep,
+    AttributeSplitStep,
+    BranchStep,
+    EndStep,
+    JourneyBody,
+    JourneyLimits,
+    JumpStep,
+    RandomSplitStep,
+    Stage,
+    WaitStep,
+    iter_journey_steps,
+    iter_step_lists,
+    iter_steps,
+)
+from shared.problems import FieldError, json_path
+
+# Which channel each connector type delivers on.
+CONNECTOR_CHANNELS: Mapping[str, str] = {
+    "smtp": "email",
+    "sms_http": "sms",
+    "push_http": "push",
+    "webhook": "webhook",
+}
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    channel: str
+    status: str  # draft | ready
+
+
+@dataclass(frozen=True)
+class ConnectorRef:
+    type: str  # smtp | sms_http | push_http | webhook
+
+
+@dataclass(frozen=True)
+class JourneyRef:
+    """Another journey of the workspace, as a jump target."""
+
+    stage_names: Sequence[str]
+    status: str  # draft | live | paused | stopped
+    jump_targets: Set[str] = frozenset()  # journeys its own jumps lead to
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What a journey may refer to, read by the caller from the workspace's data."""
+
+    templates: Mapping[str, TemplateRef] = field(default_factory=dict)
+    connectors: Mapping[str, ConnectorRef] = field(default_factory=dict)
+    journeys: Mapping[str, JourneyRef] = field(default_factory=dict)
+    journey_id: str | None = None  # the journey being validated; None before it exists
+
+
+def validate_journey(
+    raw: object, limits: JourneyLimits, catalog: Catalog, *, for_publish: bool
+) -> tuple[JourneyBody | None, list[FieldError]]:
+    """Parse and check ``raw``; the body (None if it does not parse) and every problem found.
+
+    ``for_publish`` adds what only publishing needs: ready templates, live jump targets.
+    """
+    try:
+        body = JourneyBody.model_validate(raw)
+    except ValidationError as exc:
+        return None, [_field_error(e) for e in exc.errors(include_url=False)]
+    errors = list(_semantic_errors(body, limits, catalog, for_publish))
+    return body, errors
+
+
+def journey_jump_targets(body: JourneyBody) -> set[str]:
+    """Ids of the other journeys this journey's jumps lead to."""
+    return {
+        step.journey_id
+        for _, step in iter_journey_steps(body)
+        if isinstance(step, JumpStep) and step.journey_id is not None
+    }
+
+
+# -- parsing errors ---------------------------------------------------------------------
+
+
+def _field_error(error: ErrorDetails) -> FieldError:
+    path = json_path(error["loc"])
+    kind, given = error["type"], error["input"]
+    if kind in (STEP_TYPE_ERROR, SPLIT_MODE_ERROR) and isinstance(given, dict):
+        return _tag_error(path, kind, given)
+    if kind == "extra_forbidden":
+        return FieldError(path, _unknown_field_message(path, str(error["loc"][-1])))
+    return FieldError(path, error["msg"])
+
+
+def _tag_error(path: str, kind: str, given: dict[str, Any]) -> FieldError:
+    # An unknown tag is the tag field's fault: point at it and say what was found.
+    key, allowed, what = (
+        ("type", STEP_TYPES, "step type")
+        if kind == STEP_TYPE_ERROR
+        else ("mode", SPLIT_MODES, "split mode")
+    )
+    expected = ", ".join(allowed)
+    if key not in given:
+        return FieldError(f"{path}.{key}", f"required: one of {expected}")
+    return FieldError(f"{path}.{key}", f"unknown {what} {given[key]!r}; expected one of {expected}")
+
+
+def _unknown_field_message(path: str, name: str) -> str:
+    if path.startswith("exit_criteria[") and name == "to_stage":
+        return (
+            "a journey exit rule cannot have 'to_stage': it removes the profile from the "
+            "journey; use a stage exit rule to move to a later stage"
+        )
+    return f"unknown field '{name}'"
+
+
+# -- semantic checks --------------------------------------------------------------------
+
+
+def _semantic_errors(
+    body: JourneyBody, limits: JourneyLimits, catalog: Catalog, for_publish: bool
+) -> Iterator[FieldError]:
+    yield from _stage_count(body, limits)
+    yield from _stage_names(body)
+    yield from _entries_and_milestones(body)
+    yield from _step_ids(body)
+    yield from _durations(body, limits)
+    yield from _counts(body, limits)
+    yield from _stage_exit_targets(body)
+    yield from _step_lists(body, limits)
+    yield from _criteria_depths(body)
+    for i, stage in enumerate(body.stages):
+        for path, step in iter_steps(stage, i):
+            yield from _step_errors(body, i, path, step, limits, catalog, for_publish)
+
+
+def _stage_count(body: JourneyBody, limits: JourneyLimits) -> Iterator[FieldError]:
+    found = len(body.stages)
+    if found == 0:
+        yield FieldError("stages", "a journey needs at least 1 stage")
+    elif found > limits.max_stages:
+        yield FieldError("stages", f"at most {limits.max_stages} stages (found {found})")
+
+
+def _stage_names(body: JourneyBody) -> Iterator[FieldError]:
+    first: dict[str, int] = {}
+    for i, stage in enumerate(body.stages):
+        if stage.name in first:
+            yield FieldError(
+                f"stages[{i}].name",
+                f"stage names are unique in a journey: '{stage.name}' is also "
+                f"the name of stages[{first[stage.name]}]",
+            )
+        else:
+            first[stage.name] = i
+
+
+def _entries_and_milestones(body: JourneyBody) -> Iterator[FieldError]:
+    last = len(body.stages) - 1
+    for i, stage in enumerate(body.stages):
+        if i == 0 and stage.entry is None:
+            yield FieldError("stages[0].entry", "the first stage needs entry criteria")
+        if i > 0 and stage.entry is not None:
+            yield FieldError(
+                f"stages[{i}].entry",
+                "only the first stage has entry criteria: a later stage is entered "
+                "when the previous stage's milestone matches",
+            )
+        if i < last and stage.milestone is None:
+            yield FieldError(
+                f"stages[{i}].milestone",
+                "every stage but the last needs a milestone: the criteria that move a "
+                f"profile on to stage '{body.stages[i + 1].name}'",
+            )
+        if i == last and stage.milestone is not None:
+            yield FieldError(
+                f"stages[{i}].milestone", "the last stage has no milestone: no stage follows it"
+            )
+
+
+def _step_ids(body: JourneyBody) -> Iterator[FieldError]:
+    first: dict[str, str] = {}
+    for path, step in iter_journey_steps(body):
+        if step.id in first:
+            yield FieldError(
+                f"{path}.id",
+                f"step ids are unique in a journey: '{step.id}' is also the id of {first[step.id]}",
+            )
+        else:
+            first[step.id] = path
+
+
+def _durations(body: JourneyBody, limits: JourneyLimits) -> Iterator[FieldError]:
+    stale = (limits.min_stale_timeout, limits.max_stale_timeout)
+    if body.max_time_in_journey is not None:
+        yield from _within("max_time_in_journey", body.max_time_in_journey, *stale)
+    for i, stage in enumerate(body.stages):
+        if stage.max_time_in_stage is not None:
+            yield from _within(f"stages[{i}].max_time_in_stage", stage.max_time_in_stage, *stale)
+    yield from _within("reentry.cooldown", body.reentry.cooldown, timedelta(0), limits.max_duration)
+
+
+def _within(path: str, duration: str, low: timedelta, high: timedelta) -> Iterator[FieldError]:
+    value = to_timedelta(duration)
+    if not low <= value <= high:
+        yield FieldError(
+            path,
+            f"must be between {_reading(low)} and {_reading(high)} (found {duration})",
+        )
+
+
+def _reading(value: timedelta) -> str:
+    return f"{describe(value)} ({format_duration(value)})"
+
+
+def _counts(body: JourneyBody, limits: JourneyLimits) -> Iterator[FieldError]:
+    steps = list(iter_journey_steps(body))
+    for i, stage in enumerate(body.stages):
+        found = sum(1 for _ in iter_steps(stage, i))
+        if found > limits.max_steps_per_stage:
+            yield FieldError(
+                f"stages[{i}].steps",
+                f"at most {limits.max_steps_per_stage} steps per stage, counting the steps "
+                f"inside branches and splits (found {found})",
+            )
+    yield from _at_most("stages", len(steps), limits.max_steps_per_journey, "steps per journey")
+    activations = sum(1 for _, step in steps if isinstance(step, ActivationStep))
+    yield from _at_most("stages", activations, limits.max_activations, "activations per journey")
+    jumps = sum(1 for _, step in steps if isinstance(step, JumpStep))
+    yield from _at_most("stages", jumps, limits.max_jumps, "jumps per journey")
+    rules = len(body.exit_criteria) + sum(len(stage.exit_criteria) for stage in body.stages)
+    yield from _at_most(
+        "exit_criteria", rules, limits.max_exit_rules, "exit rules per journey (journey and stages)"
+    )
+
+
+def _at_most(path: str, found: int, limit: int, what: str) -> Iterator[FieldError]:
+    if found > limit:
+        yield FieldError(path, f"at most {limit} {what} (found {found})")
+
+
+def _stage_exit_targets(body: JourneyBody) -> Iterator[FieldError]:
+    for i, stage in enumerate(body.stages):
+        for k, rule in enumerate(stage.exit_criteria):
+            if rule.to_stage is not None:
+                path = f"stages[{i}].exit_criteria[{k}].to_stage"
+                yield from _later_stage(body, i, rule.to_stage, path, "an exit rule")
+
+
+def _later_stage(
+    body: JourneyBody, index: int, name: str, path: str, what: str
+) -> Iterator[FieldError]:
+    names = [stage.name for stage in body.stages]
+    if name not in names:
+        yield FieldError(path, f"no stage named '{name}' in this journey")
+    elif names.index(name) <= index:
+        yield FieldError(
+            path,
+            f"{what} can only lead to a later stage: '{name}' does not come after "
+            f"'{body.stages[index].name}'",
+        )
+
+
+def _step_lists(body: JourneyBody, limits: JourneyLimits) -> Iterator[FieldError]:
+    for i, stage in enumerate(body.stages):
+        for steps in iter_step_lists(stage, i):
+            if steps.depth > limits.max_depth:
+                # Report the outermost list that is too deep, not each list inside it.
+                if steps.depth == limits.max_depth + 1:
+                    yield FieldError(
+                        steps.path,
+                        f"branches and splits nest at most {limits.max_depth} levels deep",
+                    )
+                continue
+            yield from _flow_enders(steps.path, steps.steps)
+
+
+def _flow_enders(path: str, steps: Sequence[AnyStep]) -> Iterator[FieldError]:
+    # Steps after a jump or an end would never run.
+    for k, step in enumerate(steps[:-1]):
+        after = len(steps) - k - 1
+        if isinstance(step, JumpStep | EndStep):
+            yield FieldError(
+                f"{path}[{k}]",
+                f"{'a jump' if isinstance(step, JumpStep) else 'an end'} must be the last "
+                f"step of its path ({after} step{'s' if after > 1 else ''} after it)",
+            )
+
+
+def _criteria_depths(body: JourneyBody) -> Iterator[FieldError]:
+    for path, value in _all_criteria(body):
+        if criteria_model.depth(value) > criteria_model.MAX_DEPTH:
+            yield FieldError(path, f"criteria nest at most {criteria_model.MAX_DEPTH} levels deep")
+
+
+def _all_criteria(body: JourneyBody) -> Iterator[tuple[str, Match | All | AnyOf | Not]]:
+    if body.goal is not None:
+        yield "goal.criteria", body.goal.criteria
+    for k, rule in enumerate(body.exit_criteria):
+        yield f"exit_criteria[{k}].criteria", rule.criteria
+    for i, stage in enumerate(body.stages):
+        yield from _stage_criteria(stage, i)
+
+
+def _stage_criteria(stage: Stage, i: int) -> Iterator[tuple[str, Match | All | AnyOf | Not]]:
+    if stage.entry is not None:
+        yield f"stages[{i}].entry", stage.entry
+    if stage.milestone is not None:
+        yield f"stages[{i}].milestone", stage.milestone
+    for k, rule in enumerate(stage.exit_criteria):
+        yield f"stages[{i}].exit_criteria[{k}].criteria", rule.criteria
+    for path, step in iter_steps(stage, i):
+        if isinstance(step, BranchStep):
+            yield f"{path}.criteria", step.criteria
+        if isinstance(step, AttributeSplitStep):
+            for c, case in enumerate(step.cases):
+                yield f"{path}.cases[{c}].criteria", case.criteria
+
+
+# -- per step ---------------------------------------------------------------------------
+
+
+def _step_errors(
+    body: JourneyBody,
+    stage_index: int,
+    path: str,
+    step: AnyStep,
+    limits: JourneyLimits,
+    catalog: Catalog,
+    for_publish: bool,
+) -> Iterator[FieldError]:
+    if isinstance(step, WaitStep) and step.duration is not None:
+        yield from _within(f"{path}.duration", step.duration, timedelta(0), limits.max_duration)
+    elif isinstance(step, BranchStep):
+        yield from _branch_timeout(path, step, limits)
+    elif isinstance(step, AttributeSplitStep | RandomSplitStep):
+        yield from _split_paths(path, step, limits)
+    elif isinstance(step, ActivationStep):
+        yield from _template(path, step, catalog, for_publish)
+        yield from _connector(path, step, catalog)
+    elif isinstance(step, JumpStep):
+        yield from _jump(body, stage_index, path, step, catalog, for_publish)
+
+
+def _branch_timeout(path: str, step: BranchStep, limits: JourneyLimits) -> Iterator[FieldError]:
+    if to_timedelta(step.timeout) <= timedelta(0):
+        yield FieldError(f"{path}.timeout", f"must be longer than zero (found {step.timeout})")
+    else:
+        yield from _within(f"{path}.timeout", step.timeout, timedelta(0), limits.max_duration)
+
+
+def _split_paths(
+    path: str, step: AttributeSplitStep | RandomSplitStep, limits: JourneyLimits
+) -> Iterator[FieldError]:
+    if isinstance(step, AttributeSplitStep):
+        if not step.cases:
+            yield FieldError(f"{path}.cases", "an attribute split needs at least 1 case")
+            return
+        found, where, counted = len(step.cases) + 1, f"{path}.cases", ", the default included"
+    else:
+        found, where, counted = len(step.paths), f"{path}.paths", ""
+        yield from _percent_sum(where, step)
+    low, high = limits.min_split_paths, limits.max_split_paths
+    if not low <= found <= high:
+        yield FieldError(where, f"a split has {low} to {high} paths (found {found}{counted})")
+
+
+def _percent_sum(path: str, step: RandomSplitStep) -> Iterator[FieldError]:
+    total = sum(p.percent for p in step.paths)
+    # Percentages like 33.3 + 33.3 + 33.4 add up with float noise.
+    if abs(total - 100) > 1e-6:
+        yield FieldError(path, f"the percentages of a random split add up to 100 (found {total:g})")
+
+
+def _template(
+    path: str, step: ActivationStep, catalog: Catalog, for_publish: bool
+) -> Iterator[FieldError]:
+    template = catalog.templates.get(step.template_id)
+    where = f"{path}.template_id"
+    if template is None:
+        yield FieldError(where, f"no template '{step.template_id}' in this workspace")
+    elif template.channel != step.channel:
+        yield FieldError(
+            where,
+            f"template '{step.template_id}' is for {template.channel}, not {step.channel}",
+        )
+    elif for_publish and template.status != "ready":
+        yield FieldError(
+            where,
+            f"template '{step.template_id}' is {template.status}: "
+            "only ready templates can be published",
+        )
+
+
+def _connector(path: str, step: ActivationStep, catalog: Catalog) -> Iterator[FieldError]:
+    connector = catalog.connectors.get(step.connector_id)
+    where = f"{path}.connector_id"
+    if connector is None:
+        yield FieldError(where, f"no connector '{step.connector_id}' in this workspace")
+        return
+    channel = CONNECTOR_CHANNELS.get(connector.type)
+    if channel != step.channel:
+        yield FieldError(
+            where,
+            f"connector '{step.connector_id}' is of type {connector.type} "
+            f"({channel or 'unknown channel'}), not for {step.channel}",
+        )
+
+
+def _jump(
+    body: JourneyBody,
+    stage_index: int,
+    path: str,
+    step: JumpStep,
+    catalog: Catalog,
+    for_publish: bool,
+) -> Iterator[FieldError]:
+    if step.journey_id is None:
+        yield from _later_stage(body, stage_index, step.stage, f"{path}.stage", "a jump")
+        return
+    where = f"{path}.journey_id"
+    target = catalog.journeys.get(step.journey_id)
+    if step.journey_id == catalog.journey_id:
+        yield FieldError(
+            where, "names this journey: leave out journey_id to jump to a later stage of it"
+        )
+    elif target is None:
+        yield FieldError(where, f"no journey '{step.journey_id}' in this workspace")
+    else:
+        yield from _jump_target(path, step.journey_id, step.stage, target, for_publish)
+        yield from _jump_cycle(path, step.journey_id, catalog)
+
+
+def _jump_target(
+    path: str, journey_id: str, stage: str, target: JourneyRef, for_publish: bool
+) -> Iterator[FieldError]:
+    if stage not in target.stage_names:
+        yield FieldError(
+            f"{path}.stage",
+            f"journey '{journey_id}' has no stage named '{stage}' "
+            f"(its stages: {', '.join(target.stage_names) or 'none'})",
+        )
+    if for_publish and target.status != "live":
+        yield FieldError(
+            f"{path}.journey_id",
+            f"journey '{journey_id}' is {target.status}: a jump can only lead to a live journey",
+        )
+
+
+def _jump_cycle(path: str, journey_id: str, catalog: Catalog) -> Iterator[FieldError]:
+    cycle = _cycle_through(journey_id, catalog)
+    if cycle is not None:
+        yield FieldError(
+            f"{path}.journey_id",
+            "jumps may not form a cycle between journeys: "
+            + " -> ".join(["this journey", *cycle, "this journey"]),
+        )
+
+
+def _cycle_through(start: str, catalog: Catalog) -> list[str] | None:
+    """The journeys from ``start`` back to the validated journey via jumps, if any lead back."""
+    home = catalog.journey_id
+    if home is None:
+        return None  # a journey not yet stored cannot be the target of any jump
+    came_from: dict[str, str | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        ref = catalog.journeys.get(node)
+        for target in sorted(ref.jump_targets) if ref is not None else ():
+            if target == home:
+                return _route(came_from, node)
+            if target not in came_from:
+                came_from[target] = node
+                queue.append(target)
+    return None
+
+
+def _route(came_from: Mapping[str, str | None], last: str) -> list[str]:
+    route = [last]
+    while (previous := came_from[route[-1]]) is not None:
+        route.append(previous)
+    return route[::-1]

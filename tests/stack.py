@@ -1,0 +1,123 @@
+"""The whole system in the test process: every service app on a real loopback port, the
+gateway in front, a bootstrap admin key, and a fresh workspace per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from gateway.app import create_app as create_gateway
+from gateway.settings import GatewaySettings
+from services.activator.app import create_app as create_activator
+from services.activator.settings import ActivatorSettings
+from services.designer.app import create_app as create_designer
+from services.designer.bootstrap import ensure_bootstrap
+from services.designer.secrets import SecretBox
+from services.designer.settings import DesignerSettings
+from services.runtime.app import create_app as create_runtime
+from services.runtime.settings import RuntimeSettings
+from services.scheduler.app import create_app as create_scheduler
+from services.scheduler.settings import SchedulerSettings
+from shared import db
+from tests.conftest import Servers
+from tests.helpers import serving
+from waypost.embedded import free_port
+
+BOOTSTRAP_KEY = "wp_test-bootstrap-admin-key"
+
+
+@dataclass
+class Stack:
+    url: str
+    bootstrap_key: str
+    servers: Servers
+    service_urls: dict[str, str]
+
+    def client(self, key: str | None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
+
+
+async def _bootstrap(database_url: str) -> None:
+    engine = db.create_engine(database_url, pool_size=1)
+    try:
+        async with db.transaction(db.make_sessionmaker(engine)) as session:
+            await ensure_bootstrap(session, BOOTSTRAP_KEY)
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def running_stack(
+    servers: Servers, **gateway_overrides: Any
+) -> AsyncIterator[Stack]:
+    await _bootstrap(servers.database_url)
+    common = {"database_url": servers.database_url, "nats_url": servers.nats_url}
+    ports = {name: free_port() for name in ("designer", "runtime", "scheduler", "activator")}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    apps = {
+        "designer": create_designer(
+            DesignerSettings(
+                **common,
+                secrets_key=SecretBox.new_key(),
+                runtime_url=urls["runtime"],
+                activator_url=urls["activator"],
+            )
+        ),
+        "runtime": create_runtime(RuntimeSettings(**common)),
+        "scheduler": create_scheduler(SchedulerSettings(**common)),
+        "activator": create_activator(ActivatorSettings(**common)),
+    }
+    async with AsyncExitStack() as stack:
+        for name, app in apps.items():
+            await stack.enter_async_context(serving(app, ports[name]))
+        gateway = create_gateway(
+            GatewaySettings(
+                **common,
+                designer_url=urls["designer"],
+                runtime_url=urls["runtime"],
+                scheduler_url=urls["scheduler"],
+                activator_url=urls["activator"],
+                **gateway_overrides,
+            )
+        )
+        url = await stack.enter_async_context(serving(gateway))
+        yield Stack(url, BOOTSTRAP_KEY, servers, urls)
+
+
+@dataclass
+class Workspace:
+    id: str
+    admin_key: str
+    stack: Stack
+
+    def client(self, key: str | None = None) -> httpx.AsyncClient:
+        return self.stack.client(key or self.admin_key)
+
+    async def key(self, role: str, folder_ids: list[str] | None = None) -> str:
+        async with self.client() as c:
+            r = await c.post(
+                "/v1/api-keys",
+                json={"name": f"{role}-{uuid.uuid4().hex[:6]}", "role": role,
+                      "folder_ids": folder_ids or []},
+            )  # fmt: skip
+        assert r.status_code == 201, r.text
+        key: str = r.json()["key"]
+        return key
+
+
+async def new_workspace(stack: Stack) -> Workspace:
+    async with stack.client(stack.bootstrap_key) as c:
+        r = await c.post("/v1/workspaces", json={"name": f"ws-{uuid.uuid4().hex[:8]}"})
+        assert r.status_code == 201, r.text
+        workspace_id = r.json()["id"]
+        r = await c.post(
+            "/v1/api-keys", json={"name": "admin", "role": "admin", "workspace_id": workspace_id}
+        )
+        assert r.status_code == 201, r.text
+    return Workspace(workspace_id, r.json()["key"], stack)

@@ -1,0 +1,184 @@
+"""Templates: personalisation, leniency with missing data, the sandbox and its bounds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shared.templating import (
+    Rendered,
+    TemplateContent,
+    TemplateError,
+    check,
+    check_content,
+    render,
+    render_text,
+)
+
+CONTEXT: dict[str, Any] = {
+    "profile": {"first_name": "Ada", "city": "Zürich", "tier": "gold"},
+    "event": {
+        "name": "cart_abandoned",
+        "properties": {
+            "items": [
+                {"name": "Kettle", "price": 25, "qty": 1},
+                {"name": "Tea <Earl Grey>", "price": 7, "qty": 3},
+            ],
+            "cart_url": "https://shop.example/cart?id=1&ref=mail",
+        },
+    },
+    "journey": {"id": "j-1", "name": "Cart recovery"},
+    "step": {"id": "s-2", "name": "First reminder"},
+}
+
+
+def test_personalises_from_profile_event_journey_and_step() -> None:
+    content = TemplateContent(
+        subject="{{ profile.first_name }}, you left {{ event.properties['items'] | length }} items",
+        body=(
+            "Hi {{ profile.first_name }} from {{ profile.city }}!\n"
+            "{% for item in event.properties['items'] %}"
+            "- {{ item.qty }} x {{ item.name }} at {{ item.price }}\n"
+            "{% endfor %}"
+            "({{ event.name }} / {{ journey.name }} / {{ step.name }})"
+        ),
+    )
+    assert render(content, CONTEXT) == Rendered(
+        subject="Ada, you left 2 items",
+        body=(
+            "Hi Ada from Zürich!\n"
+            "- 1 x Kettle at 25\n"
+            "- 3 x Tea <Earl Grey> at 7\n"
+            "(cart_abandoned / Cart recovery / First reminder)"
+        ),
+        html=None,
+    )
+
+
+def test_loop_arithmetic_and_filters_work_on_cart_items() -> None:
+    source = (
+        "{% set ns = namespace(total=0) %}"
+        "{% for item in event.properties['items'] %}{% set ns.total = ns.total"
+        " + item.price * item.qty %}{% endfor %}{{ ns.total }}"
+        " {{ event.properties['items'] | map(attribute='name') | join(', ') }}"
+    )
+    assert render_text(source, CONTEXT) == "46 Kettle, Tea <Earl Grey>"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ profile.last_name }}",
+        "{{ profile.missing.deeper }}",
+        "{{ profile['missing']['deeper'] }}",
+        "{{ nobody }}",
+        "{{ nobody.knows.anything }}",
+        "{{ event.properties.gone[0].name }}",
+        "{{ profile.nickname.upper() }}",
+        "{{ profile.points + 1 }}",
+        "{% for x in event.properties.nothing %}{{ x }}{% endfor %}",
+        "{% if profile.age > 18 %}adult{% endif %}",
+        "{{ profile.nickname | upper }}",
+    ],
+)
+def test_missing_variables_render_empty(source: str) -> None:
+    assert render_text(source, CONTEXT) == ""
+    assert render_text(source, {}) == ""
+
+
+def test_default_filter_sees_a_missing_variable() -> None:
+    assert render_text("Hi {{ profile.nickname | default('there') }}", CONTEXT) == "Hi there"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ profile.__class__ }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ '{0.__class__}'.format(profile) }}",
+        "{{ profile.update({'tier': 'platinum'}) }}",
+    ],
+)
+def test_sandbox_blocks_unsafe_access(source: str) -> None:
+    with pytest.raises(TemplateError, match="unsafe"):
+        render_text(source, CONTEXT)
+    assert CONTEXT["profile"]["tier"] == "gold"
+
+
+def test_runtime_errors_become_template_errors_with_their_line() -> None:
+    with pytest.raises(TemplateError, match=r"body, line 2: ZeroDivisionError"):
+        render(TemplateContent(None, "fine\n{{ 1 / 0 }}"), CONTEXT)
+
+
+def test_a_syntax_error_in_render_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match=r"subject, line 1"):
+        render(TemplateContent("{{ broken", "ok"), CONTEXT)
+
+
+def test_check_reports_syntax_errors_with_their_line() -> None:
+    assert check("Hi {{ profile.first_name }}") is None
+    message = check("Hi\nthere\n{{ profile.first_name | }}")
+    assert message is not None
+    assert message.startswith("line 3:")
+    unclosed = check("Hi\n{% if profile.vip %}\nno end")
+    assert unclosed is not None
+    assert unclosed.startswith("line 2:")  # where the unclosed block opens
+    assert "endif" in unclosed
+    unknown_filter = check("{{ profile.first_name | shout }}")
+    assert unknown_filter is not None
+    assert "shout" in unknown_filter
+
+
+def test_check_content_names_the_failing_fields() -> None:
+    content = TemplateContent(subject="{{ ok }}", body="{% for %}", html="<p>{{ x </p>")
+    assert set(check_content(content)) == {"body", "html"}
+    assert check_content(TemplateContent(None, "fine")) == {}
+
+
+def test_html_is_autoescaped_but_text_and_subject_are_not() -> None:
+    content = TemplateContent(
+        subject="{{ event.properties['items'][1].name }}",
+        body="{{ event.properties['items'][1].name }} {{ event.properties.cart_url }}",
+        html=(
+            "<p>{{ event.properties['items'][1].name }}</p>"
+            '<a href="{{ event.properties.cart_url }}">'
+        ),
+    )
+    rendered = render(content, CONTEXT)
+    assert rendered.subject == "Tea <Earl Grey>"
+    assert rendered.body == "Tea <Earl Grey> https://shop.example/cart?id=1&ref=mail"
+    assert rendered.html == (
+        '<p>Tea &lt;Earl Grey&gt;</p><a href="https://shop.example/cart?id=1&amp;ref=mail">'
+    )
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% for i in range(5000) %}{{ 'x' * 500 }}{% endfor %}",
+        "{{ 'x' * 100000000 }}",
+        "{{ [1] * 100000000 }}",
+        "{{ 9 ** 9999999 }}",
+        "{% for i in range(10000000) %}{% endfor %}",
+    ],
+)
+def test_output_and_arithmetic_are_bounded(source: str) -> None:
+    with pytest.raises(TemplateError):
+        render_text(source, CONTEXT)
+
+
+def test_output_bound_is_configurable() -> None:
+    assert render_text("{{ 'x' * 10 }}", {}, max_chars=10) == "x" * 10
+    with pytest.raises(TemplateError, match="exceeds 10 characters"):
+        render_text("{{ 'x' * 11 }}", {}, max_chars=10)
+
+
+def test_compiled_templates_are_cached_by_source() -> None:
+    from shared.templating import _compile
+
+    source = "cached {{ profile.first_name }}"
+    assert _compile(source, False) is _compile(source, False)
+    assert _compile(source, False) is not _compile(source, True)
