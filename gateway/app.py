@@ -17,7 +17,7 @@ from starlette.middleware import Middleware
 from starlette.responses import Response
 
 from gateway.auth import Authenticator, DesignerUnavailable
-from gateway.bodylimit import BodyLimitMiddleware
+from gateway.guards import InputGuardMiddleware
 from gateway.openapi import merged_openapi
 from gateway.proxy import forward
 from gateway.ratelimit import RateLimiter, retry_after_header
@@ -94,8 +94,9 @@ async def _identify(request: Request, state: ServiceState) -> Identity:
             401, "Unauthorized", "send 'Authorization: Bearer <api key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )  # fmt: skip
+    authenticator: Authenticator = state.extras[AUTH]
     try:
-        identity = await state.extras[AUTH].identify(key.strip())
+        identity = await authenticator.identify(key.strip())
     except DesignerUnavailable as exc:
         raise ProblemError(503, "Service unavailable", "designer is not reachable") from exc
     if identity is None:
@@ -215,5 +216,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         extend=_clients,
         readiness={"services": _services_ready},
         openapi_url=None,
-        middleware=[Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)],
+        middleware=[Middleware(InputGuardMiddleware, max_bytes=settings.max_body_bytes)],
     )

@@ -62,13 +62,11 @@ async def forward(
         if k.lower() not in replaced and not k.lower().startswith(HEADER_PREFIX)
     ]
     headers += list(added.items())
-    upstream = client.build_request(
-        request.method,
-        base_url + request.url.path,
-        params=request.query_params,
-        headers=headers,
-        content=request.stream(),
-    )
+    # The path and query exactly as the client sent them (still percent-encoded).
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    url = httpx.URL(base_url).copy_with(raw_path=raw + (b"?" + query if query else b""))
+    upstream = client.build_request(request.method, url, headers=headers, content=request.stream())
     try:
         response = await client.send(upstream, stream=True)
     except httpx.TimeoutException:

@@ -53,9 +53,7 @@ async def _bootstrap(database_url: str) -> None:
 
 
 @asynccontextmanager
-async def running_stack(
-    servers: Servers, **gateway_overrides: Any
-) -> AsyncIterator[Stack]:
+async def running_stack(servers: Servers, **gateway_overrides: Any) -> AsyncIterator[Stack]:
     await _bootstrap(servers.database_url)
     common = {"database_url": servers.database_url, "nats_url": servers.nats_url}
     ports = {name: free_port() for name in ("designer", "runtime", "scheduler", "activator")}

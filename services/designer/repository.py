@@ -153,7 +153,7 @@ class JourneyRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def _scoped(self, workspace_id: str, allowed: set[str] | None) -> Select[tuple[Journey]]:
+    def _scoped(self, workspace_id: str, allowed: set[str] | None) -> Select[Journey]:
         stmt = select(Journey).where(Journey.workspace_id == workspace_id)
         if allowed is not None:
             stmt = stmt.where(Journey.folder_id.in_(allowed))

@@ -133,7 +133,7 @@ async def revoke_key(ctx: Ctx, key_id: str) -> None:
     key = await ApiKeyRepository(ctx.session).get(ctx.identity.workspace_id, key_id)
     if key is None:
         raise not_found(f"API key {key_id}")
-    key.revoked_at = func.now()  # type: ignore[assignment]
+    key.revoked_at = func.now()
 
 
 # Folders ----------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ async def update_template(ctx: Ctx, template_id: str, body: TemplateIn) -> Templ
         raise conflict(f"a template named '{body.name}' already exists")
     for field, value in body.model_dump().items():
         setattr(template, field, value)
-    template.updated_at = func.now()  # type: ignore[assignment]
+    template.updated_at = func.now()
     await ctx.session.flush()
     await ctx.session.refresh(template)
     return template_out(template)
@@ -302,7 +302,7 @@ async def update_connector(ctx: Ctx, connector_id: str, body: ConnectorIn) -> Co
         raise conflict(f"a connector named '{body.name}' already exists")
     connector.name, connector.config = body.name, public
     connector.secrets = ctx.secrets.seal(secrets)
-    connector.updated_at = func.now()  # type: ignore[assignment]
+    connector.updated_at = func.now()
     await ctx.session.flush()
     await ctx.session.refresh(connector)
     return connector_out(ctx, connector)

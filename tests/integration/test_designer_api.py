@@ -39,9 +39,7 @@ async def create(workspace: Workspace, body: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", scenario_names())
-async def test_example_journeys_are_created_and_published(
-    workspace: Workspace, name: str
-) -> None:
+async def test_example_journeys_are_created_and_published(workspace: Workspace, name: str) -> None:
     async with workspace.client() as c:
         body = await make_concrete(c, load(name))
         created = (await c.post("/v1/journeys", json=body)).json()
@@ -201,7 +199,10 @@ async def test_templates_validate_and_preview(workspace: Workspace) -> None:
             f"/v1/templates/{created.json()['id']}/preview",
             json={
                 "profile": {"first_name": "Ada"},
-                "event": {"name": "cart_add", "properties": {"items": [{"sku": "A"}, {"sku": "B"}]}},
+                "event": {
+                    "name": "cart_add",
+                    "properties": {"items": [{"sku": "A"}, {"sku": "B"}]},
+                },
             },
         )
     assert broken.status_code == 422
@@ -243,7 +244,10 @@ async def test_workspace_settings_accept_a_partial_update(workspace: Workspace) 
         defaults = (await c.get("/v1/workspace/settings")).json()
         changed = await c.put(
             "/v1/workspace/settings",
-            json={"quiet_hours": {"start": "21:00", "end": "08:00"}, "default_timezone": "Asia/Tokyo"},
+            json={
+                "quiet_hours": {"start": "21:00", "end": "08:00"},
+                "default_timezone": "Asia/Tokyo",
+            },
         )
         partial = await c.put(
             "/v1/workspace/settings",

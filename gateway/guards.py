@@ -1,13 +1,17 @@
-"""Bodies over the limit get 413 before any service sees them."""
+"""Checks at the edge, before any service sees a request: bodies over the limit get 413;
+NUL characters, which PostgreSQL cannot store in text or JSON, get 422 wherever they are
+(path, query or an escaped \u0000 in a JSON body)."""
 
 from __future__ import annotations
+
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.problems import problem_response
 
 
-class BodyLimitMiddleware:
+class InputGuardMiddleware:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
@@ -23,6 +27,12 @@ class BodyLimitMiddleware:
         body = await self._read(receive)
         if body is None:
             await self._too_large(scope, receive, send)
+            return
+        if _has_nul(scope, body):
+            response = problem_response(
+                422, "Validation failed", "NUL characters (U+0000) are not accepted"
+            )
+            await response(scope, _replay(body), send)
             return
         await self.app(scope, _replay(body), send)
 
@@ -48,6 +58,17 @@ class BodyLimitMiddleware:
             413, "Payload too large", f"the body is over the limit of {self.max_bytes} bytes"
         )
         await response(scope, receive, send)
+
+
+# An escaped NUL that is not itself an escaped backslash followed by "u0000".
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+
+
+def _has_nul(scope: Scope, body: bytes) -> bool:
+    target = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
+    if b"%00" in target or b"\x00" in target:
+        return True
+    return b"\x00" in body or _ESCAPED_NUL.search(body) is not None
 
 
 def _replay(body: bytes) -> Receive:
