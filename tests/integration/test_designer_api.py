@@ -323,3 +323,25 @@ async def test_runtime_reads_every_published_version(workspace: Workspace, stack
         (1, 2, "live"), (2, 2, "live")
     ]  # fmt: skip
     assert mine[1]["body"]["description"] == "v2"
+
+
+async def test_connector_test_sends_a_real_message(workspace: Workspace) -> None:
+    from tests.sinks import run_mailbox
+
+    for box in run_mailbox():
+        config = {"host": "127.0.0.1", "port": box.port, "from": "shop@example.com"}
+        async with workspace.client() as c:
+            cid = (
+                await c.post("/v1/connectors", json={"name": "m", "type": "smtp", "config": config})
+            ).json()["id"]
+            sent = await c.post(
+                f"/v1/connectors/{cid}/test", json={"to": "ada@example.com", "subject": "Ping"}
+            )
+            down = config | {"port": 9}
+            await c.put(f"/v1/connectors/{cid}", json={"name": "m", "type": "smtp", "config": down})
+            failed = await c.post(f"/v1/connectors/{cid}/test", json={"to": "ada@example.com"})
+        assert sent.status_code == 200, sent.text
+        assert [m["Subject"] for m in box.messages] == ["Ping"]
+        assert box.envelopes[0][1] == ["ada@example.com"]
+        assert failed.status_code == 502
+        assert failed.headers["content-type"] == "application/problem+json"

@@ -6,13 +6,11 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from fastapi import FastAPI, Request, Response
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -28,48 +26,13 @@ from services.activator.settings import ActivatorSettings
 from shared.connectors import ConnectorType, parse_config
 from tests.conftest import Servers
 from tests.helpers import eventually, serving
+from tests.sinks import Mailbox, run_mailbox
 from waypost.embedded import free_port
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"a very secret signing key").decode()
 
 
 # --- a local SMTP server ----------------------------------------------------------------
-
-
-@dataclass
-class Mailbox:
-    """aiosmtpd handler keeping every accepted message; ``rcpt_reply`` refuses recipients."""
-
-    port: int = 0
-    messages: list[EmailMessage] = field(default_factory=list)
-    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
-    rcpt_reply: str | None = None
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
-    ) -> str:
-        if self.rcpt_reply is not None:
-            return self.rcpt_reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
-        parsed = message_from_bytes(raw, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.envelopes.append((str(envelope.mail_from), list(envelope.rcpt_tos)))
-        self.messages.append(parsed)
-        return "250 Message accepted for delivery"
-
-
-def run_mailbox(**smtp_options: Any) -> Iterator[Mailbox]:
-    box = Mailbox(port=free_port())
-    controller = Controller(box, hostname="127.0.0.1", port=box.port, **smtp_options)
-    controller.start()
-    try:
-        yield box
-    finally:
-        controller.stop()
 
 
 @pytest.fixture
