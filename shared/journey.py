@@ -1,6 +1,6 @@
 """The journey body of API.md as pydantic models, shared by the designer and the runtime.
 
-The designer validates bodies with these models (then with ``services.designer.validation``
+The designer validates bodies with these models (then with ``shared.journey_validation``
 for limits and references); the runtime compiles and simulates the parsed models. The models
 hold only checks that need no counting and no outside knowledge (types, required fields,
 exactly one kind of wait), so that everything else is reported together with them.

@@ -15,7 +15,9 @@ from services.designer.repository import (
     JourneyRepository,
     TemplateRepository,
 )
-from services.designer.validation import (
+from shared import outbox
+from shared.journey import JourneyBody, JourneyLimits
+from shared.journey_validation import (
     Catalog,
     ConnectorRef,
     JourneyRef,
@@ -23,8 +25,6 @@ from services.designer.validation import (
     journey_jump_targets,
     validate_journey,
 )
-from shared import outbox
-from shared.journey import JourneyBody, JourneyLimits
 from shared.logging import get_logger
 from shared.pagination import Page, decode_cursor, encode_cursor
 from shared.problems import FieldError, conflict, invalid, not_found

@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from services.designer.validation import (
+from shared.journey import JourneyBody, JourneyLimits
+from shared.journey_validation import (
     Catalog,
     ConnectorRef,
     JourneyRef,
@@ -13,7 +14,6 @@ from services.designer.validation import (
     journey_jump_targets,
     validate_journey,
 )
-from shared.journey import JourneyBody, JourneyLimits
 from shared.problems import FieldError
 
 Json = dict[str, Any]
