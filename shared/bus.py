@@ -116,6 +116,7 @@ async def publish(
 
 
 Handler = Callable[[Msg], Awaitable[None]]
+BatchHandler = Callable[[list[Msg]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -157,10 +158,15 @@ class Consumer:
         spec: ConsumerSpec,
         handler: Handler,
         metrics: ConsumerMetrics | None = None,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
+        """``batch_handler``, when given, takes each fetched batch at once (one transaction
+        for many messages); if it raises, the batch is handled again one message at a
+        time with ``handler``, so one bad message cannot hold the others back."""
         self._js = js
         self.spec = spec
         self._handler = handler
+        self._batch_handler = batch_handler
         self._metrics = metrics
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -186,10 +192,14 @@ class Consumer:
         )
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.spec.durable}")
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop after the batch in hand is handled and acked (cancel it past ``grace_s``)."""
         self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=grace_s)
+            except TimeoutError:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._sub is not None:
@@ -207,8 +217,28 @@ class Consumer:
                 log.warning("bus.fetch_failed", consumer=self.spec.durable, error=str(exc))
                 await asyncio.sleep(0.5)
                 continue
+            if self._batch_handler is not None and len(msgs) > 1:
+                await self.process_batch(msgs)
+                continue
             for msg in msgs:
                 await self.process(msg)
+
+    async def process_batch(self, msgs: list[Msg]) -> None:
+        assert self._batch_handler is not None
+        try:
+            await self._batch_handler(msgs)
+        except Exception as exc:
+            log.warning(
+                "bus.batch_failed", consumer=self.spec.durable, size=len(msgs),
+                error=f"{type(exc).__name__}: {exc}",
+            )  # fmt: skip
+            for msg in msgs:
+                await self.process(msg)
+            return
+        for msg in msgs:
+            await msg.ack()
+        if self._metrics:
+            self._metrics.handled.labels(self.spec.stream, self.spec.durable).inc(len(msgs))
 
     async def process(self, msg: Msg) -> None:
         bind_correlation(dict(msg.headers or {}))

@@ -11,6 +11,7 @@ from services.designer.context import SECRETS, session_dep
 from services.designer.repository import (
     ApiKeyRepository,
     ConnectorRepository,
+    FolderRepository,
     JourneyRepository,
     SettingsRepository,
     TemplateRepository,
@@ -38,6 +39,24 @@ async def resolve_key(session: Session, key_hash: str) -> dict[str, Any]:
         "folder_ids": list(key.folder_ids),
         "bootstrap": workspace.is_bootstrap,
     }
+
+
+@router.get("/journeys/revision")
+async def journeys_revision(session: Session) -> dict[str, str]:
+    """Changes whenever any journey changes: the runtime reloads when it does."""
+    return {"revision": await JourneyRepository(session).revision()}
+
+
+@router.get("/workspaces/{workspace_id}/journeys/{journey_id}/access")
+async def journey_access(
+    session: Session, workspace_id: str, journey_id: str, folders: str = ""
+) -> dict[str, bool]:
+    """200 when a caller with these folder grants (comma separated; none: all) sees it."""
+    roots = [f for f in folders.split(",") if f]
+    allowed = await FolderRepository(session).subtree_ids(workspace_id, roots) if roots else None
+    if await JourneyRepository(session).get(workspace_id, journey_id, allowed) is None:
+        raise not_found(f"journey {journey_id}")
+    return {"visible": True}
 
 
 @router.get("/journeys/live")

@@ -245,6 +245,10 @@ class JourneyRepository:
             stmt = stmt.where(Journey.id != except_id)
         return (await self.session.execute(stmt)).all()
 
+    async def revision(self) -> str:
+        row = (await self.session.execute(select(func.count(), func.max(Journey.updated_at)))).one()
+        return f"{row[0]}:{row[1].isoformat() if row[1] else '-'}"
+
     async def published_for_runtime(self) -> Sequence[Any]:
         """Every published version of every live or paused journey."""
         stmt = (

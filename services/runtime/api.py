@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.runtime.analytics import journey_analytics
+from services.runtime.models import MembershipRow
+from services.runtime.processor import Processor
+from services.runtime.repository import RuntimeRepository
+from services.runtime.settings import RuntimeSettings
 from services.runtime.simulate import SimEvent, Simulation, check
+from shared import db
+from shared.app import get_state
 from shared.identity import Identity, identity_from_request
 from shared.journey import JourneyLimits
-from shared.problems import FieldError, invalid
+from shared.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from shared.problems import FieldError, invalid, not_found
 
 router = APIRouter(prefix="/v1", tags=["journeys"])
 
@@ -65,3 +75,144 @@ def _event(e: SimEventIn) -> SimEvent:
         properties=e.properties,
         traits=e.traits,
     )
+
+
+# Profiles, timelines, explanations, journey members and analytics ---------------------------
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with db.transaction(get_state(request).sessions) as session:
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(_session, scope="function")]
+Caller = Annotated[Identity, Depends(identity_from_request)]
+
+
+def _membership_out(row: MembershipRow) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "journey_id": row.journey_id, "version": row.version, "stage": row.stage,
+        "step": row.step_id, "state": "active" if row.active else "left",
+        "entered_at": row.entered_at,
+    }  # fmt: skip
+    if not row.active:
+        out |= {"outcome": row.outcome, "left_at": row.left_at}
+    return out
+
+
+@router.get("/profiles/{profile_id}", tags=["profiles"])
+async def get_profile(session: Session, caller: Caller, profile_id: str) -> dict[str, Any]:
+    repo = RuntimeRepository(session)
+    row = await repo.profile(caller.workspace_id, profile_id)
+    if row is None:
+        raise not_found(f"profile {profile_id}")
+    members = await repo.memberships_of(caller.workspace_id, profile_id)
+    return {
+        "profile_id": row.profile_id,
+        "attributes": row.attributes,
+        "consent": row.consent,
+        "journeys": [_membership_out(m) for m in members],
+    }
+
+
+@router.delete("/profiles/{profile_id}", status_code=204, tags=["profiles"])
+async def delete_profile(
+    request: Request, session: Session, caller: Caller, profile_id: str
+) -> Response:
+    """Erases the profile, its places in journeys, its timeline and its pending timers."""
+    processor: Processor = get_state(request).extras["processor"]
+    if not await processor.erase(session, caller.workspace_id, profile_id):
+        raise not_found(f"profile {profile_id}")
+    return Response(status_code=204)
+
+
+@router.get("/profiles/{profile_id}/timeline", tags=["profiles"])
+async def timeline(
+    session: Session, caller: Caller, profile_id: str, limit: Limit = 50, cursor: Cursor = None
+) -> dict[str, Any]:
+    after = decode_cursor(cursor)
+    rows = await RuntimeRepository(session).timeline(
+        caller.workspace_id, profile_id, int(after[0]) if after else None, limit + 1
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        {"at": r.at, "journey_id": r.journey_id, "version": r.version, "kind": r.kind,
+         "stage": r.stage, "step_id": r.step_id, "detail": r.detail, "cause": r.cause}
+        for r in rows
+    ]  # fmt: skip
+    return {"items": items, "next_cursor": encode_cursor([rows[-1].id]) if more else None}
+
+
+@router.get("/profiles/{profile_id}/explain", tags=["profiles"])
+async def explain(
+    session: Session,
+    caller: Caller,
+    profile_id: str,
+    journey_id: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Limit = 50,
+) -> dict[str, Any]:
+    """Why each recent event did or did not enter or move the profile."""
+    rows = await RuntimeRepository(session).explanations(
+        caller.workspace_id, profile_id, journey_id, limit
+    )
+    items = [
+        {"event_id": r.event_id, "name": r.name, "at": r.at, "journey_id": r.journey_id,
+         "outcome": r.outcome, "reasons": r.reasons}
+        for r in rows
+    ]  # fmt: skip
+    return {"items": items}
+
+
+async def _check_journey(request: Request, caller: Identity, journey_id: str) -> None:
+    """The journey exists in the caller's workspace and folder grants (the designer knows)."""
+    state = get_state(request)
+    settings = state.settings
+    assert isinstance(settings, RuntimeSettings)
+    url = (
+        f"{settings.designer_url}/internal/workspaces/{caller.workspace_id}"
+        f"/journeys/{journey_id}/access"
+    )
+    r = await state.extras["http"].get(url, params={"folders": ",".join(caller.folder_ids)})
+    if r.status_code == 404:
+        raise not_found(f"journey {journey_id}")
+    r.raise_for_status()
+
+
+@router.get("/journeys/{journey_id}/profiles", tags=["journeys"])
+async def journey_profiles(
+    request: Request,
+    session: Session,
+    caller: Caller,
+    journey_id: str,
+    stage: Annotated[str | None, Query(max_length=200)] = None,
+    state: Literal["active", "left"] | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    await _check_journey(request, caller, journey_id)
+    after = decode_cursor(cursor)
+    rows = await RuntimeRepository(session).journey_members(
+        caller.workspace_id, journey_id, stage, None if state is None else state == "active",
+        str(after[0]) if after else None, limit + 1,
+    )  # fmt: skip
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [{"profile_id": r.profile_id, **_membership_out(r)} for r in rows]
+    return {"items": items, "next_cursor": encode_cursor([rows[-1].profile_id]) if more else None}
+
+
+@router.get("/journeys/{journey_id}/analytics", tags=["journeys"])
+async def analytics(
+    request: Request,
+    session: Session,
+    caller: Caller,
+    journey_id: str,
+    version: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    await _check_journey(request, caller, journey_id)
+    processor: Processor = get_state(request).extras["processor"]
+    report: dict[str, Any] = await journey_analytics(
+        session, processor, caller.workspace_id, journey_id, version
+    )
+    return report

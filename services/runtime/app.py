@@ -1,16 +1,75 @@
-"""Runtime app factory."""
+"""Runtime app factory: the catalog, the processor and the consumers in the lifespan."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
 from fastapi import FastAPI
 
 from services.runtime import api, internal
+from services.runtime.catalog import CatalogCache
+from services.runtime.consumers import journey_consumer, partition_consumer, timer_consumer
+from services.runtime.models import Outbox
+from services.runtime.partitions import PartitionLeases
+from services.runtime.processor import Processor
 from services.runtime.settings import RuntimeSettings
-from shared.app import create_service_app
+from shared import bus, outbox
+from shared.app import ServiceState, create_service_app
+
+PROCESSOR = "processor"
+HTTP = "http"
+
+
+@asynccontextmanager
+async def _runtime(state: ServiceState) -> AsyncIterator[None]:
+    settings = state.settings
+    assert isinstance(settings, RuntimeSettings)
+    async with httpx.AsyncClient(timeout=30) as http:
+        state.extras[HTTP] = http
+        catalogs = CatalogCache(http, settings.designer_url)
+        relay = outbox.OutboxRelay(state.sessions, Outbox, state.js)
+        processor = Processor(state.sessions, catalogs, relay, state.clock)
+        state.extras[PROCESSOR] = processor
+        async with outbox.running(relay):
+            if not settings.consumers:
+                yield
+                return
+            async with _consuming(state, processor, settings):
+                yield
+
+
+@asynccontextmanager
+async def _consuming(
+    state: ServiceState, processor: Processor, settings: RuntimeSettings
+) -> AsyncIterator[None]:
+    async def consumer_for(partition: int) -> bus.Consumer:
+        return await partition_consumer(state.js, processor, partition, settings.event_batch)
+
+    leases = PartitionLeases(
+        state.engine, state.sessions, settings.event_partitions, uuid.uuid4().hex, consumer_for
+    )
+    others = [
+        await timer_consumer(state.js, processor),
+        await journey_consumer(state.js, processor),
+    ]
+    task = asyncio.create_task(leases.run(), name="partition-leases")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for consumer in others:
+            await consumer.stop()
 
 
 def create_app(settings: RuntimeSettings | None = None) -> FastAPI:
     settings = settings or RuntimeSettings()
     return create_service_app(
-        settings, title="Waypost runtime", routers=[api.router, internal.router]
+        settings, title="Waypost runtime", routers=[api.router, internal.router], extend=_runtime
     )

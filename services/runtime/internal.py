@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
+
+from services.runtime.processor import Processor
+from shared.app import get_state
 
 router = APIRouter(prefix="/internal", include_in_schema=False)
 
@@ -15,10 +18,8 @@ class MigrateIn(BaseModel):
 
 
 @router.post("/journeys/{journey_id}/migrate")
-async def migrate_in_flight(journey_id: str, body: MigrateIn) -> dict[str, int]:
-    """Move profiles inside older versions of the journey onto ``to_version``.
-
-    The runtime keeps no profile positions yet, so there is never anyone to move.
-    """
-    del journey_id, body
-    return {"migrated": 0}
+async def migrate_in_flight(request: Request, journey_id: str, body: MigrateIn) -> dict[str, int]:
+    """Move profiles inside older versions of the journey onto ``to_version`` where their
+    stage and step exist there; the others stay on their version."""
+    processor: Processor = get_state(request).extras["processor"]
+    return {"migrated": await processor.migrate(journey_id, body.to_version)}

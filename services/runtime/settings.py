@@ -6,3 +6,13 @@ from shared.settings import ServiceSettings
 class RuntimeSettings(ServiceSettings):
     service_name: str = "runtime"
     port: int = Field(default=8082, ge=0, le=65535)
+    designer_url: str = Field(
+        default="http://127.0.0.1:8081", description="Designer base URL (live journeys)."
+    )
+    event_partitions: int = Field(
+        default=16, ge=1, le=1024, description="Event partitions; the same as the gateway's."
+    )
+    event_batch: int = Field(default=256, ge=1, le=5000, description="Events per transaction.")
+    consumers: bool = Field(
+        default=True, description="Consume the bus (off only for API-only processes)."
+    )

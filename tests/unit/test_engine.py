@@ -414,3 +414,17 @@ def test_the_engine_never_changes_its_inputs() -> None:
     on_event(d.cat, ADA, d.states, ev("anything"), T0)
     on_timer(d.cat, ADA, d.states, Timer(next(iter(d.timers)), "j1", T0), T0 + timedelta(hours=1))
     assert d.states == before
+
+
+def test_states_survive_the_round_trip_through_json() -> None:
+    import json
+
+    from services.runtime.codec import dump_state, load_state
+
+    d = Driver(catalog(branch_journey()))
+    d.event("cart_abandoned")
+    state = d.states["j1"]
+    assert load_state(json.loads(json.dumps(dump_state(state)))) == state
+    d.apply(on_stop(d.cat, ADA, d.states, "j1", T0))
+    left = d.states["j1"]
+    assert load_state(json.loads(json.dumps(dump_state(left)))) == left

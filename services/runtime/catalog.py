@@ -1,0 +1,81 @@
+"""The live journeys, compiled, kept in memory and reloaded from the designer whenever its
+journeys revision changes. Checked before every batch, so a publish, pause, resume or stop
+applies to every event accepted after the designer answered it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from typing import Any
+
+import httpx
+
+from services.runtime.engine.compiled import compile_journey
+from services.runtime.engine.engine import Catalog, LiveJourney
+from shared.journey import JourneyBody
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+class CatalogCache:
+    def __init__(self, http: httpx.AsyncClient, designer_url: str) -> None:
+        self._http = http
+        self._url = designer_url
+        self._revision: str | None = None
+        self._by_workspace: dict[str, Catalog] = {}
+        self._checked_at = float("-inf")
+        self._check: asyncio.Task[None] | None = None
+        self._check_started = float("-inf")
+
+    def find(self, journey_id: str) -> tuple[str, LiveJourney | None]:
+        for workspace_id, catalog in self._by_workspace.items():
+            if journey_id in catalog.journeys:
+                return workspace_id, catalog.journeys[journey_id]
+        return "", None
+
+    def for_workspace(self, workspace_id: str) -> Catalog:
+        return self._by_workspace.get(workspace_id, Catalog())
+
+    async def fresh(self, since: float) -> None:
+        """Make sure the catalog reflects every change committed before ``since``
+        (a ``time.monotonic()`` reading); one check serves every batch waiting on it."""
+        if self._checked_at >= since:
+            return
+        if self._check is None or self._check.done() or self._check_started < since:
+            self._check_started = time.monotonic()
+            self._check = asyncio.create_task(self._refresh(self._check_started))
+        await asyncio.shield(self._check)
+
+    async def _refresh(self, started: float) -> None:
+        r = await self._http.get(f"{self._url}/internal/journeys/revision", timeout=10)
+        r.raise_for_status()
+        revision = r.json()["revision"]
+        if revision != self._revision:
+            await self._load()
+            self._revision = revision
+        self._checked_at = max(self._checked_at, started)
+
+    async def _load(self) -> None:
+        r = await self._http.get(f"{self._url}/internal/journeys/live", timeout=30)
+        r.raise_for_status()
+        self._by_workspace = build(r.json()["items"])
+        log.info(
+            "catalog.loaded", journeys=sum(len(c.journeys) for c in self._by_workspace.values())
+        )
+
+
+def build(items: list[dict[str, Any]]) -> dict[str, Catalog]:
+    grouped: dict[str, dict[str, LiveJourney]] = defaultdict(dict)
+    for item in items:
+        journeys = grouped[item["workspace_id"]]
+        compiled = compile_journey(
+            item["journey_id"], item["version"], JourneyBody.model_validate(item["body"])
+        )
+        live = journeys.get(item["journey_id"])
+        if live is None:
+            live = LiveJourney({}, item["live_version"], item["status"])
+            journeys[item["journey_id"]] = live
+        live.versions[item["version"]] = compiled
+    return {ws: Catalog(journeys) for ws, journeys in grouped.items()}

@@ -1,0 +1,304 @@
+"""Applies inputs to profiles: loads their state, calls the pure engine, and writes the
+result (state, timeline, explanations, counters, outbox commands) in one transaction."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.runtime.catalog import CatalogCache
+from services.runtime.engine import engine
+from services.runtime.engine.state import (
+    CancelTimer,
+    Event,
+    JourneyState,
+    Profile,
+    Result,
+    SetTimer,
+    Timer,
+)
+from services.runtime.models import Outbox, ProfileRow
+from services.runtime.repository import RuntimeRepository
+from shared import db, outbox
+from shared.clock import Clock
+from shared.events import AcceptedEvent
+
+
+@dataclass(frozen=True)
+class FiredTimer:
+    timer_id: str
+    workspace_id: str
+    profile_id: str
+    journey_id: str
+    due_at: datetime
+
+
+@dataclass
+class _Writes:
+    """Everything one profile's inputs produced, written once per batch."""
+
+    counters: Counter[tuple[str, int, str]] = field(default_factory=Counter)
+    outbox: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+
+
+class Processor:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        catalogs: CatalogCache,
+        relay: outbox.OutboxRelay | None,
+        clock: Clock,
+    ) -> None:
+        self.sessions = sessions
+        self.catalogs = catalogs
+        self.relay = relay
+        self.clock = clock
+
+    async def apply_events(self, events: Sequence[AcceptedEvent], fetched_at: float) -> None:
+        await self.catalogs.fresh(fetched_at)
+        async with db.transaction(self.sessions) as session:
+            repo = RuntimeRepository(session)
+            for workspace_id, batch in _by_workspace(events).items():
+                await self._events_of_workspace(repo, workspace_id, batch)
+        self._notify()
+
+    async def _events_of_workspace(
+        self, repo: RuntimeRepository, workspace_id: str, events: list[AcceptedEvent]
+    ) -> None:
+        fresh = await repo.claim_events(workspace_id, [e.event_id for e in events])
+        todo = _first_of_each(e for e in events if e.event_id in fresh)
+        if not todo:
+            return
+        rows = await repo.lock_profiles(workspace_id, (e.profile_id for e in todo), create=True)
+        states = await repo.states(workspace_id, sorted(rows))
+        catalog = self.catalogs.for_workspace(workspace_id)
+        writes = _Writes()
+        touched: set[str] = set()
+        for event in todo:
+            row = rows[event.profile_id]
+            if event.kind == "profile":
+                _upsert_profile(row, event)
+                continue
+            row.attributes = {**row.attributes, **event.traits}
+            result = engine.on_event(
+                catalog, _profile(row), states[row.profile_id], _engine_event(event),
+                self.clock.now(),
+            )  # fmt: skip
+            states[row.profile_id] = result.states
+            touched.add(row.profile_id)
+            await self._record(repo, workspace_id, row, result, writes, event)
+        for profile_id in sorted(touched):
+            await repo.save_states(workspace_id, profile_id, states[profile_id], catalog)
+        await self._flush(repo, workspace_id, writes)
+
+    async def apply_timers(self, fired: Sequence[FiredTimer]) -> None:
+        async with db.transaction(self.sessions) as session:
+            repo = RuntimeRepository(session)
+            grouped: dict[str, list[FiredTimer]] = defaultdict(list)
+            for timer in fired:
+                grouped[timer.workspace_id].append(timer)
+            for workspace_id, timers in grouped.items():
+                await self._timers_of_workspace(repo, workspace_id, timers)
+        self._notify()
+
+    async def _timers_of_workspace(
+        self, repo: RuntimeRepository, workspace_id: str, timers: list[FiredTimer]
+    ) -> None:
+        await self.catalogs.fresh(time.monotonic())
+        rows = await repo.lock_profiles(workspace_id, (t.profile_id for t in timers), create=False)
+        states = await repo.states(workspace_id, sorted(rows))
+        catalog = self.catalogs.for_workspace(workspace_id)
+        writes = _Writes()
+        for fired in sorted(timers, key=lambda t: t.due_at):
+            row = rows.get(fired.profile_id)
+            if row is None:
+                continue  # the profile was erased; its timers mean nothing now
+            timer = Timer(fired.timer_id, fired.journey_id, fired.due_at)
+            result = engine.on_timer(
+                catalog, _profile(row), states[row.profile_id], timer, self.clock.now()
+            )
+            states[row.profile_id] = result.states
+            await self._record(repo, workspace_id, row, result, writes, None)
+        for profile_id in sorted(rows):
+            await repo.save_states(workspace_id, profile_id, states[profile_id], catalog)
+        await self._flush(repo, workspace_id, writes)
+
+    async def apply_change(self, workspace_id: str, journey_id: str, change: str) -> int:
+        """A journey stopped (everyone leaves) or resumed (held timers go on)."""
+        await self.catalogs.fresh(time.monotonic())
+        async with db.transaction(self.sessions) as session:
+            repo = RuntimeRepository(session)
+            flow = "held" if change == "resumed" else None
+            ids = await repo.active_profiles(workspace_id, journey_id, flow)
+            rows = await repo.lock_profiles(workspace_id, ids, create=False)
+            states = await repo.states(workspace_id, sorted(rows))
+            catalog = self.catalogs.for_workspace(workspace_id)
+            writes = _Writes()
+            step = engine.on_stop if change == "stopped" else engine.on_resume
+            for profile_id in sorted(rows):
+                row = rows[profile_id]
+                result = step(catalog, _profile(row), states[profile_id], journey_id,
+                              self.clock.now())  # fmt: skip
+                await self._record(repo, workspace_id, row, result, writes, None)
+                await repo.save_states(workspace_id, profile_id, result.states, catalog)
+            await self._flush(repo, workspace_id, writes)
+        self._notify()
+        return len(rows)
+
+    async def migrate(self, journey_id: str, to_version: int) -> int:
+        """Profiles in older versions whose stage and step exist in ``to_version`` move there."""
+        await self.catalogs.fresh(time.monotonic())
+        workspace_id, live = self.catalogs.find(journey_id)
+        if live is None or to_version not in live.versions:
+            return 0
+        target = live.versions[to_version]
+        async with db.transaction(self.sessions) as session:
+            repo = RuntimeRepository(session)
+            ids = await repo.active_profiles(workspace_id, journey_id)
+            rows = await repo.lock_profiles(workspace_id, ids, create=False)
+            states = await repo.states(workspace_id, sorted(rows))
+            catalog = self.catalogs.for_workspace(workspace_id)
+            moved = 0
+            for profile_id in sorted(rows):
+                state = states[profile_id].get(journey_id)
+                m = state.membership if state else None
+                if state is None or m is None or m.version not in live.versions:
+                    continue
+                if engine.migrate(state, live.versions[m.version], target):
+                    moved += 1
+                    await repo.save_states(workspace_id, profile_id, states[profile_id], catalog)
+        return moved
+
+    async def erase(self, session: AsyncSession, workspace_id: str, profile_id: str) -> bool:
+        """Delete the profile and everything about it; cancel its pending timers."""
+        repo = RuntimeRepository(session)
+        rows = await repo.lock_profiles(workspace_id, [profile_id], create=False)
+        if not rows:
+            return False
+        states = await repo.states(workspace_id, [profile_id])
+        for state in states[profile_id].values():
+            for pending in state.membership.timers() if state.membership else []:
+                payload = {"timer_id": pending.timer_id, "workspace_id": workspace_id}
+                await outbox.enqueue(
+                    session, Outbox, f"timers.cancel.{workspace_id}", payload,
+                    f"cancel:{pending.timer_id}",
+                )  # fmt: skip
+        await repo.delete_profile(workspace_id, profile_id)
+        self._notify()
+        return True
+
+    async def _record(
+        self,
+        repo: RuntimeRepository,
+        workspace_id: str,
+        row: ProfileRow,
+        result: Result,
+        writes: _Writes,
+        event: AcceptedEvent | None,
+    ) -> None:
+        await repo.add_timeline(workspace_id, row.profile_id, result.timeline)
+        if event is not None:
+            await repo.add_explanations(
+                workspace_id, row.profile_id, event.event_id, event.name, event.timestamp,
+                result.explanations,
+            )  # fmt: skip
+        writes.counters.update(_counter_keys(result))
+        writes.outbox += _commands(workspace_id, row, result, self.clock.now())
+
+    async def _flush(self, repo: RuntimeRepository, workspace_id: str, writes: _Writes) -> None:
+        await repo.bump(workspace_id, dict(writes.counters))
+        for subject, payload, msg_id in writes.outbox:
+            await outbox.enqueue(repo.session, Outbox, subject, payload, msg_id)
+
+    def _notify(self) -> None:
+        if self.relay is not None:
+            self.relay.notify()
+
+
+def _by_workspace(events: Iterable[AcceptedEvent]) -> dict[str, list[AcceptedEvent]]:
+    grouped: dict[str, list[AcceptedEvent]] = defaultdict(list)
+    for event in events:
+        grouped[event.workspace_id].append(event)
+    return grouped
+
+
+def _first_of_each(events: Iterable[AcceptedEvent]) -> list[AcceptedEvent]:
+    seen: set[str] = set()
+    out = []
+    for event in events:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            out.append(event)
+    return out
+
+
+def _upsert_profile(row: ProfileRow, event: AcceptedEvent) -> None:
+    row.attributes = {**row.attributes, **event.traits}
+    consent = event.properties.get("consent")
+    if isinstance(consent, dict):
+        row.consent = {**row.consent, **consent}
+
+
+def _profile(row: ProfileRow) -> Profile:
+    return Profile(row.profile_id, dict(row.attributes))
+
+
+def _engine_event(event: AcceptedEvent) -> Event:
+    return Event(event.event_id, event.name, event.timestamp, dict(event.properties))
+
+
+def _counter_keys(result: Result) -> Counter[tuple[str, int, str]]:
+    keys: Counter[tuple[str, int, str]] = Counter()
+    for e in result.timeline:
+        base = (e.journey_id, e.version)
+        if e.kind == "entered":
+            keys[(*base, "entered")] += 1
+            keys[(*base, f"stage:{e.stage}:entered")] += 1
+        elif e.kind == "stage_changed":
+            keys[(*base, f"stage:{e.detail['to']}:entered")] += 1
+        elif e.kind == "step_started":
+            keys[(*base, f"step:{e.step_id}:entered")] += 1
+        elif e.kind == "left":
+            keys[(*base, f"left:{e.detail['outcome']}")] += 1
+        elif e.kind == "activation":
+            keys[(*base, "activations:requested")] += 1
+    return keys
+
+
+def _commands(
+    workspace_id: str, row: ProfileRow, result: Result, now: datetime
+) -> list[tuple[str, dict[str, Any], str]]:
+    """Outbox rows: (subject, payload, Nats-Msg-Id) for the scheduler and the activator."""
+    out: list[tuple[str, dict[str, Any], str]] = []
+    payload: dict[str, Any]
+    for change in result.timers:
+        if isinstance(change, SetTimer):
+            payload = {"timer_id": change.timer_id, "workspace_id": workspace_id,
+                       "profile_id": row.profile_id, "journey_id": change.journey_id,
+                       "kind": change.kind.value, "due_at": change.due_at.isoformat(),
+                       "payload": {}}  # fmt: skip
+            out.append((f"timers.schedule.{workspace_id}", payload, f"schedule:{change.timer_id}"))
+        else:
+            assert isinstance(change, CancelTimer)
+            payload = {"timer_id": change.timer_id, "workspace_id": workspace_id}
+            out.append((f"timers.cancel.{workspace_id}", payload, f"cancel:{change.timer_id}"))
+    for a in result.activations:
+        payload = {"activation_id": a.activation_id, "workspace_id": workspace_id,
+                   "profile_id": row.profile_id, "journey_id": a.journey_id,
+                   "version": a.version, "step_id": a.step_id, "channel": a.channel,
+                   "connector_id": a.connector_id, "template_id": a.template_id, "to": a.to,
+                   "consent": dict(row.consent), "context": a.context,
+                   "requested_at": now.isoformat()}  # fmt: skip
+        out.append(
+            (f"activations.requested.{workspace_id}", payload, f"activation:{a.activation_id}")
+        )
+    return out
+
+
+__all__ = ["FiredTimer", "JourneyState", "Processor"]

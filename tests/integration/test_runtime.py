@@ -1,0 +1,157 @@
+"""The runtime against real NATS and PostgreSQL: accepted events move profiles through
+live journeys; timers, activations and journey changes flow over the bus."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from shared import bus
+from shared.events import AcceptedEvent, subject_for
+from tests.helpers import eventually
+from tests.stack import Workspace
+
+PARTITIONS = 16
+
+
+def journey() -> dict[str, Any]:
+    return {
+        "name": f"Welcome {uuid.uuid4().hex[:6]}",
+        "goal": {"criteria": {"event": "purchase"}, "target_percent": 50},
+        "stages": [{
+            "name": "Signed up",
+            "entry": {"event": "signup"},
+            "steps": [
+                {"id": "wait-1h", "type": "wait", "duration": "PT1H"},
+                {"id": "hello", "type": "activation", "channel": "sms", "connector_id": "{c}",
+                 "template_id": "{t}", "to_attribute": "phone"},
+            ],
+        }],
+    }  # fmt: skip
+
+
+async def live_journey(workspace: Workspace) -> str:
+    async with workspace.client() as c:
+        conn = await c.post("/v1/connectors", json={"name": f"c{uuid.uuid4().hex[:6]}",
+                            "type": "sms_http", "config": {"url": "http://127.0.0.1:9/x"}})
+        tmpl = await c.post("/v1/templates", json={"name": f"t{uuid.uuid4().hex[:6]}",
+                            "channel": "sms", "body": "hi", "status": "ready"})  # fmt: skip
+        body = journey()
+        step = body["stages"][0]["steps"][1]
+        step["connector_id"], step["template_id"] = conn.json()["id"], tmpl.json()["id"]
+        jid: str = (await c.post("/v1/journeys", json=body)).json()["id"]
+        assert (await c.post(f"/v1/journeys/{jid}/publish")).status_code == 200
+    return jid
+
+
+async def send(nc: NATS, ws: str, profile: str, name: str, event_id: str | None = None,
+               **traits: Any) -> str:  # fmt: skip
+    now = datetime.now(UTC)
+    event = AcceptedEvent(
+        workspace_id=ws, event_id=event_id or uuid.uuid4().hex, profile_id=profile, name=name,
+        timestamp=now, accepted_at=now, traits=traits,
+    )  # fmt: skip
+    await bus.publish(nc.jetstream(), subject_for(ws, profile, PARTITIONS),
+                      event.model_dump(mode="json"), event.msg_id)  # fmt: skip
+    return event.event_id
+
+
+async def messages(nc: NATS, stream: str, subject: str) -> list[dict[str, Any]]:
+    sub = await nc.jetstream().pull_subscribe(subject, stream=stream)
+    try:
+        return [bus.decode(m) for m in await sub.fetch(200, timeout=1)]
+    except nats.errors.TimeoutError:
+        return []
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_an_event_enters_a_profile_and_a_timer_delivers(
+    workspace: Workspace, nc: NATS
+) -> None:
+    jid = await live_journey(workspace)
+    ws = workspace.id
+    event_id = await send(nc, ws, "ada", "signup", phone="+15550100")
+    await send(nc, ws, "ada", "signup", event_id=event_id)  # a duplicate: no effect
+
+    async with workspace.client() as c:
+
+        async def inside() -> dict[str, Any] | None:
+            r = await c.get("/v1/profiles/ada")
+            return r.json() if r.status_code == 200 and r.json()["journeys"] else None
+
+        profile = await eventually(inside, "the profile to enter")
+        assert profile["attributes"] == {"phone": "+15550100"}
+        (membership,) = profile["journeys"]
+        assert membership | {"entered_at": None} == {
+            "journey_id": jid, "version": 1, "stage": "Signed up", "step": "wait-1h",
+            "state": "active", "entered_at": None,
+        }  # fmt: skip
+
+        schedules = await eventually(
+            lambda: messages(nc, "TIMERS", f"timers.schedule.{ws}"), "the wait's timer command"
+        )
+        (timer,) = schedules
+        assert timer["due_at"] > datetime.now(UTC).isoformat()
+        fired = timer | {"fired_at": datetime.now(UTC).isoformat()}
+        await bus.publish(nc.jetstream(), f"timers.fired.{ws}", fired, f"fired:{timer['timer_id']}")
+
+        requested = await eventually(
+            lambda: messages(nc, "ACTIVATIONS", f"activations.requested.{ws}"), "the activation"
+        )
+        (activation,) = requested
+        assert activation["to"] == "+15550100"
+        assert activation["step_id"] == "hello"
+
+        timeline = (await c.get("/v1/profiles/ada/timeline")).json()["items"]
+        kinds = [e["kind"] for e in timeline]
+        assert kinds[:3] == ["entered", "step_started", "waiting"]
+        assert "activation" in kinds
+        assert timeline[0]["cause"] == {"event_id": event_id}
+        why = (await c.get("/v1/profiles/ada/explain", params={"journey_id": jid})).json()
+        assert [i["outcome"] for i in why["items"]] == ["entered"]
+        stats = (await c.get(f"/v1/journeys/{jid}/analytics")).json()
+        assert stats["entered"] == 1
+        assert stats["active"] == 1
+        assert stats["stages"][0]["steps"][0]["entered"] == 1
+
+        await send(nc, ws, "ada", "purchase")
+
+        async def converted() -> bool:
+            return (await c.get(f"/v1/journeys/{jid}/analytics")).json()["goal"]["reached"] == 1
+
+        await eventually(converted, "the goal")
+        final = (await c.get(f"/v1/journeys/{jid}/analytics")).json()
+        assert final["goal"] == {"reached": 1, "percent": 100.0, "target_percent": 50,
+                                 "target_met": True}  # fmt: skip
+        members = (await c.get(f"/v1/journeys/{jid}/profiles", params={"state": "left"})).json()
+        assert [(m["profile_id"], m["outcome"]) for m in members["items"]] == [("ada", "goal")]
+
+
+async def test_stop_makes_everyone_leave_and_delete_erases(workspace: Workspace, nc: NATS) -> None:
+    jid = await live_journey(workspace)
+    for p in ("p1", "p2"):
+        await send(nc, workspace.id, p, "signup")
+    async with workspace.client() as c:
+
+        async def both_in() -> bool:
+            r = await c.get(f"/v1/journeys/{jid}/profiles", params={"state": "active"})
+            return len(r.json()["items"]) == 2
+
+        await eventually(both_in, "two profiles inside")
+        assert (await c.post(f"/v1/journeys/{jid}/stop")).status_code == 200
+
+        async def all_left() -> bool:
+            r = await c.get(f"/v1/journeys/{jid}/profiles", params={"state": "left"})
+            return {m["outcome"] for m in r.json()["items"]} == {"stopped"} and len(
+                r.json()["items"]) == 2  # fmt: skip
+
+        await eventually(all_left, "everyone to leave")
+        assert (await c.delete("/v1/profiles/p1")).status_code == 204
+        assert (await c.get("/v1/profiles/p1")).status_code == 404
+        assert (await c.get("/v1/profiles/p1/timeline")).json()["items"] == []
+        assert (await c.delete("/v1/profiles/p1")).status_code == 404
