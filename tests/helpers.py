@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T | None]], what: str, within_s: float = 20.0
+    probe: Callable[[], Awaitable[T | None]], what: str, within_s: float = 60.0
 ) -> T:
     """Poll ``probe`` until it returns something truthy; fail with ``what`` at the deadline."""
     deadline = time.monotonic() + within_s

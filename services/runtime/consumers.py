@@ -48,7 +48,7 @@ async def partition_consumer(
         filter_subject=f"events.*.{partition}",
         batch=batch,
         max_ack_pending=batch,
-        ack_wait_s=30,
+        ack_wait_s=10,
     )
 
     async def one(msg: Msg) -> None:
