@@ -211,17 +211,25 @@ class Consumer:
         while not self._stopping.is_set():
             try:
                 msgs = await self._sub.fetch(self.spec.batch, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except TimeoutError:  # nats.errors.TimeoutError is one too: nothing to do now
                 continue
-            except (nats.errors.ConnectionClosedError, nats.errors.Error) as exc:
-                log.warning("bus.fetch_failed", consumer=self.spec.durable, error=str(exc))
+            except Exception as exc:
+                # The loop must outlive any fetch failure (NATS restarting, a slow server).
+                log.warning("bus.fetch_failed", consumer=self.spec.durable, error=repr(exc))
                 await asyncio.sleep(0.5)
                 continue
-            if self._batch_handler is not None and len(msgs) > 1:
-                await self.process_batch(msgs)
-                continue
-            for msg in msgs:
-                await self.process(msg)
+            try:
+                await self._handle(msgs)
+            except Exception as exc:
+                # An ack that could not be sent: the message comes back after ack_wait.
+                log.warning("bus.ack_failed", consumer=self.spec.durable, error=repr(exc))
+
+    async def _handle(self, msgs: list[Msg]) -> None:
+        if self._batch_handler is not None and len(msgs) > 1:
+            await self.process_batch(msgs)
+            return
+        for msg in msgs:
+            await self.process(msg)
 
     async def process_batch(self, msgs: list[Msg]) -> None:
         assert self._batch_handler is not None
