@@ -14,13 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.runtime.catalog import CatalogCache
 from services.runtime.engine import engine
+from services.runtime.engine.engine import Catalog
 from services.runtime.engine.state import (
     CancelTimer,
     Event,
+    Explanation,
     JourneyState,
     Profile,
     Result,
     SetTimer,
+    TimelineEntry,
     Timer,
 )
 from services.runtime.models import Outbox, ProfileRow
@@ -41,8 +44,11 @@ class FiredTimer:
 
 @dataclass
 class _Writes:
-    """Everything one profile's inputs produced, written once per batch."""
+    """Everything a batch's inputs produced, written with one statement per table."""
 
+    states: dict[str, dict[str, JourneyState]] = field(default_factory=dict)
+    timeline: list[tuple[str, TimelineEntry]] = field(default_factory=list)
+    explanations: list[tuple[str, AcceptedEvent, Explanation]] = field(default_factory=list)
     counters: Counter[tuple[str, int, str]] = field(default_factory=Counter)
     outbox: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
 
@@ -79,7 +85,6 @@ class Processor:
         states = await repo.states(workspace_id, sorted(rows))
         catalog = self.catalogs.for_workspace(workspace_id)
         writes = _Writes()
-        touched: set[str] = set()
         for event in todo:
             row = rows[event.profile_id]
             if event.kind == "profile":
@@ -90,12 +95,9 @@ class Processor:
                 catalog, _profile(row), states[row.profile_id], _engine_event(event),
                 self.clock.now(),
             )  # fmt: skip
-            states[row.profile_id] = result.states
-            touched.add(row.profile_id)
-            await self._record(repo, workspace_id, row, result, writes, event)
-        for profile_id in sorted(touched):
-            await repo.save_states(workspace_id, profile_id, states[profile_id], catalog)
-        await self._flush(repo, workspace_id, writes)
+            states[row.profile_id] = writes.states[row.profile_id] = result.states
+            self._record(workspace_id, row, result, writes, event)
+        await self._flush(repo, workspace_id, writes, catalog)
 
     async def apply_timers(self, fired: Sequence[FiredTimer]) -> None:
         async with db.transaction(self.sessions) as session:
@@ -123,11 +125,9 @@ class Processor:
             result = engine.on_timer(
                 catalog, _profile(row), states[row.profile_id], timer, self.clock.now()
             )
-            states[row.profile_id] = result.states
-            await self._record(repo, workspace_id, row, result, writes, None)
-        for profile_id in sorted(rows):
-            await repo.save_states(workspace_id, profile_id, states[profile_id], catalog)
-        await self._flush(repo, workspace_id, writes)
+            states[row.profile_id] = writes.states[row.profile_id] = result.states
+            self._record(workspace_id, row, result, writes, None)
+        await self._flush(repo, workspace_id, writes, catalog)
 
     async def apply_change(self, workspace_id: str, journey_id: str, change: str) -> int:
         """A journey stopped (everyone leaves) or resumed (held timers go on)."""
@@ -145,9 +145,9 @@ class Processor:
                 row = rows[profile_id]
                 result = step(catalog, _profile(row), states[profile_id], journey_id,
                               self.clock.now())  # fmt: skip
-                await self._record(repo, workspace_id, row, result, writes, None)
-                await repo.save_states(workspace_id, profile_id, result.states, catalog)
-            await self._flush(repo, workspace_id, writes)
+                writes.states[profile_id] = result.states
+                self._record(workspace_id, row, result, writes, None)
+            await self._flush(repo, workspace_id, writes, catalog)
         self._notify()
         return len(rows)
 
@@ -172,7 +172,7 @@ class Processor:
                     continue
                 if engine.migrate(state, live.versions[m.version], target):
                     moved += 1
-                    await repo.save_states(workspace_id, profile_id, states[profile_id], catalog)
+                    await repo.save_states(workspace_id, {profile_id: states[profile_id]}, catalog)
         return moved
 
     async def erase(self, session: AsyncSession, workspace_id: str, profile_id: str) -> bool:
@@ -193,28 +193,28 @@ class Processor:
         self._notify()
         return True
 
-    async def _record(
+    def _record(
         self,
-        repo: RuntimeRepository,
         workspace_id: str,
         row: ProfileRow,
         result: Result,
         writes: _Writes,
         event: AcceptedEvent | None,
     ) -> None:
-        await repo.add_timeline(workspace_id, row.profile_id, result.timeline)
+        writes.timeline += [(row.profile_id, entry) for entry in result.timeline]
         if event is not None:
-            await repo.add_explanations(
-                workspace_id, row.profile_id, event.event_id, event.name, event.timestamp,
-                result.explanations,
-            )  # fmt: skip
+            writes.explanations += [(row.profile_id, event, x) for x in result.explanations]
         writes.counters.update(_counter_keys(result))
         writes.outbox += _commands(workspace_id, row, result, self.clock.now())
 
-    async def _flush(self, repo: RuntimeRepository, workspace_id: str, writes: _Writes) -> None:
+    async def _flush(
+        self, repo: RuntimeRepository, workspace_id: str, writes: _Writes, catalog: Catalog
+    ) -> None:
+        await repo.save_states(workspace_id, writes.states, catalog)
+        await repo.add_timeline(workspace_id, writes.timeline)
+        await repo.add_explanations(workspace_id, writes.explanations)
         await repo.bump(workspace_id, dict(writes.counters))
-        for subject, payload, msg_id in writes.outbox:
-            await outbox.enqueue(repo.session, Outbox, subject, payload, msg_id)
+        await repo.add_commands(writes.outbox)
 
     def _notify(self) -> None:
         if self.relay is not None:

@@ -18,10 +18,12 @@ from services.runtime.models import (
     ExplanationRow,
     MemberRow,
     MembershipRow,
+    Outbox,
     ProcessedRow,
     ProfileRow,
     TimelineRow,
 )
+from shared.events import AcceptedEvent
 
 
 class RuntimeRepository:
@@ -95,15 +97,12 @@ class RuntimeRepository:
         return out
 
     async def save_states(
-        self,
-        workspace_id: str,
-        profile_id: str,
-        states: dict[str, JourneyState],
-        catalog: Catalog,
+        self, workspace_id: str, states: dict[str, dict[str, JourneyState]], catalog: Catalog
     ) -> None:
         values = [
             _membership_values(workspace_id, profile_id, jid, state, catalog)
-            for jid, state in states.items()
+            for profile_id in sorted(states)
+            for jid, state in sorted(states[profile_id].items())
         ]
         if not values:
             return
@@ -188,41 +187,41 @@ class RuntimeRepository:
     # Timeline, explanations, counters ---------------------------------------------------
 
     async def add_timeline(
-        self, workspace_id: str, profile_id: str, entries: Sequence[TimelineEntry]
+        self, workspace_id: str, entries: Sequence[tuple[str, TimelineEntry]]
     ) -> None:
         if entries:
             await self.session.execute(
-                insert(TimelineRow).values(
-                    [
-                        {"workspace_id": workspace_id, "profile_id": profile_id, "at": e.at,
-                         "journey_id": e.journey_id, "version": e.version, "kind": e.kind,
-                         "stage": e.stage, "step_id": e.step_id, "detail": e.detail,
-                         "cause": e.cause}
-                        for e in entries
-                    ]
-                )
+                insert(TimelineRow),
+                [
+                    {"workspace_id": workspace_id, "profile_id": profile_id, "at": e.at,
+                     "journey_id": e.journey_id, "version": e.version, "kind": e.kind,
+                     "stage": e.stage, "step_id": e.step_id, "detail": e.detail,
+                     "cause": e.cause}
+                    for profile_id, e in entries
+                ],
             )  # fmt: skip
 
     async def add_explanations(
-        self,
-        workspace_id: str,
-        profile_id: str,
-        event_id: str,
-        name: str,
-        at: datetime,
-        explanations: Sequence[Explanation],
+        self, workspace_id: str, items: Sequence[tuple[str, AcceptedEvent, Explanation]]
     ) -> None:
-        if explanations:
+        if items:
             await self.session.execute(
-                insert(ExplanationRow).values(
-                    [
-                        {"workspace_id": workspace_id, "profile_id": profile_id,
-                         "event_id": event_id, "name": name, "at": at,
-                         "journey_id": x.journey_id, "outcome": x.outcome, "reasons": x.reasons}
-                        for x in explanations
-                    ]
-                )
+                insert(ExplanationRow),
+                [
+                    {"workspace_id": workspace_id, "profile_id": profile_id,
+                     "event_id": event.event_id, "name": event.name, "at": event.timestamp,
+                     "journey_id": x.journey_id, "outcome": x.outcome, "reasons": x.reasons}
+                    for profile_id, event, x in items
+                ],
             )  # fmt: skip
+
+    async def add_commands(self, commands: Sequence[tuple[str, dict[str, Any], str]]) -> None:
+        """Outbox rows (subject, payload, Nats-Msg-Id), published after the commit."""
+        if commands:
+            await self.session.execute(
+                insert(Outbox),
+                [{"subject": s, "payload": p, "msg_id": m} for s, p, m in commands],
+            )
 
     async def bump(self, workspace_id: str, increments: dict[tuple[str, int, str], int]) -> None:
         if not increments:
