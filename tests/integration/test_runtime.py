@@ -36,8 +36,14 @@ def journey() -> dict[str, Any]:
 
 async def live_journey(workspace: Workspace) -> str:
     async with workspace.client() as c:
-        conn = await c.post("/v1/connectors", json={"name": f"c{uuid.uuid4().hex[:6]}",
-                            "type": "sms_http", "config": {"url": "http://127.0.0.1:9/x"}})
+        conn = await c.post(
+            "/v1/connectors",
+            json={
+                "name": f"c{uuid.uuid4().hex[:6]}",
+                "type": "sms_http",
+                "config": {"url": "http://127.0.0.1:9/x"},
+            },
+        )
         tmpl = await c.post("/v1/templates", json={"name": f"t{uuid.uuid4().hex[:6]}",
                             "channel": "sms", "body": "hi", "status": "ready"})  # fmt: skip
         body = journey()
@@ -155,3 +161,34 @@ async def test_stop_makes_everyone_leave_and_delete_erases(workspace: Workspace,
         assert (await c.get("/v1/profiles/p1")).status_code == 404
         assert (await c.get("/v1/profiles/p1/timeline")).json()["items"] == []
         assert (await c.delete("/v1/profiles/p1")).status_code == 404
+
+
+async def test_publish_with_migrate_moves_profiles_whose_position_exists(
+    workspace: Workspace, nc: NATS
+) -> None:
+    jid = await live_journey(workspace)
+    await send(nc, workspace.id, "mover", "signup")
+    async with workspace.client() as c:
+
+        async def inside() -> bool:
+            r = await c.get("/v1/profiles/mover")
+            return r.status_code == 200 and bool(r.json()["journeys"])
+
+        await eventually(inside, "the profile to enter")
+        v1 = (await c.get(f"/v1/journeys/{jid}")).json()
+        await c.post(f"/v1/journeys/{jid}/versions")
+        body = {k: v1[k] for k in ("name", "stages", "goal")} | {"description": "v2"}
+        assert (await c.put(f"/v1/journeys/{jid}", json=body)).status_code == 200
+        moved = await c.post(f"/v1/journeys/{jid}/publish", json={"in_flight": "migrate"})
+        assert moved.json() == {"status": "live", "version": 2, "migrated": 1}
+        (membership,) = (await c.get("/v1/profiles/mover")).json()["journeys"]
+        assert membership["version"] == 2
+        assert membership["step"] == "wait-1h"
+
+        await c.post(f"/v1/journeys/{jid}/versions")
+        renamed = body | {"stages": [body["stages"][0] | {"name": "Renamed"}]}
+        assert (await c.put(f"/v1/journeys/{jid}", json=renamed)).status_code == 200
+        stay = await c.post(f"/v1/journeys/{jid}/publish", json={"in_flight": "migrate"})
+        assert stay.json()["migrated"] == 0
+        (membership,) = (await c.get("/v1/profiles/mover")).json()["journeys"]
+        assert membership["version"] == 2
