@@ -6,7 +6,9 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
+import httpx
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,7 +24,7 @@ from shared.app import get_state
 from shared.identity import Identity, identity_from_request
 from shared.journey import JourneyLimits
 from shared.pagination import Cursor, Limit, decode_cursor, encode_cursor
-from shared.problems import FieldError, invalid, not_found
+from shared.problems import FieldError, ProblemError, invalid, not_found
 
 router = APIRouter(prefix="/v1", tags=["journeys"])
 
@@ -170,10 +172,13 @@ async def _check_journey(request: Request, caller: Identity, journey_id: str) ->
     settings = state.settings
     assert isinstance(settings, RuntimeSettings)
     url = (
-        f"{settings.designer_url}/internal/workspaces/{caller.workspace_id}"
-        f"/journeys/{journey_id}/access"
+        f"{settings.designer_url}/internal/workspaces/{quote(caller.workspace_id, safe='')}"
+        f"/journeys/{quote(journey_id, safe='')}/access"
     )
-    r = await state.extras["http"].get(url, params={"folders": ",".join(caller.folder_ids)})
+    try:
+        r = await state.extras["http"].get(url, params={"folders": ",".join(caller.folder_ids)})
+    except httpx.HTTPError as exc:
+        raise ProblemError(503, "Service unavailable", "designer is not reachable") from exc
     if r.status_code == 404:
         raise not_found(f"journey {journey_id}")
     r.raise_for_status()

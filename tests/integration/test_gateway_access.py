@@ -146,6 +146,7 @@ async def test_bad_input_gets_a_problem_never_a_500(workspace: Workspace) -> Non
         huge = await c.post("/v1/journeys", content=b"[" + b"1," * 700_000 + b"1]")
         nul = await c.post("/v1/folders", json={"name": "a\u0000b"})
         nul_path = await c.get("/v1/journeys/a%00b")
+        control = await c.get("/v1/journeys/%F4%8C%BE%A8%C2%90%17/profiles")
         nowhere = await c.get("/v1/nowhere")
         method = await c.delete("/v1/folders")
     assert malformed.status_code == 422
@@ -156,6 +157,7 @@ async def test_bad_input_gets_a_problem_never_a_500(workspace: Workspace) -> Non
     assert huge.status_code == 413
     assert nul.status_code == 422
     assert nul_path.status_code == 422
+    assert control.status_code == 404
     assert nowhere.status_code == 404
     assert method.status_code == 405
     for r in (malformed, wrong_type, unknown, huge, nul, nul_path, nowhere, method):
