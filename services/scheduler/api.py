@@ -1,0 +1,38 @@
+"""Operational routes for operators and tests (internal: the gateway never routes them)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.scheduler.context import releaser_of
+from services.scheduler.repository import TimerRepository
+from services.scheduler.schemas import TimerStats
+from shared import db
+from shared.app import get_state
+
+router = APIRouter(prefix="/internal/timers", include_in_schema=False)
+
+
+async def session_dep(request: Request) -> AsyncIterator[AsyncSession]:
+    async with db.transaction(get_state(request).sessions) as session:
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(session_dep, scope="function")]
+
+
+@router.get("/stats")
+async def stats(request: Request, session: Session, workspace_id: str | None = None) -> TimerStats:
+    """Pending timers (of one workspace, when given) and the release loop's progress."""
+    pending, next_due = await TimerRepository(session).pending_stats(workspace_id)
+    state = get_state(request)
+    return TimerStats(
+        pending=pending,
+        next_due_at=next_due,
+        now=state.clock.now(),
+        idle_passes=releaser_of(state).idle_passes,
+    )
