@@ -4,7 +4,6 @@ changes. Each decodes, hands a batch to the processor, and lets the bus ack or r
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 from services.runtime.processor import FiredTimer, Processor
 from shared import bus
 from shared.events import AcceptedEvent
+from shared.timers import TimerFired
 from shared.topology import EVENTS, JOURNEYS, TIMERS
 
 
@@ -24,17 +24,13 @@ def _event(msg: Msg) -> AcceptedEvent:
 
 
 def _fired(msg: Msg) -> FiredTimer:
-    data = bus.decode(msg)
     try:
-        return FiredTimer(
-            timer_id=str(data["timer_id"]),
-            workspace_id=str(data["workspace_id"]),
-            profile_id=str(data["profile_id"]),
-            journey_id=str(data["journey_id"]),
-            due_at=datetime.fromisoformat(data["due_at"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise bus.Poison(f"not a fired timer: {exc}") from exc
+        fired = TimerFired.model_validate(bus.decode(msg))
+    except ValidationError as exc:
+        raise bus.Poison(f"not a fired timer: {exc.errors()[:3]}") from exc
+    return FiredTimer(
+        fired.timer_id, fired.workspace_id, fired.profile_id, fired.journey_id, fired.due_at
+    )
 
 
 async def partition_consumer(

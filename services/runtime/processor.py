@@ -31,6 +31,7 @@ from services.runtime.repository import RuntimeRepository
 from shared import db, outbox
 from shared.clock import Clock
 from shared.events import AcceptedEvent
+from shared.timers import TimerCancel, TimerSchedule
 
 
 @dataclass(frozen=True)
@@ -184,11 +185,10 @@ class Processor:
         states = await repo.states(workspace_id, [profile_id])
         for state in states[profile_id].values():
             for pending in state.membership.timers() if state.membership else []:
-                payload = {"timer_id": pending.timer_id, "workspace_id": workspace_id}
+                cancel = TimerCancel(timer_id=pending.timer_id, workspace_id=workspace_id)
                 await outbox.enqueue(
-                    session, Outbox, f"timers.cancel.{workspace_id}", payload,
-                    f"cancel:{pending.timer_id}",
-                )  # fmt: skip
+                    session, Outbox, cancel.subject, cancel.model_dump(mode="json"), cancel.msg_id
+                )
         await repo.delete_profile(workspace_id, profile_id)
         self._notify()
         return True
@@ -276,20 +276,19 @@ def _commands(
 ) -> list[tuple[str, dict[str, Any], str]]:
     """Outbox rows: (subject, payload, Nats-Msg-Id) for the scheduler and the activator."""
     out: list[tuple[str, dict[str, Any], str]] = []
-    payload: dict[str, Any]
     for change in result.timers:
+        message: TimerSchedule | TimerCancel
         if isinstance(change, SetTimer):
-            payload = {"timer_id": change.timer_id, "workspace_id": workspace_id,
-                       "profile_id": row.profile_id, "journey_id": change.journey_id,
-                       "kind": change.kind.value, "due_at": change.due_at.isoformat(),
-                       "payload": {}}  # fmt: skip
-            out.append((f"timers.schedule.{workspace_id}", payload, f"schedule:{change.timer_id}"))
+            message = TimerSchedule(
+                timer_id=change.timer_id, workspace_id=workspace_id, profile_id=row.profile_id,
+                journey_id=change.journey_id, kind=change.kind.value, due_at=change.due_at,
+            )  # fmt: skip
         else:
             assert isinstance(change, CancelTimer)
-            payload = {"timer_id": change.timer_id, "workspace_id": workspace_id}
-            out.append((f"timers.cancel.{workspace_id}", payload, f"cancel:{change.timer_id}"))
+            message = TimerCancel(timer_id=change.timer_id, workspace_id=workspace_id)
+        out.append((message.subject, message.model_dump(mode="json"), message.msg_id))
     for a in result.activations:
-        payload = {"activation_id": a.activation_id, "workspace_id": workspace_id,
+        payload: dict[str, Any] = {"activation_id": a.activation_id, "workspace_id": workspace_id,
                    "profile_id": row.profile_id, "journey_id": a.journey_id,
                    "version": a.version, "step_id": a.step_id, "channel": a.channel,
                    "connector_id": a.connector_id, "template_id": a.template_id, "to": a.to,
