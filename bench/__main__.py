@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import re
+import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
+import httpx
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from shared.bus import MSG_ID, connect, ensure_streams
 from shared.logging import configure_logging
+from shared.migrations import upgrade
+from shared.timers import TimerKind, TimerSchedule
 from shared.topology import StreamSpec
-from waypost.embedded import EmbeddedNats, EmbeddedPostgres
+from waypost.embedded import EmbeddedNats, EmbeddedPostgres, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "raw.json"
 STREAM = StreamSpec("BENCH", ("bench.>",), "Throwaway stream for the benchmark")
@@ -35,6 +42,7 @@ EVENT_COLUMNS = ("event_id", "profile_id", "name", "payload", "accepted_at")
 STARTED = time.perf_counter()
 
 Row = tuple[str, str, str, str, datetime]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,17 @@ class Counts:
     fetch_batch: int = 500
     insert_batch: int = 5_000
     claim_batch: int = 1_000
+    ingest_batched: int = 100_000
+    ingest_single: int = 10_000
+    ingest_batch: int = 500
+    ingest_batch_clients: int = 4
+    ingest_single_clients: int = 64
+    timers_pending: int = 1_000_000
+    timer_backlog: int = 200_000
+    timer_load: int = 100_000
+    timer_load_per_s: int = 5_000
+    timer_probes_per_s: int = 100
+    timer_commands: int = 50_000
 
     def divided(self, by: int) -> Counts:
         """Fewer messages and rows; batch sizes and concurrency keep their shape."""
@@ -58,6 +77,12 @@ class Counts:
             insert_batched=self.insert_batched // by,
             insert_per_row=self.insert_per_row // by,
             timers=self.timers // by,
+            ingest_batched=self.ingest_batched // by,
+            ingest_single=self.ingest_single // by,
+            timers_pending=self.timers_pending // by,
+            timer_backlog=self.timer_backlog // by,
+            timer_load=self.timer_load // by,
+            timer_commands=self.timer_commands // by,
         )
 
 
@@ -87,9 +112,9 @@ def per_second(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
 
-def chunks(rows: Sequence[Row], size: int) -> Iterator[Sequence[Row]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 # JetStream
@@ -348,6 +373,492 @@ async def postgres_figures(report: Report, data_dir: Path, counts: Counts) -> No
         await asyncio.to_thread(server.stop)
 
 
+# Ingestion through the gateway
+
+ADMIN_KEY = "wp_bench-admin-key"
+
+
+class Processes:
+    """``waypost <service>`` children on the bench's servers; stopped together."""
+
+    def __init__(self, data_dir: Path, database_url: str, nats_url: str) -> None:
+        self.data_dir = data_dir
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("WAYPOST_")}
+        self.env |= {
+            "WAYPOST_DATABASE_URL": database_url,
+            "WAYPOST_NATS_URL": nats_url,
+            "WAYPOST_LOG_LEVEL": "WARNING",
+            "WAYPOST_ADMIN_KEY": ADMIN_KEY,
+        }
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def run(self, *args: str) -> None:
+        command = [sys.executable, "-m", "waypost", *args]
+        subprocess.run(command, env=self.env, check=True, capture_output=True)
+
+    def start(self, service: str, **env: str) -> str:
+        port = free_port()
+        with (self.data_dir / f"{service}.log").open("ab") as log:
+            self.children.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "waypost", service],
+                    env=self.env | env | {"WAYPOST_PORT": str(port)},
+                    stdout=log,
+                    stderr=log,
+                )
+            )
+        return f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.terminate()
+        for child in self.children:
+            child.wait(30)
+
+
+async def wait_healthy(url: str) -> None:
+    async with httpx.AsyncClient() as client:
+        for _ in range(600):
+            try:
+                if (await client.get(f"{url}/healthz", timeout=1)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not start")
+
+
+def bench_events(count: int) -> list[dict[str, Any]]:
+    return [
+        {"event_id": uuid.uuid4().hex, "profile_id": f"prof-{i % 10_000:06d}",
+         "name": "page_viewed", "properties": {"url": "/pricing", "plan": "pro"}}
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def event_bytes(events: Sequence[dict[str, Any]]) -> int:
+    """Mean size of the events as JSON."""
+    return sum(len(json.dumps(e)) for e in events) // max(1, len(events))
+
+
+class Connection:
+    """A minimal HTTP/1.1 keep-alive connection for the load generator: a general client
+    costs more CPU per request than the gateway does, and would be what is measured."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> Connection:
+        parsed = httpx.URL(url)
+        reader, writer = await asyncio.open_connection(parsed.host, parsed.port)
+        return cls(reader, writer)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {ADMIN_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        self._writer.write(head.encode() + body)
+        status = int((await self._reader.readline()).split()[1])
+        length = 0
+        while (line := await self._reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self._reader.readexactly(length)
+
+    async def close(self) -> None:
+        self._writer.close()
+        await self._writer.wait_closed()
+
+
+async def post_all(url: str, bodies: list[tuple[str, Any]], clients: int) -> float:
+    """Post every (path, body) over ``clients`` concurrent connections; seconds until the
+    last 202."""
+    queue = [(path, json.dumps(body).encode()) for path, body in reversed(bodies)]
+    connections = [await Connection.open(url) for _ in range(clients)]
+
+    async def client_loop(connection: Connection) -> None:
+        while queue:
+            path, body = queue.pop()
+            status, answer = await connection.post(path, body)
+            if status != 202:
+                raise RuntimeError(f"{path} answered {status}: {answer[:200]!r}")
+
+    try:
+        start = time.perf_counter()
+        await asyncio.gather(*(client_loop(c) for c in connections))
+        return time.perf_counter() - start
+    finally:
+        for connection in connections:
+            await connection.close()
+
+
+async def commit_stats(url: str) -> tuple[float, float]:
+    """(commits, events committed) so far, from the gateway's metrics."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{url}/metrics")).text
+    found = [
+        re.search(rf"^waypost_ingest_commit_rows_{name} (\S+)$", text, re.MULTILINE)
+        for name in ("count", "sum")
+    ]
+    commits, rows = (float(m.group(1)) if m else 0.0 for m in found)
+    return commits, rows
+
+
+async def wait_relayed(conn: asyncpg.Connection) -> None:
+    """Poll until the relay has marked every inbox row published."""
+    query = "SELECT count(*) FROM gateway.event_inbox WHERE published_at IS NULL"
+    while True:
+        if not await conn.fetchval(query):
+            return
+        await asyncio.sleep(0.01)
+
+
+async def ingest_batched(url: str, conn: asyncpg.Connection, counts: Counts) -> list[Figure]:
+    events = bench_events(counts.ingest_batched)
+    bodies = [
+        ("/v1/events/batch", {"events": batch}) for batch in chunks(events, counts.ingest_batch)
+    ]
+    before = await commit_stats(url)
+    start = time.perf_counter()
+    seconds = await post_all(url, bodies, counts.ingest_batch_clients)
+    await wait_relayed(conn)
+    relayed = time.perf_counter() - start
+    commits, rows = (a - b for a, b in zip(await commit_stats(url), before, strict=True))
+    method = (
+        f"{len(events):,} events of {event_bytes(events)} B, POST /v1/events/batch of "
+        f"{counts.ingest_batch}, {counts.ingest_batch_clients} concurrent clients, gateway in "
+        f"its own process; until the last 202, each sent after its commit (fsync on; "
+        f"{rows / max(commits, 1):,.0f} events per commit)"
+    )
+    relay_method = (
+        "as above, until the relay has published every event to JetStream (default sync, "
+        "in acceptance order) and marked it published"
+    )
+    return [
+        Figure("Gateway ingest, batches", per_second(len(events), seconds), "events/s", method),
+        Figure(
+            "Gateway ingest, batches, relayed to EVENTS",
+            per_second(len(events), relayed),
+            "events/s",
+            relay_method,
+        ),
+    ]
+
+
+async def ingest_single(url: str, counts: Counts) -> Figure:
+    bodies = [("/v1/events", e) for e in bench_events(counts.ingest_single)]
+    before = await commit_stats(url)
+    seconds = await post_all(url, bodies, counts.ingest_single_clients)
+    commits, rows = (a - b for a, b in zip(await commit_stats(url), before, strict=True))
+    return Figure(
+        "Gateway ingest, single events",
+        per_second(len(bodies), seconds),
+        "events/s",
+        f"{len(bodies):,} POST /v1/events of {event_bytes([b for _, b in bodies])} B, "
+        f"{counts.ingest_single_clients} concurrent clients "
+        f"(one client process); until the last 202 ({rows / max(commits, 1):,.1f} events per "
+        "commit)",
+    )
+
+
+async def ingest_figures(report: Report, data_dir: Path, counts: Counts) -> None:
+    pg, nats = EmbeddedPostgres(data_dir / "postgres"), EmbeddedNats(data_dir / "nats")
+    progress("starting PostgreSQL and NATS for the gateway")
+    database_url = await asyncio.to_thread(pg.start)
+    nats_url = await asyncio.to_thread(nats.start)
+    children = Processes(data_dir, database_url, nats_url)
+    try:
+        progress("migrating and starting designer + gateway")
+        await asyncio.to_thread(children.run, "migrate", "--bootstrap")
+        designer = children.start("designer", WAYPOST_SECRETS_KEY=_fernet_key())
+        unlimited = {"WAYPOST_RATE_LIMIT_PER_S": "1e9", "WAYPOST_RATE_LIMIT_BURST": "1000000000"}
+        gateway = children.start("gateway", WAYPOST_DESIGNER_URL=designer, **unlimited)
+        await wait_healthy(designer)
+        await wait_healthy(gateway)
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            progress(f"posting {counts.ingest_batched:,} events in batches")
+            for figure in await ingest_batched(gateway, conn, counts):
+                report.add(figure)
+            progress(f"posting {counts.ingest_single:,} single events")
+            report.add(await ingest_single(gateway, counts))
+        finally:
+            await conn.close()
+    finally:
+        await asyncio.to_thread(children.stop)
+        await asyncio.to_thread(nats.stop)
+        await asyncio.to_thread(pg.stop)
+
+
+def _fernet_key() -> str:
+    from services.designer.secrets import SecretBox
+
+    return SecretBox.new_key()
+
+
+# Timers: the scheduler releasing a backlog, and its lateness under a steady load
+
+TIMER_COLUMNS = (
+    "timer_id", "workspace_id", "profile_id", "journey_id", "kind", "due_at", "payload", "state"
+)  # fmt: skip
+TimerRecord = tuple[str, str, str, str, str, datetime, str, str]
+TIMER_COPY_ROWS = 50_000
+BACKLOG_WS, FAR_WS, LOAD_WS = "bench-backlog", "bench-far", "bench-load"
+PROBE_WS, COMMAND_WS = "bench-probe", "bench-commands"
+
+
+def timer_records(
+    workspace: str, count: int, first_due: datetime, step_s: float
+) -> Iterator[TimerRecord]:
+    for i in range(count):
+        due = first_due + timedelta(seconds=i * step_s)
+        yield (f"p{i % 10_000}/{workspace}/1/wait/{i}", workspace, f"p{i % 10_000}",
+               workspace, "wait", due, "{}", "pending")  # fmt: skip
+
+
+async def copy_timers(conn: asyncpg.Connection, records: Iterator[TimerRecord]) -> int:
+    """COPY pending timers straight into the scheduler's table, a commit per chunk."""
+    copied = 0
+    while chunk := [r for _, r in zip(range(TIMER_COPY_ROWS), records, strict=False)]:
+        await conn.copy_records_to_table(
+            "timers", schema_name="scheduler", records=chunk, columns=TIMER_COLUMNS
+        )
+        copied += len(chunk)
+    return copied
+
+
+class FiredLog:
+    """Every ``timers.fired`` message of some workspaces as it reaches a subscriber and
+    when (wall clock, same machine); bodies are parsed afterwards, not on receipt."""
+
+    def __init__(self) -> None:
+        self.received: dict[str, list[tuple[float, bytes]]] = {}
+
+    async def follow(self, nc: NATS, workspace: str) -> None:
+        arrivals = self.received[workspace] = []
+
+        async def received(msg: Any) -> None:
+            arrivals.append((time.time(), msg.data))
+
+        await nc.subscribe(f"timers.fired.{workspace}", cb=received)
+
+    def count(self, workspace: str) -> int:
+        return len(self.received[workspace])
+
+    def span_s(self, workspace: str) -> float:
+        arrivals = self.received[workspace]
+        return arrivals[-1][0] - arrivals[0][0]
+
+    def lateness_ms(self, workspace: str) -> list[float]:
+        return [
+            (at - datetime.fromisoformat(json.loads(body)["due_at"]).timestamp()) * 1000
+            for at, body in self.received[workspace]
+        ]
+
+    async def wait_for(self, workspace: str, count: int, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.count(workspace) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.count(workspace)} of {count} {workspace} timers fired")
+            await asyncio.sleep(0.05)
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+class SchedulerProcess:
+    """``waypost scheduler`` as a child process, its memory sampled while it works."""
+
+    def __init__(self, data_dir: Path, database_url: str, nats_url: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WAYPOST_")}
+        env |= {"WAYPOST_DATABASE_URL": database_url, "WAYPOST_NATS_URL": nats_url,
+                "WAYPOST_PORT": str(free_port()), "WAYPOST_LOG_LEVEL": "WARNING"}  # fmt: skip
+        with (data_dir / "scheduler.log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "waypost", "scheduler"], env=env, stdout=log, stderr=log
+            )
+        self.peak_rss = 0
+        self._sampler = asyncio.create_task(self._sample())
+
+    async def _sample(self) -> None:
+        import psutil
+
+        process = psutil.Process(self.proc.pid)
+        while self.proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                self.peak_rss = max(self.peak_rss, process.memory_info().rss)
+            await asyncio.sleep(0.25)
+
+    async def stop(self) -> None:
+        self._sampler.cancel()
+        self.proc.terminate()
+        await asyncio.to_thread(self.proc.wait, 30)
+
+
+async def insert_pending_timers(conn: asyncpg.Connection, counts: Counts) -> Figure:
+    now = datetime.now(UTC)
+    far = counts.timers_pending - counts.timer_backlog
+    start = time.perf_counter()
+    copied = await copy_timers(conn, timer_records(FAR_WS, far, now + timedelta(days=1), 0.01))
+    copied += await copy_timers(
+        conn, timer_records(BACKLOG_WS, counts.timer_backlog, now - timedelta(hours=1), 0.001)
+    )
+    seconds = time.perf_counter() - start
+    await conn.execute("ANALYZE scheduler.timers")
+    return Figure(
+        "Timer insert, COPY",
+        per_second(copied, seconds),
+        "timers/s",
+        f"{copied:,} pending timers into scheduler.timers (text pk, partial index on pending "
+        f"due_at), copy_records_to_table of {TIMER_COPY_ROWS:,} rows, a commit each; "
+        f"{counts.timer_backlog:,} of them already due",
+    )
+
+
+async def release_backlog(fired: FiredLog, counts: Counts) -> Figure:
+    await fired.wait_for(BACKLOG_WS, counts.timer_backlog, timeout_s=300)
+    seconds = fired.span_s(BACKLOG_WS)
+    return Figure(
+        "Timer release, due backlog",
+        per_second(counts.timer_backlog - 1, seconds),
+        "timers/s",
+        f"{counts.timer_backlog:,} due of {counts.timers_pending:,} pending, one `waypost "
+        "scheduler` process: claim 1,000 (SKIP LOCKED), publish timers.fired (1,000 in "
+        "flight), mark fired, commit; first to last fired message at a subscriber",
+    )
+
+
+async def send_probes(js: JetStreamContext, seconds: float, per_s: int) -> int:
+    """Schedule timers through the contract, each due 1 s after it is sent."""
+    sent = 0
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < seconds:
+        if sent < elapsed * per_s:
+            command = TimerSchedule(
+                timer_id=f"probe/{sent}", workspace_id=PROBE_WS, profile_id=f"probe-{sent}",
+                journey_id="bench", kind=TimerKind.WAIT, due_at=soon(1.0),
+            )  # fmt: skip
+            await js.publish(
+                command.subject, command.json_bytes(), headers={MSG_ID: command.msg_id}
+            )
+            sent += 1
+        else:
+            await asyncio.sleep(0.005)
+    return sent
+
+
+def soon(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+async def lateness_under_load(
+    conn: asyncpg.Connection, js: JetStreamContext, fired: FiredLog, counts: Counts
+) -> list[Figure]:
+    rate = counts.timer_load_per_s
+    window_s = counts.timer_load / rate
+    first_due = soon(2.0 + counts.timer_load / 50_000)  # after the COPY below is done
+    await copy_timers(conn, timer_records(LOAD_WS, counts.timer_load, first_due, 1 / rate))
+    await asyncio.sleep(max(0.0, (first_due - datetime.now(UTC)).total_seconds()))
+    probes = await send_probes(js, window_s, counts.timer_probes_per_s)
+    await fired.wait_for(LOAD_WS, counts.timer_load, timeout_s=120)
+    await fired.wait_for(PROBE_WS, probes, timeout_s=60)
+    probe_ms, load_ms = fired.lateness_ms(PROBE_WS), fired.lateness_ms(LOAD_WS)
+    pending = counts.timers_pending - counts.timer_backlog + counts.timer_load
+    load = f"{counts.timer_load:,} timers falling due at {rate:,}/s, {pending:,} pending"
+    probe = (
+        f"{probes:,} timers scheduled through timers.schedule at {counts.timer_probes_per_s}/s, "
+        f"each due 1 s later, while {load}; due time to the fired message at a subscriber"
+    )
+    return [
+        Figure("Timer lateness p50, scheduled", percentile(probe_ms, 50), "ms", probe),
+        Figure("Timer lateness p99, scheduled", percentile(probe_ms, 99), "ms", probe),
+        Figure("Timer lateness p99, load", percentile(load_ms, 99), "ms",
+               f"{load}; due time to the fired message at a subscriber"),
+    ]  # fmt: skip
+
+
+async def timer_figures(report: Report, data_dir: Path, counts: Counts) -> None:
+    pg, nats = EmbeddedPostgres(data_dir / "postgres"), EmbeddedNats(data_dir / "nats")
+    progress("starting PostgreSQL and NATS for the scheduler")
+    database_url = await asyncio.to_thread(pg.start)
+    nats_url = await asyncio.to_thread(nats.start)
+    scheduler: SchedulerProcess | None = None
+    try:
+        await asyncio.to_thread(upgrade, "services.scheduler", database_url)
+        nc, js = await open_jetstream(nats_url, counts.in_flight)
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            await ensure_streams(js)
+            progress(f"copying {counts.timers_pending:,} pending timers")
+            report.add(await insert_pending_timers(conn, counts))
+            fired = FiredLog()
+            for workspace in (BACKLOG_WS, LOAD_WS, PROBE_WS):
+                await fired.follow(nc, workspace)
+            progress(f"releasing a backlog of {counts.timer_backlog:,} due timers")
+            scheduler = SchedulerProcess(data_dir, database_url, nats_url)
+            report.add(await release_backlog(fired, counts))
+            progress(f"timers falling due at {counts.timer_load_per_s:,}/s")
+            for figure in await lateness_under_load(conn, js, fired, counts):
+                report.add(figure)
+            progress(f"scheduling {counts.timer_commands:,} timers through timers.schedule")
+            report.add(await store_schedules(conn, js, counts))
+            report.add(scheduler_memory(scheduler, counts))
+        finally:
+            await conn.close()
+            await nc.close()
+    finally:
+        if scheduler is not None:
+            await scheduler.stop()
+        await asyncio.to_thread(nats.stop)
+        await asyncio.to_thread(pg.stop)
+
+
+async def store_schedules(conn: asyncpg.Connection, js: JetStreamContext, counts: Counts) -> Figure:
+    due = soon(86_400)
+    commands = [
+        TimerSchedule(
+            timer_id=f"cmd/{i}", workspace_id=COMMAND_WS, profile_id=f"p{i % 10_000}",
+            journey_id="bench", kind=TimerKind.WAIT, due_at=due,
+        )
+        for i in range(counts.timer_commands)
+    ]  # fmt: skip
+    query = "SELECT count(*) FROM scheduler.timers WHERE workspace_id = $1"
+    start = time.perf_counter()
+    acks = [
+        await js.publish_async(c.subject, c.json_bytes(), headers={MSG_ID: c.msg_id})
+        for c in commands
+    ]
+    await asyncio.gather(*acks)
+    while True:
+        if await conn.fetchval(query, COMMAND_WS) >= len(commands):
+            break
+        await asyncio.sleep(0.02)
+    seconds = time.perf_counter() - start
+    return Figure(
+        "Timer schedule commands stored",
+        per_second(len(commands), seconds),
+        "timers/s",
+        f"{len(commands):,} timers.schedule commands published ({counts.in_flight} in flight) "
+        "while the scheduler consumes them: fetch 1,000, one INSERT ... SELECT unnest(...) "
+        "ON CONFLICT DO NOTHING and commit per fetch; first publish to last row committed",
+    )
+
+
+def scheduler_memory(scheduler: SchedulerProcess, counts: Counts) -> Figure:
+    return Figure(
+        "Scheduler memory, peak RSS",
+        scheduler.peak_rss / 2**20,
+        "MiB",
+        f"the `waypost scheduler` process through the runs above "
+        f"({counts.timers_pending:,} pending), sampled every 250 ms",
+    )
+
+
 # Running and reporting
 
 
@@ -355,6 +866,8 @@ async def run(report: Report, root: Path, counts: Counts) -> None:
     await jetstream_figures(report, root / "nats-default", counts, sync_always=False)
     await jetstream_figures(report, root / "nats-sync-always", counts, sync_always=True)
     await postgres_figures(report, root / "postgres", counts)
+    await ingest_figures(report, root / "ingest", counts)
+    await timer_figures(report, root / "timers", counts)
 
 
 def markdown_table(figures: Sequence[Figure]) -> str:

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.middleware import Middleware
 from starlette.responses import Response
 
+from gateway import ingest
 from gateway.auth import Authenticator, DesignerUnavailable
 from gateway.guards import InputGuardMiddleware
 from gateway.openapi import merged_openapi
@@ -57,6 +58,12 @@ async def _clients(state: ServiceState) -> AsyncIterator[None]:
         state.extras[HTTP_CLIENT] = client
         state.extras[AUTH] = Authenticator(client, settings.designer_url, settings.auth_cache_s)
         state.extras[LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        yield
+
+
+@asynccontextmanager
+async def _extensions(state: ServiceState) -> AsyncIterator[None]:
+    async with _clients(state), ingest.running_ingest(state):
         yield
 
 
@@ -127,6 +134,12 @@ async def authorize(request: Request) -> tuple[Route, Identity]:
 
 Authorized = Annotated[tuple[Route, Identity], Depends(authorize)]
 
+
+async def caller(auth: Authorized) -> Identity:
+    """The authorised caller, for routes the gateway answers itself."""
+    return auth[1]
+
+
 clock_router = APIRouter(prefix="/v1/admin", tags=["test clock"])
 
 
@@ -176,6 +189,8 @@ proxy_router = APIRouter()
 @proxy_router.api_route("/v1/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
 async def proxy(request: Request, auth: Authorized) -> Response:
     route, identity = auth
+    if route.service == "gateway":  # answered above when the method exists; never forwarded
+        raise ProblemError(405, "Method not allowed", f"{request.method} is not allowed here")
     state = get_state(request)
     base = _settings(state).service_urls()[route.service]
     return await forward(_client(state), base, route.service, request, identity.headers())
@@ -191,8 +206,9 @@ async def openapi(request: Request) -> JSONResponse:
     if cached is None:
         state = get_state(request)
         try:
-            cached = await merged_openapi(
-                _client(state), _settings(state).service_urls(), app.openapi()
+            own = app.openapi()
+            cached = _keep_own_operations(
+                await merged_openapi(_client(state), _settings(state).service_urls(), own), own
             )
         except httpx.HTTPError as exc:
             raise ProblemError(
@@ -200,6 +216,15 @@ async def openapi(request: Request) -> JSONResponse:
             ) from exc
         app.state.merged_openapi = cached
     return JSONResponse(cached)
+
+
+def _keep_own_operations(merged: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """A path the gateway shares with a service (its PUT /v1/profiles/{id} beside the
+    runtime's GET and DELETE) lists the operations of both."""
+    for path, item in own.get("paths", {}).items():
+        if path.startswith("/v1/"):
+            merged["paths"].setdefault(path, {}).update(item)
+    return merged
 
 
 @docs_router.get("/docs")
@@ -212,8 +237,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     return create_service_app(
         settings,
         title="Waypost",
-        routers=[clock_router, proxy_router, docs_router],
-        extend=_clients,
+        routers=[clock_router, ingest.router(caller), proxy_router, docs_router],
+        extend=_extensions,
         readiness={"services": _services_ready},
         openapi_url=None,
         middleware=[Middleware(InputGuardMiddleware, max_bytes=settings.max_body_bytes)],

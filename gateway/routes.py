@@ -55,9 +55,10 @@ ROUTES: tuple[Route, ...] = (
     _r("/v1/workspace/settings", GET, "designer", READ),
     _r("/v1/workspace/settings", frozenset({"PUT"}), "designer", ADMIN),
     _r(f"/v1/webhooks/sources(/{ID})?", ALL, "designer", ADMIN),
-    _r("/v1/events(/batch)?", frozenset({"POST"}), "runtime", INGEST),
-    _r(f"/v1/profiles/{ID}", frozenset({"PUT"}), "runtime", INGEST),
+    _r("/v1/events(/batch)?", frozenset({"POST"}), "gateway", INGEST),
+    # After the reads: the runtime stays the owner of the profile path for the docs.
     _r(f"/v1/profiles/{ID}(/timeline|/explain)?", GET, "runtime", READ),
+    _r(f"/v1/profiles/{ID}", frozenset({"PUT"}), "gateway", INGEST),
     _r(f"/v1/profiles/{ID}", frozenset({"DELETE"}), "runtime", ADMIN),
     _r("/v1/deliveries", GET, "activator", READ),
 )

@@ -20,6 +20,26 @@ class GatewaySettings(ServiceSettings):
         default=1.0, ge=0, le=1.0, description="How long a key lookup is reused (revocation delay)."
     )
 
+    ingest_batch_window_ms: float = Field(
+        default=2.0, ge=0, le=1000, description="Longest an accepted event waits to share a commit."
+    )
+    ingest_batch_max: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Most events in one commit (a batch stays whole).",
+    )
+    event_partitions: int = Field(
+        default=16, ge=1, le=1024, description="Subjects per workspace on EVENTS (profile hash)."
+    )
+    relay_poll_s: float = Field(
+        default=1.0, gt=0, description="How often the relay looks for unpublished events anyway."
+    )
+    relay_batch: int = Field(default=1000, ge=1, description="Events the relay publishes at once.")
+    inbox_retention_h: float = Field(
+        default=168.0, gt=0, description="How long published events stay in the inbox (dedup)."
+    )
+
     def service_urls(self) -> dict[str, str]:
         return {
             "designer": self.designer_url,

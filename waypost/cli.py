@@ -33,7 +33,13 @@ SERVICES: dict[str, str] = {
     "scheduler": "services.scheduler.app",
     "activator": "services.activator.app",
 }
-MIGRATED = ("services.designer", "services.runtime", "services.scheduler", "services.activator")
+MIGRATED = (
+    "services.designer",
+    "services.runtime",
+    "services.scheduler",
+    "services.activator",
+    "gateway",
+)
 
 DatabaseUrl = Annotated[
     str | None,
@@ -67,7 +73,7 @@ def migrate(
 
     url = database_url or CommonSettings().database_url
     migrate_all(url)
-    say("migrations applied: " + ", ".join(p.rsplit(".", 1)[1] for p in MIGRATED))
+    say("migrations applied: " + ", ".join(p.rsplit(".", 1)[-1] for p in MIGRATED))
     if bootstrap:
         _print_bootstrap(url)
 

@@ -18,7 +18,7 @@ from shared import db
 from tests.conftest import Servers
 from waypost.cli import MIGRATED, migrate_all
 
-SCHEMAS = [package.rsplit(".", 1)[1] for package in MIGRATED]
+SCHEMAS = [package.rsplit(".", 1)[-1] for package in MIGRATED]
 
 
 def _dsn(url: str, database: str | None = None) -> str:
@@ -55,7 +55,7 @@ async def _versions(url: str) -> dict[str, str]:
 async def test_each_service_has_its_own_history(empty_database: str) -> None:
     await asyncio.to_thread(migrate_all, empty_database)
     versions = await _versions(empty_database)
-    assert set(versions) == {"designer", "runtime", "scheduler", "activator"}
+    assert set(versions) == {"designer", "runtime", "scheduler", "activator", "gateway"}
     assert all(versions.values())
     await asyncio.to_thread(migrate_all, empty_database)  # a second run changes nothing
     assert await _versions(empty_database) == versions
