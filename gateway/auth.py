@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections import OrderedDict
@@ -28,6 +29,7 @@ class Authenticator:
         self._ttl_s = ttl_s
         self._size = size
         self._cache: OrderedDict[str, tuple[float, Identity | None]] = OrderedDict()
+        self._asking: dict[str, asyncio.Task[Identity | None]] = {}
 
     async def identify(self, key: str) -> Identity | None:
         digest = hashlib.sha256(key.encode()).hexdigest()
@@ -35,9 +37,20 @@ class Authenticator:
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        identity = await self._ask(digest)
-        self._remember(digest, now + self._ttl_s, identity)
-        return identity
+        # One lookup per key at a time: requests arriving meanwhile share its answer.
+        task = self._asking.get(digest)
+        if task is None:
+            task = asyncio.create_task(self._lookup(digest, now))
+            self._asking[digest] = task
+        return await asyncio.shield(task)
+
+    async def _lookup(self, digest: str, started: float) -> Identity | None:
+        try:
+            identity = await self._ask(digest)
+            self._remember(digest, started + self._ttl_s, identity)
+            return identity
+        finally:
+            self._asking.pop(digest, None)
 
     async def _ask(self, digest: str) -> Identity | None:
         try:
