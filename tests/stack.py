@@ -67,7 +67,11 @@ async def running_stack(servers: Servers, **gateway_overrides: Any) -> AsyncIter
                 activator_url=urls["activator"],
             )
         ),
-        "runtime": create_runtime(RuntimeSettings(**common, designer_url=urls["designer"])),
+        "runtime": create_runtime(
+            RuntimeSettings(
+                **common, designer_url=urls["designer"], activator_url=urls["activator"]
+            )
+        ),
         "scheduler": create_scheduler(SchedulerSettings(**common)),
         "activator": create_activator(ActivatorSettings(**common)),
     }

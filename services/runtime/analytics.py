@@ -20,6 +20,7 @@ async def journey_analytics(
     workspace_id: str,
     journey_id: str,
     version: int | None,
+    deliveries: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     repo = RuntimeRepository(session)
     counters = await repo.counters(workspace_id, journey_id, version)
@@ -42,13 +43,14 @@ async def journey_analytics(
         },
         "exits": {o: counters.get(f"left:{o}", 0) for o in OUTCOMES},
         "stages": _stages(compiled, counters, active) if compiled else [],
-        "activations": _activations(requested),
+        "activations": _activations(requested, deliveries or {}),
     }
 
 
-def _activations(requested: int) -> dict[str, int]:
-    # Statuses are the activator's; until it reports them every request counts as pending.
-    return {"requested": requested, "sent": 0, "skipped": 0, "failed": 0, "pending": requested}
+def _activations(requested: int, deliveries: dict[str, int]) -> dict[str, int]:
+    """Final statuses come from the activator; what it has not settled yet is pending."""
+    settled = {k: int(deliveries.get(k, 0)) for k in ("sent", "skipped", "failed")}
+    return {"requested": requested, **settled, "pending": max(0, requested - sum(settled.values()))}
 
 
 async def _compiled(

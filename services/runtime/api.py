@@ -217,7 +217,25 @@ async def analytics(
 ) -> dict[str, Any]:
     await _check_journey(request, caller, journey_id)
     processor: Processor = get_state(request).extras["processor"]
+    deliveries = await _delivery_counts(request, caller.workspace_id, journey_id)
     report: dict[str, Any] = await journey_analytics(
-        session, processor, caller.workspace_id, journey_id, version
+        session, processor, caller.workspace_id, journey_id, version, deliveries
     )
     return report
+
+
+async def _delivery_counts(request: Request, workspace_id: str, journey_id: str) -> dict[str, int]:
+    """The activator's settled deliveries of the journey; none known if it cannot answer."""
+    state = get_state(request)
+    settings = state.settings
+    assert isinstance(settings, RuntimeSettings)
+    url = (
+        f"{settings.activator_url}/internal/workspaces/{quote(workspace_id, safe='')}"
+        f"/journeys/{quote(journey_id, safe='')}/activations"
+    )
+    try:
+        r = await state.extras["http"].get(url, timeout=5)
+    except httpx.HTTPError:
+        return {}
+    counts: dict[str, int] = r.json() if r.status_code == 200 else {}
+    return counts

@@ -9,6 +9,9 @@ class RuntimeSettings(ServiceSettings):
     designer_url: str = Field(
         default="http://127.0.0.1:8081", description="Designer base URL (live journeys)."
     )
+    activator_url: str = Field(
+        default="http://127.0.0.1:8084", description="Activator base URL (delivery counts)."
+    )
     event_partitions: int = Field(
         default=16, ge=1, le=1024, description="Event partitions; the same as the gateway's."
     )
