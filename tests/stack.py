@@ -24,6 +24,7 @@ from services.runtime.settings import RuntimeSettings
 from services.scheduler.app import create_app as create_scheduler
 from services.scheduler.settings import SchedulerSettings
 from shared import db
+from shared.settings import ClockMode
 from tests.conftest import Servers
 from tests.helpers import serving
 from waypost.embedded import free_port
@@ -53,9 +54,12 @@ async def _bootstrap(database_url: str) -> None:
 
 
 @asynccontextmanager
-async def running_stack(servers: Servers, **gateway_overrides: Any) -> AsyncIterator[Stack]:
+async def running_stack(
+    servers: Servers, clock: ClockMode = ClockMode.REAL, **gateway_overrides: Any
+) -> AsyncIterator[Stack]:
+    """Every service on ``clock``: with the virtual clock one advance moves them all."""
     await _bootstrap(servers.database_url)
-    common = {"database_url": servers.database_url, "nats_url": servers.nats_url}
+    common = {"database_url": servers.database_url, "nats_url": servers.nats_url, "clock": clock}
     ports = {name: free_port() for name in ("designer", "runtime", "scheduler", "activator")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     apps = {
