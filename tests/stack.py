@@ -77,7 +77,7 @@ async def running_stack(
             )
         ),
         "scheduler": create_scheduler(SchedulerSettings(**common)),
-        "activator": create_activator(ActivatorSettings(**common)),
+        "activator": create_activator(ActivatorSettings(**common, designer_url=urls["designer"])),
     }
     async with AsyncExitStack() as stack:
         for name, app in apps.items():

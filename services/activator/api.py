@@ -1,65 +1,101 @@
-"""Internal endpoints of the activator (reached by other services, not through the gateway)."""
+"""The activator's public routes (reached through the gateway)."""
 
 from __future__ import annotations
 
-from typing import Any
-from uuid import uuid4
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, cast
 
-import httpx
-from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, ValidationError
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.activator.senders import (
-    DeliveryError,
-    OutgoingMessage,
-    TransientDeliveryError,
-    send,
-)
+from services.activator.designer import Designer, DesignerUnavailable
+from services.activator.models import Delivery
+from services.activator.repository import DeliveryRepository, Filters
+from services.activator.schemas import DeliveryOut, DeliveryPage, StatusName
+from shared import db
 from shared.app import get_state
-from shared.connectors import ConnectorType, config_errors, parse_config
-from shared.problems import ProblemError
+from shared.identity import Identity, identity_from_request
+from shared.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from shared.problems import FieldError, ProblemError, forbidden, invalid, not_found
 
-router = APIRouter(prefix="/internal", tags=["internal"])
+router = APIRouter(prefix="/v1", tags=["deliveries"])
 
-TEST_SUBJECT = "Waypost connector test"
-TEST_BODY = "This is a test message from Waypost: the connector works."
-
-
-class ConnectorTest(BaseModel):
-    type: ConnectorType
-    config: dict[str, Any]
-    to: str = Field(min_length=1, max_length=512)
-    subject: str | None = Field(default=None, max_length=998)
-    body: str | None = Field(default=None, max_length=64 * 1024)
+DESIGNER = "designer"
 
 
-class ConnectorTestResult(BaseModel):
-    ok: bool
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with db.transaction(get_state(request).sessions) as session:
+        yield session
 
 
-@router.post("/connectors/test")
-async def test_connector(test: ConnectorTest, request: Request) -> ConnectorTestResult:
-    """Sends one message through an (unsaved) connector config; 502 names why it failed."""
+Session = Annotated[AsyncSession, Depends(_session, scope="function")]
+Caller = Annotated[Identity, Depends(identity_from_request)]
+IdFilter = Annotated[str | None, Query(min_length=1, max_length=200)]
+
+
+@router.get("/deliveries")
+async def list_deliveries(
+    request: Request,
+    session: Session,
+    caller: Caller,
+    journey_id: IdFilter = None,
+    profile_id: IdFilter = None,
+    status: StatusName | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> DeliveryPage:
+    """The workspace's activations, newest first, with their status and why."""
+    await _check_scope(request, caller, journey_id)
+    filters = Filters(caller.workspace_id, journey_id, profile_id, status)
+    rows = await DeliveryRepository(session).page(filters, _position(cursor), limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor([rows[-1].created_at, rows[-1].activation_id]) if more else None
+    return DeliveryPage(items=[_out(row) for row in rows], next_cursor=next_cursor)
+
+
+async def _check_scope(request: Request, caller: Identity, journey_id: str | None) -> None:
+    """A key limited to folders sees the deliveries of journeys in them, one at a time."""
+    if caller.unrestricted:
+        return
+    if journey_id is None:
+        raise forbidden("a key limited to folders lists deliveries by journey_id")
+    designer: Designer = get_state(request).extras[DESIGNER]
     try:
-        config = parse_config(test.type, test.config)
-    except ValidationError as exc:
-        errors = config_errors(exc)
-        raise ProblemError(
-            422, "Validation failed", f"{len(errors)} problem(s) in the request", errors
-        ) from None
-    # A fresh id per test: a provider deduplicating on it would swallow a repeated test.
-    message = OutgoingMessage(
-        activation_id=f"test-{uuid4().hex}",
-        to=test.to,
-        subject=test.subject or TEST_SUBJECT,
-        body=test.body or TEST_BODY,
-        html=None,
-        metadata={"test": True},
+        visible = await designer.journey_visible(
+            caller.workspace_id, journey_id, ",".join(caller.folder_ids)
+        )
+    except DesignerUnavailable:
+        raise ProblemError(503, "Service unavailable", "designer is not reachable") from None
+    if not visible:
+        raise not_found(f"journey {journey_id}")
+
+
+def _position(cursor: str | None) -> tuple[datetime, str] | None:
+    position = decode_cursor(cursor)
+    if position is None:
+        return None
+    try:
+        created_at, activation_id = position
+        return datetime.fromisoformat(str(created_at)), str(activation_id)
+    except (TypeError, ValueError):
+        raise invalid([FieldError("cursor", "not a cursor")], "bad cursor") from None
+
+
+def _out(row: Delivery) -> DeliveryOut:
+    return DeliveryOut(
+        id=row.activation_id,
+        journey_id=row.journey_id,
+        version=row.version,
+        step_id=row.step_id,
+        profile_id=row.profile_id,
+        channel=row.channel,
+        status=cast(StatusName, row.status),
+        attempts=row.attempts,
+        last_error=row.last_error,
+        sent_at=row.sent_at,
+        reason=row.reason,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
     )
-    http: httpx.AsyncClient = get_state(request).extras["http"]
-    try:
-        await send(test.type, config, message, http)
-    except DeliveryError as exc:
-        kind = "temporary" if isinstance(exc, TransientDeliveryError) else "permanent"
-        raise ProblemError(502, "Connector test failed", f"{kind} failure: {exc.reason}") from None
-    return ConnectorTestResult(ok=True)

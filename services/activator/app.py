@@ -1,36 +1,78 @@
-"""Activator app factory."""
+"""Activator app factory: clients, the feedback relay, the delivery loop and the intake
+consumer run in the lifespan (and stop in the reverse order)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
 
-from services.activator.api import router
+from services.activator import api, internal
+from services.activator.consumers import start_intake
+from services.activator.delivery import Deliverer
+from services.activator.designer import Designer
+from services.activator.intake import Intake
+from services.activator.metrics import ActivatorMetrics
+from services.activator.models import Outbox
 from services.activator.settings import ActivatorSettings
+from shared import bus, outbox
 from shared.app import Extension, ServiceState, create_service_app
+
+HTTP = "http"
+DESIGNER = api.DESIGNER
+DELIVERER = "deliverer"
 
 
 def create_app(settings: ActivatorSettings | None = None) -> FastAPI:
     settings = settings or ActivatorSettings()
     return create_service_app(
-        settings, title="Waypost activator", routers=[router], extend=_extension(settings)
+        settings,
+        title="Waypost activator",
+        routers=[api.router, internal.router],
+        extend=_extension(settings),
     )
 
 
 def _extension(settings: ActivatorSettings) -> Extension:
     @asynccontextmanager
-    async def http_client(state: ServiceState) -> AsyncIterator[None]:
-        # One pooled client for every HTTP connector, so connections to a provider are
-        # reused across messages; each request sets its connector's own timeout.
-        limits = httpx.Limits(max_connections=settings.http_max_connections)
-        async with httpx.AsyncClient(limits=limits, follow_redirects=False) as client:
-            state.extras["http"] = client
-            try:
-                yield
-            finally:
-                state.extras.pop("http", None)
+    async def activator(state: ServiceState) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            designer = await _clients(state, settings, stack)
+            metrics = ActivatorMetrics(state.registry)
+            relay = outbox.OutboxRelay(state.sessions, Outbox, state.js)
+            await stack.enter_async_context(outbox.running(relay))
+            deliverer = Deliverer(
+                state.sessions, state.clock, designer, state.extras[HTTP], relay, settings,
+                metrics,
+            )  # fmt: skip
+            state.extras[DELIVERER] = deliverer
+            await stack.enter_async_context(deliverer.running())
+            intake = Intake(
+                state.sessions, designer, state.clock, settings, metrics, deliverer.notify
+            )
+            consumer = await start_intake(
+                state.js, intake, settings, bus.ConsumerMetrics(state.registry)
+            )
+            stack.push_async_callback(consumer.stop)
+            yield
 
-    return http_client
+    return activator
+
+
+async def _clients(
+    state: ServiceState, settings: ActivatorSettings, stack: AsyncExitStack
+) -> Designer:
+    """One pooled client for every HTTP connector, so connections to a provider are reused
+    across messages (each request sets its connector's own timeout); another for the
+    designer, with its own timeout."""
+    limits = httpx.Limits(max_connections=settings.http_max_connections)
+    providers = httpx.AsyncClient(limits=limits, follow_redirects=False)
+    state.extras[HTTP] = await stack.enter_async_context(providers)
+    own = httpx.AsyncClient(timeout=settings.designer_timeout_s)
+    designer = Designer(
+        await stack.enter_async_context(own), settings.designer_url, settings.lookup_cache_s
+    )
+    state.extras[DESIGNER] = designer
+    return designer

@@ -1,4 +1,4 @@
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from shared.settings import ServiceSettings
 
@@ -8,4 +8,80 @@ class ActivatorSettings(ServiceSettings):
     port: int = Field(default=8084, ge=0, le=65535)
     http_max_connections: int = Field(
         default=100, ge=1, description="Open connections to HTTP providers and webhooks."
+    )
+    designer_url: str = Field(
+        default="http://127.0.0.1:8081",
+        description="Designer base URL (connectors, templates, workspace settings).",
+    )
+    designer_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="Longest wait for one designer answer."
+    )
+    lookup_cache_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="How long a connector or template fetched from the designer is reused.",
+    )
+    event_partitions: int = Field(
+        default=16, ge=1, le=1024, description="Event partitions; the same as the gateway's."
+    )
+    consumer_durable: str = Field(
+        default="activator",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Durable consumer of activations.requested shared by every replica.",
+    )
+    intake_batch: int = Field(
+        default=200, ge=1, le=5000, description="Requests decided per transaction."
+    )
+    intake_max_deliver: int = Field(
+        default=1000,
+        ge=2,
+        description="Deliveries of a request before it is dead-lettered (a designer outage "
+        "must not lose requests, so this is high).",
+    )
+    claim_batch: int = Field(
+        default=200, ge=1, le=10_000, description="Due deliveries claimed per pass."
+    )
+    max_in_flight: int = Field(
+        default=500,
+        ge=1,
+        le=50_000,
+        description="Deliveries this process holds at once, waiting for a rate limit or sending.",
+    )
+    send_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="Sends at once (each holds a database connection while it sends).",
+    )
+    rate_limit_wait_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Longest a delivery waits for its connector's send rate limit; beyond "
+        "it the connector's deliveries wait, unclaimed, for their turn.",
+    )
+    idle_poll_s: float = Field(
+        default=1.0, gt=0, le=60, description="Longest sleep of the delivery loop when idle."
+    )
+    max_attempts: int = Field(
+        default=10, ge=1, le=100, description="Send attempts before a delivery fails."
+    )
+    retry_base_s: float = Field(
+        default=10.0, gt=0, description="Backoff before the second attempt (doubles after)."
+    )
+    retry_max_s: float = Field(default=3600.0, gt=0, description="Longest backoff.")
+    quiet_hours_spread_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="Messages held by quiet hours go out spread over this long after the "
+        "window opens.",
+    )
+    tracking_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs open and click tracking in HTML email (the gateway's secret too); "
+        "no tracking without it.",
+    )
+    public_url: str | None = Field(
+        default=None, description="The gateway's public URL, where tracking links point."
     )

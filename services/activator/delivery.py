@@ -1,0 +1,355 @@
+"""The delivery loop: claim due pending deliveries in batches, then deliver each one once.
+
+Each claimed delivery is prepared without holding anything (connector, template and
+workspace rules from the designer, rendering, the connector's rate limit), then sent in
+its own transaction that holds the row's lock (``FOR UPDATE SKIP LOCKED``) from before the
+send until its outcome is committed, with the feedback event in the same commit. Any
+number of replicas can run: a row one of them is sending is invisible to the others, and
+whoever takes the lock checks that the row is still pending and due.
+
+What is and is not guaranteed:
+- A delivery recorded ``sent`` is never sent again, and a transient failure is retried
+  with exponential backoff and jitter on the product's clock until it is sent or has used
+  ``max_attempts``; then it is ``failed`` with the last error.
+- A crash (or a lost database connection) after a provider accepted a message but before
+  the outcome was committed leaves the row pending, so it is sent again. Every send carries
+  the activation id (``Idempotency-Key`` for HTTP providers, ``webhook-id`` for webhooks,
+  a ``Message-ID`` derived from it for email), so a provider that deduplicates on it drops
+  the repeat; one that does not delivers that message twice. No design can close this
+  window without the provider's help: the send and the commit cannot be one atomic act.
+- When the designer cannot be reached, nothing is claimed for a moment and no attempt is
+  counted: the messages wait rather than fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.activator import policy
+from services.activator.designer import Connector, Designer, DesignerUnavailable, Missing
+from services.activator.feedback import MESSAGE_FAILED, MESSAGE_SENT, feedback
+from services.activator.metrics import ActivatorMetrics
+from services.activator.models import Delivery, Status
+from services.activator.ratelimit import RateLimiter
+from services.activator.repository import DeliveryRepository
+from services.activator.schemas import WorkspaceRules
+from services.activator.senders import (
+    OutgoingMessage,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    send,
+)
+from services.activator.settings import ActivatorSettings
+from shared import db
+from shared.clock import Clock
+from shared.logging import get_logger
+from shared.outbox import OutboxRelay
+from shared.templating import TemplateError, render
+from shared.tracking import Mark, instrument
+
+log = get_logger(__name__)
+
+# When due rows exist but none could be taken (another replica holds them), look again
+# this soon rather than spinning.
+BUSY_PAUSE_S = 0.02
+ERROR_PAUSE_S = 1.0
+# How long claiming stops after the designer could not be reached (wall clock).
+DESIGNER_PAUSE_S = 1.0
+STOP_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one delivery will send, or why it cannot be sent at all."""
+
+    rules: WorkspaceRules
+    connector: Connector | None = None
+    message: OutgoingMessage | None = None
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt went: sent, or an error that is transient or not."""
+
+    error: str | None = None
+    transient: bool = False
+    retry_after_s: float | None = None
+    attempted: bool = True
+
+    @property
+    def result(self) -> str:
+        if self.error is None:
+            return "sent"
+        return "transient" if self.transient else "permanent"
+
+
+class Deliverer:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        designer: Designer,
+        http: httpx.AsyncClient,
+        relay: OutboxRelay,
+        settings: ActivatorSettings,
+        metrics: ActivatorMetrics,
+        limiter: RateLimiter | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._designer = designer
+        self._http = http
+        self._relay = relay
+        self._settings = settings
+        self._metrics = metrics
+        self._limiter = limiter or RateLimiter(settings.rate_limit_wait_s)
+        self._jitter = jitter
+        self._sends = asyncio.Semaphore(settings.send_concurrency)
+        self._held: dict[str, asyncio.Task[None]] = {}
+        self._sending: set[str] = set()
+        self._wake = asyncio.Event()
+        self._paused_until = 0.0
+
+    def notify(self) -> None:
+        """New deliveries may be due: look now instead of at the next poll."""
+        self._wake.set()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Deliverer]:
+        task = asyncio.create_task(self.run(), name="delivery-loop")
+        try:
+            yield self
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await self._drain()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                started = await self.start_due()
+                if started < self._settings.claim_batch or not self._room():
+                    await self._sleep()
+            except Exception as exc:
+                log.warning("activator.claim_failed", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(ERROR_PAUSE_S)
+
+    async def start_due(self) -> int:
+        """Claim one batch of due deliveries and start delivering each; how many."""
+        room = min(self._room(), self._settings.claim_batch)
+        if room <= 0 or self._paused():
+            return 0
+        busy = [*self._limiter.busy()]
+        async with self._sessions() as session, session.begin():
+            repo = DeliveryRepository(session)
+            rows = await repo.due(self._clock.now(), room, [*self._held], busy)
+        for row in rows:
+            self._start(row)
+        return len(rows)
+
+    def _room(self) -> int:
+        return self._settings.max_in_flight - len(self._held)
+
+    def _paused(self) -> bool:
+        return time.monotonic() < self._paused_until
+
+    def _start(self, row: Delivery) -> None:
+        key = row.activation_id
+        task = asyncio.create_task(self._deliver(row), name=f"deliver:{key}")
+        self._held[key] = task
+        task.add_done_callback(lambda _task: self._finished(key))
+
+    def _finished(self, key: str) -> None:
+        self._held.pop(key, None)
+        self._wake.set()
+
+    async def _drain(self) -> None:
+        """Let sends under way finish, so their outcome is recorded (within a grace); the
+        deliveries not yet sending are dropped, to be claimed again by whoever runs next."""
+        for key, task in list(self._held.items()):
+            if key not in self._sending:
+                task.cancel()
+        tasks = list(self._held.values())
+        if not tasks:
+            return
+        _done, late = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # One delivery -----------------------------------------------------------------------
+
+    async def _deliver(self, claimed: Delivery) -> None:
+        try:
+            plan = await self._prepare(claimed)
+            if not await self._take_turn(claimed, plan):
+                return  # left pending and due; claimed again once the connector has room
+            async with self._sends:
+                self._sending.add(claimed.activation_id)
+                await self._attempt(claimed.activation_id, plan)
+        except DesignerUnavailable as exc:
+            self._paused_until = time.monotonic() + DESIGNER_PAUSE_S
+            log.warning("activator.designer_unavailable", error=str(exc))
+        except Exception as exc:
+            log.warning(
+                "activator.delivery_error",
+                activation_id=claimed.activation_id,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        finally:
+            self._sending.discard(claimed.activation_id)
+
+    async def _take_turn(self, row: Delivery, plan: Plan) -> bool:
+        if plan.connector is None or plan.connector.config is None:
+            return True
+        key = (row.workspace_id, row.connector_id)
+        return await self._limiter.acquire(key, plan.connector.config.rate_limit_per_s)
+
+    async def _prepare(self, row: Delivery) -> Plan:
+        ws = row.workspace_id
+        rules = await self._designer.cached_rules(ws)
+        try:
+            connector = await self._designer.connector(ws, row.connector_id)
+            template = await self._designer.template(ws, row.template_id)
+        except Missing as exc:
+            return Plan(rules, problem=f"{exc} does not exist")
+        if connector.config is None:
+            return Plan(rules, connector, problem=connector.problem)
+        try:
+            rendered = render(template, row.request.get("context") or {})
+        except TemplateError as exc:
+            return Plan(rules, connector, problem=f"template error: {exc}")
+        message = OutgoingMessage(
+            activation_id=row.activation_id,
+            to=row.recipient or "",
+            subject=rendered.subject,
+            body=rendered.body,
+            html=self._tracked(row, rendered.html),
+            metadata={
+                "journey_id": row.journey_id,
+                "step_id": row.step_id,
+                "profile_id": row.profile_id,
+                "channel": row.channel,
+            },
+        )
+        return Plan(rules, connector, message)
+
+    def _tracked(self, row: Delivery, html: str | None) -> str | None:
+        """HTML email with its links and an open pixel pointing at the gateway, which turns
+        them into ``email_opened`` / ``email_clicked`` (only when tracking is configured)."""
+        secret, public_url = self._settings.tracking_secret, self._settings.public_url
+        if html is None or row.channel != "email" or secret is None or not public_url:
+            return html
+        mark = Mark(
+            row.workspace_id, row.profile_id, row.journey_id, row.step_id, row.activation_id
+        )
+        return instrument(html, mark, secret.get_secret_value(), public_url)
+
+    async def _attempt(self, activation_id: str, plan: Plan) -> None:
+        async with db.transaction(self._sessions) as session:
+            repo = DeliveryRepository(session)
+            row = await repo.lock_due(activation_id, self._clock.now())
+            if row is None:
+                return  # sent, failed or rescheduled meanwhile, or another replica has it
+            outcome = await self._send(row, plan)
+            status = await self._record(repo, row, plan, outcome)
+        self._relay.notify()
+        if outcome.attempted:
+            self._metrics.attempts.labels(row.channel, outcome.result).inc()
+        if status is not Status.PENDING:
+            self._metrics.deliveries.labels(row.channel, status.value).inc()
+
+    async def _send(self, row: Delivery, plan: Plan) -> Outcome:
+        if plan.problem is not None or plan.message is None or plan.connector is None:
+            return Outcome(plan.problem or "nothing to send", attempted=False)
+        config = plan.connector.config
+        assert config is not None
+        started = time.perf_counter()
+        try:
+            await send(plan.connector.type, config, plan.message, self._http)
+        except TransientDeliveryError as exc:
+            return Outcome(exc.reason, transient=True, retry_after_s=exc.retry_after_s)
+        except PermanentDeliveryError as exc:
+            return Outcome(exc.reason)
+        except Exception as exc:
+            # Not a classified failure: retried, but within the attempt budget, so a fault
+            # in this process cannot loop on one message forever.
+            return Outcome(f"{type(exc).__name__}: {exc}", transient=True)
+        finally:
+            self._metrics.send_latency.labels(row.channel).observe(time.perf_counter() - started)
+        return Outcome()
+
+    async def _record(
+        self, repo: DeliveryRepository, row: Delivery, plan: Plan, outcome: Outcome
+    ) -> Status:
+        now = self._clock.now()
+        partitions = self._settings.event_partitions
+        if outcome.error is None:
+            repo.record_sent(row, now)
+            await repo.put_feedback(feedback(row, MESSAGE_SENT, now, partitions))
+            return Status.SENT
+        if outcome.transient and row.attempts + 1 < self._settings.max_attempts:
+            retry_at = self._retry_at(row, plan.rules, outcome, now)
+            repo.record_retry(row, outcome.error, retry_at, now)
+            return Status.PENDING
+        repo.record_failed(row, outcome.error, now, attempted=outcome.attempted)
+        await repo.put_feedback(feedback(row, MESSAGE_FAILED, now, partitions, outcome.error))
+        return Status.FAILED
+
+    def _retry_at(
+        self, row: Delivery, rules: WorkspaceRules, outcome: Outcome, now: datetime
+    ) -> datetime:
+        s = self._settings
+        wait = policy.backoff(
+            row.attempts + 1, s.retry_base_s, s.retry_max_s, self._jitter(), outcome.retry_after_s
+        )
+        # A retry must not land in quiet hours either.
+        tz = policy.profile_zone(row.request.get("context") or {}, rules)
+        return policy.release_at(
+            now + wait, rules.quiet_hours, tz, row.activation_id, s.quiet_hours_spread_s
+        )
+
+    # Sleeping ---------------------------------------------------------------------------
+
+    async def _sleep(self) -> None:
+        """Until the next delivery falls due (at most ``idle_poll_s``), a connector at its
+        rate limit has room again, a notify, a clock change, or a freed place when this
+        process holds all it may."""
+        self._wake.clear()  # before reading: a delivery stored after the read wakes us
+        if self._paused():
+            await asyncio.sleep(self._paused_until - time.monotonic())
+            return
+        idle = timedelta(seconds=self._settings.idle_poll_s)
+        if self._room() <= 0:
+            await self._wait(idle.total_seconds())
+            return
+        busy = self._limiter.busy()
+        async with self._sessions() as session:
+            next_due = await DeliveryRepository(session).next_due([*self._held], [*busy])
+        now = self._clock.now()
+        until = now + idle if next_due is None else min(now + idle, next_due)
+        seconds = min([(until - now).total_seconds(), *busy.values()])
+        await self._wait(max(seconds, BUSY_PAUSE_S))
+
+    async def _wait(self, seconds: float) -> None:
+        waiters = [
+            asyncio.ensure_future(self._clock.wait(seconds)),
+            asyncio.ensure_future(self._wake.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)

@@ -1,0 +1,129 @@
+"""What the activator reads from the designer: connectors (with secrets), templates and
+workspace settings, over the designer's internal HTTP API.
+
+Connectors and templates are reused for a few seconds: a wave of messages through one
+connector costs one lookup, and an edit reaches deliveries within that time. Workspace
+settings are read fresh for each batch of requests, so a change applies to every message
+requested after it was saved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import ValidationError
+
+from services.activator.schemas import WorkspaceRules
+from shared.connectors import ConnectorConfig, ConnectorType, parse_config
+from shared.templating import TemplateContent
+
+T = TypeVar("T")
+
+# Entries kept at most; past this, expired ones are dropped before adding another.
+CACHE_ENTRIES = 10_000
+
+
+class DesignerUnavailable(Exception):
+    """The designer did not answer usefully; asking again later may work."""
+
+
+class Missing(Exception):
+    """The designer has no such connector or template (it was deleted)."""
+
+
+@dataclass(frozen=True)
+class Connector:
+    id: str
+    type: ConnectorType
+    config: ConnectorConfig | None
+    problem: str | None = None  # why a stored config is unusable, when it is
+
+
+class Designer:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        cache_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._cache_s = cache_s
+        self._clock = clock
+        self._cache: dict[str, tuple[float, Any]] = {}
+
+    async def rules(self, workspace_id: str) -> WorkspaceRules:
+        data = await self._get(f"/internal/workspaces/{workspace_id}/settings", "workspace")
+        try:
+            return WorkspaceRules.model_validate(data)
+        except ValidationError as exc:
+            raise DesignerUnavailable(f"unreadable workspace settings: {exc}") from None
+
+    async def cached_rules(self, workspace_id: str) -> WorkspaceRules:
+        return await self._cached(f"rules:{workspace_id}", lambda: self.rules(workspace_id))
+
+    async def connector(self, workspace_id: str, connector_id: str) -> Connector:
+        path = f"/internal/workspaces/{workspace_id}/connectors/{connector_id}"
+        return await self._cached(path, lambda: self._connector(path, connector_id))
+
+    async def template(self, workspace_id: str, template_id: str) -> TemplateContent:
+        path = f"/internal/workspaces/{workspace_id}/templates/{template_id}"
+        return await self._cached(path, lambda: self._template(path, template_id))
+
+    async def journey_visible(self, workspace_id: str, journey_id: str, folders: str) -> bool:
+        path = f"/internal/workspaces/{workspace_id}/journeys/{journey_id}/access"
+        try:
+            await self._get(path, f"journey {journey_id}", {"folders": folders})
+        except Missing:
+            return False
+        return True
+
+    async def _connector(self, path: str, connector_id: str) -> Connector:
+        data = await self._get(path, f"connector {connector_id}")
+        kind = ConnectorType(data["type"])
+        try:
+            return Connector(str(data["id"]), kind, parse_config(kind, data["config"]))
+        except ValidationError as exc:
+            problem = f"connector config is invalid: {exc.errors(include_url=False)[:3]}"
+            return Connector(str(data["id"]), kind, None, problem)
+
+    async def _template(self, path: str, template_id: str) -> TemplateContent:
+        data = await self._get(path, f"template {template_id}")
+        return TemplateContent(
+            subject=data.get("subject"), body=data["body"], html=data.get("html")
+        )
+
+    async def _cached(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        now = self._clock()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > now:
+            found: T = hit[1]
+            return found
+        value = await fetch()
+        if self._cache_s > 0:
+            self._remember(key, value, now)
+        return value
+
+    def _remember(self, key: str, value: Any, now: float) -> None:
+        if len(self._cache) >= CACHE_ENTRIES:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+        self._cache[key] = (now + self._cache_s, value)
+
+    async def _get(self, path: str, what: str, params: dict[str, str] | None = None) -> Any:
+        try:
+            r = await self._http.get(f"{self._base}{path}", params=params)
+        except httpx.HTTPError as exc:
+            raise DesignerUnavailable(f"designer unreachable: {type(exc).__name__}") from None
+        if r.status_code == 404:
+            raise Missing(what)
+        if r.status_code != 200:
+            raise DesignerUnavailable(f"designer answered {r.status_code} for {path}")
+        try:
+            return r.json()
+        except ValueError:
+            raise DesignerUnavailable(f"designer answered non-JSON for {path}") from None

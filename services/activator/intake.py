@@ -1,0 +1,156 @@
+"""Intake: each batch of requested activations is decided and stored in one transaction.
+
+Everything that can be decided on arrival is: a request without consent or recipient, or
+over a frequency cap, is skipped with its reason (final); the rest wait as ``pending``
+until now, or until quiet hours end in the profile's timezone. A request whose activation
+id is already stored (redelivered by NATS, or published twice) changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.activator import policy
+from services.activator.designer import Designer
+from services.activator.metrics import ActivatorMetrics
+from services.activator.models import SkipReason, Status
+from services.activator.repository import DeliveryRepository, budget_name
+from services.activator.schemas import ActivationRequested, WorkspaceRules
+from services.activator.settings import ActivatorSettings
+from shared import db
+from shared.clock import Clock
+
+
+class Intake:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        designer: Designer,
+        clock: Clock,
+        settings: ActivatorSettings,
+        metrics: ActivatorMetrics,
+        on_stored: Callable[[], None],
+    ) -> None:
+        self._sessions = sessions
+        self._designer = designer
+        self._clock = clock
+        self._spread_s = settings.quiet_hours_spread_s
+        self._metrics = metrics
+        self._on_stored = on_stored
+
+    async def take(self, requests: Sequence[ActivationRequested]) -> None:
+        by_workspace = _by_workspace(_first_of_each(requests))
+        # Read after the requests arrived, so a settings change saved before they were
+        # requested applies to them.
+        rules = await self._rules(by_workspace)
+        now = self._clock.now()
+        rows: list[dict[str, Any]] = []
+        async with db.transaction(self._sessions) as session:
+            repo = DeliveryRepository(session)
+            known = await repo.known([r.activation_id for r in requests])
+            for workspace_id, group in by_workspace.items():
+                fresh = [r for r in group if r.activation_id not in known]
+                rows += await self._decide(repo, fresh, rules[workspace_id], now)
+            await repo.add(rows)
+        for row in rows:
+            self._metrics.deliveries.labels(row["channel"], row["status"]).inc()
+        self._on_stored()
+
+    async def _rules(
+        self, by_workspace: dict[str, list[ActivationRequested]]
+    ) -> dict[str, WorkspaceRules]:
+        found = await asyncio.gather(*(self._designer.rules(ws) for ws in by_workspace))
+        return dict(zip(by_workspace, found, strict=True))
+
+    async def _decide(
+        self,
+        repo: DeliveryRepository,
+        requests: Sequence[ActivationRequested],
+        rules: WorkspaceRules,
+        now: datetime,
+    ) -> list[dict[str, Any]]:
+        refused = {r.activation_id: why for r in requests if (why := policy.refusal(r, rules))}
+        admissible = [r for r in requests if r.activation_id not in refused]
+        capped = await self._over_caps(repo, admissible, rules, now)
+        rows = []
+        for r in requests:
+            reason = refused.get(r.activation_id)
+            if reason is None and r.activation_id in capped:
+                reason = SkipReason.FREQUENCY_CAP
+            rows.append(self._row(r, rules, reason, now))
+        return rows
+
+    async def _over_caps(
+        self,
+        repo: DeliveryRepository,
+        requests: Sequence[ActivationRequested],
+        rules: WorkspaceRules,
+        now: datetime,
+    ) -> set[str]:
+        keys = policy.cap_keys(requests, rules)
+        if not keys:
+            return set()
+        workspace_id = requests[0].workspace_id
+        await repo.lock_budgets(budget_name(workspace_id, k.profile_id, k.channel) for k in keys)
+        used: dict[policy.CapKey, int] = {}
+        for channel, per in {(k.channel, k.per) for k in keys}:
+            profiles = sorted({k.profile_id for k in keys if (k.channel, k.per) == (channel, per)})
+            counts = await repo.cap_usage(workspace_id, channel, profiles, now - per)
+            used |= {policy.CapKey(p, channel, per): n for p, n in counts.items()}
+        return policy.over_caps(requests, rules, used)
+
+    def _row(
+        self,
+        r: ActivationRequested,
+        rules: WorkspaceRules,
+        reason: SkipReason | None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        if reason is None:
+            tz = policy.profile_zone(r.context, rules)
+            due: datetime | None = policy.release_at(
+                now, rules.quiet_hours, tz, r.activation_id, self._spread_s
+            )
+        else:
+            due = None
+        return {
+            "activation_id": r.activation_id,
+            "workspace_id": r.workspace_id,
+            "profile_id": r.profile_id,
+            "journey_id": r.journey_id,
+            "version": r.version,
+            "step_id": r.step_id,
+            "channel": r.channel,
+            "connector_id": r.connector_id,
+            "template_id": r.template_id,
+            "recipient": policy.recipient_for(r),
+            "request": r.model_dump(mode="json"),
+            "status": (Status.PENDING if reason is None else Status.SKIPPED).value,
+            "reason": None if reason is None else reason.value,
+            "attempts": 0,
+            "next_attempt_at": due,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+
+def _first_of_each(requests: Iterable[ActivationRequested]) -> list[ActivationRequested]:
+    unique: dict[str, ActivationRequested] = {}
+    for r in requests:
+        unique.setdefault(r.activation_id, r)
+    return list(unique.values())
+
+
+def _by_workspace(
+    requests: Iterable[ActivationRequested],
+) -> dict[str, list[ActivationRequested]]:
+    grouped: dict[str, list[ActivationRequested]] = defaultdict(list)
+    for r in requests:
+        grouped[r.workspace_id].append(r)
+    return dict(grouped)

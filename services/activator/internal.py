@@ -1,0 +1,91 @@
+"""Routes for the other services only (never routed by the gateway): the connector test the
+designer runs, and activation counts for the runtime's analytics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from uuid import uuid4
+
+import httpx
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.activator.repository import DeliveryRepository
+from services.activator.schemas import ActivationCounts
+from services.activator.senders import (
+    DeliveryError,
+    OutgoingMessage,
+    TransientDeliveryError,
+    send,
+)
+from shared import db
+from shared.app import get_state
+from shared.connectors import ConnectorType, config_errors, parse_config
+from shared.problems import ProblemError
+
+router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
+
+TEST_SUBJECT = "Waypost connector test"
+TEST_BODY = "This is a test message from Waypost: the connector works."
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with db.transaction(get_state(request).sessions) as session:
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(_session, scope="function")]
+
+
+class ConnectorTest(BaseModel):
+    type: ConnectorType
+    config: dict[str, Any]
+    to: str = Field(min_length=1, max_length=512)
+    subject: str | None = Field(default=None, max_length=998)
+    body: str | None = Field(default=None, max_length=64 * 1024)
+
+
+class ConnectorTestResult(BaseModel):
+    ok: bool
+
+
+@router.post("/connectors/test")
+async def test_connector(test: ConnectorTest, request: Request) -> ConnectorTestResult:
+    """Sends one message through an (unsaved) connector config; 502 names why it failed."""
+    try:
+        config = parse_config(test.type, test.config)
+    except ValidationError as exc:
+        errors = config_errors(exc)
+        raise ProblemError(
+            422, "Validation failed", f"{len(errors)} problem(s) in the request", errors
+        ) from None
+    # A fresh id per test: a provider deduplicating on it would swallow a repeated test.
+    message = OutgoingMessage(
+        activation_id=f"test-{uuid4().hex}",
+        to=test.to,
+        subject=test.subject or TEST_SUBJECT,
+        body=test.body or TEST_BODY,
+        html=None,
+        metadata={"test": True},
+    )
+    http: httpx.AsyncClient = get_state(request).extras["http"]
+    try:
+        await send(test.type, config, message, http)
+    except DeliveryError as exc:
+        kind = "temporary" if isinstance(exc, TransientDeliveryError) else "permanent"
+        raise ProblemError(502, "Connector test failed", f"{kind} failure: {exc.reason}") from None
+    return ConnectorTestResult(ok=True)
+
+
+@router.get("/workspaces/{workspace_id}/journeys/{journey_id}/activations")
+async def activation_counts(
+    session: Session,
+    workspace_id: str,
+    journey_id: str,
+    version: Annotated[int | None, Query(ge=1)] = None,
+) -> ActivationCounts:
+    """How many of the journey's activations (of one version, if given) are in each status."""
+    counts = await DeliveryRepository(session).counts(workspace_id, journey_id, version)
+    return ActivationCounts.model_validate(counts)
