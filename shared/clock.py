@@ -142,3 +142,17 @@ async def _bucket(js: JetStreamContext, replicas: int) -> KeyValue:
                 bucket=CLOCK_BUCKET, history=1, storage=StorageType.FILE, replicas=replicas
             )
         )
+
+
+async def wait_or_wake(clock: Clock, seconds: float, wake: asyncio.Event) -> None:
+    """Pause up to ``seconds`` of ``clock``, or less when ``wake`` is set (or time changes)."""
+    waiters = [
+        asyncio.ensure_future(clock.wait(seconds)),
+        asyncio.ensure_future(wake.wait()),
+    ]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)

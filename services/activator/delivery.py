@@ -50,7 +50,7 @@ from services.activator.senders import (
 )
 from services.activator.settings import ActivatorSettings
 from shared import db
-from shared.clock import Clock
+from shared.clock import Clock, wait_or_wake
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay
 from shared.templating import TemplateError, render
@@ -343,13 +343,4 @@ class Deliverer:
         await self._wait(max(seconds, BUSY_PAUSE_S))
 
     async def _wait(self, seconds: float) -> None:
-        waiters = [
-            asyncio.ensure_future(self._clock.wait(seconds)),
-            asyncio.ensure_future(self._wake.wait()),
-        ]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        await wait_or_wake(self._clock, seconds, self._wake)

@@ -25,7 +25,7 @@ from services.scheduler.repository import TimerRepository
 from services.scheduler.settings import SchedulerSettings
 from shared import db
 from shared.bus import MSG_ID
-from shared.clock import Clock
+from shared.clock import Clock, wait_or_wake
 from shared.logging import get_logger
 from shared.timers import TimerFired, TimerKind
 
@@ -151,16 +151,7 @@ class Releaser:
             self._sleeping_until = None
 
     async def _wait(self, seconds: float) -> None:
-        waiters = [
-            asyncio.ensure_future(self._clock.wait(seconds)),
-            asyncio.ensure_future(self._wake.wait()),
-        ]
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-            await asyncio.gather(*waiters, return_exceptions=True)
+        await wait_or_wake(self._clock, seconds, self._wake)
 
 
 def _acked(ack: asyncio.Future[PubAck]) -> bool:
