@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -16,13 +18,13 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.middleware import Middleware
 from starlette.responses import Response
 
-from gateway import ingest
+from gateway import hooks, ingest, segment
 from gateway.auth import Authenticator, DesignerUnavailable
 from gateway.guards import InputGuardMiddleware
 from gateway.openapi import merged_openapi
 from gateway.proxy import forward
 from gateway.ratelimit import RateLimiter, retry_after_header
-from gateway.routes import MethodNotAllowed, Route, match
+from gateway.routes import INGEST, MethodNotAllowed, Route, match
 from gateway.settings import GatewaySettings
 from shared.app import ServiceState, create_service_app, get_state
 from shared.clock import VirtualClock
@@ -58,6 +60,9 @@ async def _clients(state: ServiceState) -> AsyncIterator[None]:
         state.extras[HTTP_CLIENT] = client
         state.extras[AUTH] = Authenticator(client, settings.designer_url, settings.auth_cache_s)
         state.extras[LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        state.extras[hooks.SOURCES] = hooks.SourceCache(
+            client, settings.designer_url, settings.auth_cache_s
+        )
         yield
 
 
@@ -101,17 +106,30 @@ async def _identify(request: Request, state: ServiceState) -> Identity:
             401, "Unauthorized", "send 'Authorization: Bearer <api key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )  # fmt: skip
+    return await _known(state, key.strip(), "Bearer")
+
+
+async def _known(state: ServiceState, key: str, scheme: str) -> Identity:
     authenticator: Authenticator = state.extras[AUTH]
     try:
-        identity = await authenticator.identify(key.strip())
+        identity = await authenticator.identify(key)
     except DesignerUnavailable as exc:
         raise ProblemError(503, "Service unavailable", "designer is not reachable") from exc
     if identity is None:
         raise ProblemError(
             401, "Unauthorized", "unknown or revoked API key",
-            headers={"WWW-Authenticate": "Bearer"},
+            headers={"WWW-Authenticate": scheme},
         )  # fmt: skip
     return identity
+
+
+def _limit(state: ServiceState, identity: Identity) -> None:
+    wait = state.extras[LIMITER].take(identity.key_id)
+    if wait > 0:
+        raise ProblemError(
+            429, "Too many requests", "this key is over its request rate",
+            headers={"Retry-After": retry_after_header(wait)},
+        )  # fmt: skip
 
 
 async def authorize(request: Request) -> tuple[Route, Identity]:
@@ -123,12 +141,7 @@ async def authorize(request: Request) -> tuple[Route, Identity]:
         raise ProblemError(
             403, "Forbidden", f"a {identity.role.value} key may not {request.method} this"
         )
-    wait = state.extras[LIMITER].take(identity.key_id)
-    if wait > 0:
-        raise ProblemError(
-            429, "Too many requests", "this key is over its request rate",
-            headers={"Retry-After": retry_after_header(wait)},
-        )  # fmt: skip
+    _limit(state, identity)
     return route, identity
 
 
@@ -138,6 +151,28 @@ Authorized = Annotated[tuple[Route, Identity], Depends(authorize)]
 async def caller(auth: Authorized) -> Identity:
     """The authorised caller, for routes the gateway answers itself."""
     return auth[1]
+
+
+async def segment_caller(request: Request) -> Identity:
+    """A Segment write key: HTTP Basic with an ingest key as the user and no password."""
+    basic = 'Basic realm="segment"'
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+    except (binascii.Error, ValueError):
+        decoded = ""
+    key = decoded.partition(":")[0].strip()
+    if scheme.lower() != "basic" or not key:
+        raise ProblemError(
+            401, "Unauthorized", "send HTTP Basic auth with an ingest key as the user",
+            headers={"WWW-Authenticate": basic},
+        )  # fmt: skip
+    state = get_state(request)
+    identity = await _known(state, key, basic)
+    if identity.role not in INGEST:
+        raise ProblemError(403, "Forbidden", f"a {identity.role.value} key may not send events")
+    _limit(state, identity)
+    return identity
 
 
 clock_router = APIRouter(prefix="/v1/admin", tags=["test clock"])
@@ -237,7 +272,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     return create_service_app(
         settings,
         title="Waypost",
-        routers=[clock_router, ingest.router(caller), proxy_router, docs_router],
+        routers=[
+            clock_router,
+            ingest.router(caller),
+            segment.router(segment_caller),
+            hooks.router,
+            proxy_router,
+            docs_router,
+        ],
         extend=_extensions,
         readiness={"services": _services_ready},
         openapi_url=None,

@@ -159,7 +159,7 @@ def _not_json(name: str) -> Any:
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def _parse_json(raw: bytes) -> Any:
+def parse_json(raw: bytes) -> Any:
     """The body as JSON that PostgreSQL can store: what it would refuse (NaN, infinite
     numbers, unpaired surrogates) is refused here, so it cannot fail a shared commit."""
     try:
@@ -448,11 +448,15 @@ class Ingest:
         return self.clock.now()
 
     async def accept_event(self, identity: Identity, raw: Any) -> Accepted:
+        return await self.accept_for(identity.workspace_id, raw)
+
+    async def accept_for(self, workspace_id: str, raw: Any) -> Accepted:
+        """One event of ``workspace_id``: 422 with every problem, or 202 once committed."""
         event, errors = check_event(raw)
         if event is None:
             self.metrics.rejected.inc()
             raise invalid(errors)
-        await self.writer.write([event_row(identity.workspace_id, event, self.now())])
+        await self.writer.write([event_row(workspace_id, event, self.now())])
         return Accepted(accepted=1)
 
     async def accept_batch(self, identity: Identity, raw: Any) -> BatchAccepted:
@@ -520,7 +524,7 @@ async def _ingest(request: Request) -> Ingest:  # async: a plain def would run i
 
 
 async def _body(request: Request) -> Any:
-    return _parse_json(await request.body())
+    return parse_json(await request.body())
 
 
 EVENT_SCHEMA = EventIn.model_json_schema()

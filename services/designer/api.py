@@ -25,6 +25,8 @@ from services.designer.schemas import (
     PublishIn,
     TemplateIn,
     TemplateOut,
+    WebhookSourceIn,
+    WebhookSourceOut,
     WorkspaceIn,
     WorkspaceOut,
     WorkspaceSettingsBody,
@@ -238,6 +240,18 @@ async def test_connector(ctx: CtxDep, connector_id: str, body: ConnectorTestIn) 
     raise ProblemError(
         r.status_code, problem.get("title", "Test failed"), problem.get("detail", "")
     )
+
+
+@router.post(
+    "/webhooks/sources", status_code=201, response_model=WebhookSourceOut, tags=["webhooks"]
+)
+async def create_webhook_source(ctx: CtxDep, body: WebhookSourceIn) -> WebhookSourceOut:
+    return await resources.create_webhook_source(ctx, body)
+
+
+@router.get("/webhooks/sources", response_model=Page[WebhookSourceOut], tags=["webhooks"])
+async def list_webhook_sources(ctx: CtxDep, limit: Limit = 50, cursor: Cursor = None) -> Page[Any]:
+    return await resources.list_webhook_sources(ctx, cursor, limit)
 
 
 @router.get("/workspace/settings", response_model=WorkspaceSettingsBody, tags=["workspace"])

@@ -15,6 +15,7 @@ from services.designer.repository import (
     JourneyRepository,
     SettingsRepository,
     TemplateRepository,
+    WebhookSourceRepository,
 )
 from services.designer.schemas import WorkspaceSettingsBody
 from services.designer.secrets import SecretBox
@@ -106,6 +107,21 @@ async def template(session: Session, workspace_id: str, template_id: str) -> dic
         "body": found.body,
         "html": found.html,
         "status": found.status,
+    }
+
+
+@router.get("/webhooks/sources/{source_id}")
+async def webhook_source(request: Request, session: Session, source_id: str) -> dict[str, Any]:
+    """A webhook source with its secret, for the gateway to verify and map deliveries."""
+    found = await WebhookSourceRepository(session).get(None, source_id)
+    if found is None:
+        raise not_found(f"webhook source {source_id}")
+    box: SecretBox = get_state(request).extras[SECRETS]
+    return {
+        "id": found.id,
+        "workspace_id": found.workspace_id,
+        "secret": box.open(found.secret)["secret"],
+        "mapping": found.mapping,
     }
 
 

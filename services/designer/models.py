@@ -124,3 +124,17 @@ class WorkspaceSettings(Base):
     )
     settings: Mapped[dict[str, Any]] = mapped_column(JSONB)
     updated_at: Mapped[datetime] = _now()
+
+
+class WebhookSource(Base):
+    """A partner's signed webhooks, mapped to events."""
+
+    __tablename__ = "webhook_sources"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey(Workspace.id, ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    mapping: Mapped[dict[str, str]] = mapped_column(JSONB)
+    secret: Mapped[str] = mapped_column(Text)  # encrypted JSON
+    created_at: Mapped[datetime] = _now()

@@ -17,6 +17,7 @@ from services.designer.models import (
     Journey,
     JourneyVersion,
     Template,
+    WebhookSource,
     Workspace,
     WorkspaceSettings,
 )
@@ -344,6 +345,36 @@ class ConnectorRepository:
         self.session.add(connector)
         await self.session.flush()
         return connector
+
+
+class WebhookSourceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, workspace_id: str | None, source_id: str) -> WebhookSource | None:
+        stmt = select(WebhookSource).where(WebhookSource.id == source_id)
+        if workspace_id is not None:
+            stmt = stmt.where(WebhookSource.workspace_id == workspace_id)
+        return await self.session.scalar(stmt)
+
+    async def name_taken(self, workspace_id: str, name: str) -> bool:
+        stmt = select(WebhookSource.id).where(
+            WebhookSource.workspace_id == workspace_id, WebhookSource.name == name
+        )
+        return (await self.session.scalar(stmt)) is not None
+
+    async def page(
+        self, workspace_id: str, position: list[Any] | None, limit: int
+    ) -> Sequence[WebhookSource]:
+        stmt = select(WebhookSource).where(WebhookSource.workspace_id == workspace_id)
+        return (
+            await self.session.scalars(_after(stmt, WebhookSource, position).limit(limit))
+        ).all()
+
+    async def add(self, source: WebhookSource) -> WebhookSource:
+        self.session.add(source)
+        await self.session.flush()
+        return source
 
 
 class SettingsRepository:

@@ -1,4 +1,5 @@
-"""Workspaces, API keys, folders, templates, connectors and workspace settings."""
+"""Workspaces, API keys, folders, templates, connectors, webhook sources and workspace
+settings."""
 
 from __future__ import annotations
 
@@ -11,13 +12,21 @@ from sqlalchemy import func
 from services.designer.access import allowed_folders, check_folder
 from services.designer.context import Ctx
 from services.designer.keys import hash_key, new_key
-from services.designer.models import ApiKey, Connector, Folder, Template, Workspace
+from services.designer.models import (
+    ApiKey,
+    Connector,
+    Folder,
+    Template,
+    WebhookSource,
+    Workspace,
+)
 from services.designer.repository import (
     ApiKeyRepository,
     ConnectorRepository,
     FolderRepository,
     SettingsRepository,
     TemplateRepository,
+    WebhookSourceRepository,
     WorkspaceRepository,
 )
 from services.designer.schemas import (
@@ -30,6 +39,9 @@ from services.designer.schemas import (
     FolderOut,
     TemplateIn,
     TemplateOut,
+    WebhookMapping,
+    WebhookSourceIn,
+    WebhookSourceOut,
     WorkspaceIn,
     WorkspaceOut,
     WorkspaceSettingsBody,
@@ -324,6 +336,45 @@ async def list_connectors(ctx: Ctx, cursor: str | None, limit: int) -> Page[Any]
         ctx.identity.workspace_id, decode_cursor(cursor), limit + 1
     )
     return _page(list(rows), limit, lambda c: connector_out(ctx, c))
+
+
+# Webhook sources --------------------------------------------------------------------------
+
+
+def webhook_source_out(source: WebhookSource) -> WebhookSourceOut:
+    """Never the secret."""
+    return WebhookSourceOut(
+        id=source.id,
+        name=source.name,
+        mapping=WebhookMapping.model_validate(source.mapping),
+        created_at=source.created_at,
+    )
+
+
+async def create_webhook_source(ctx: Ctx, body: WebhookSourceIn) -> WebhookSourceOut:
+    repo = WebhookSourceRepository(ctx.session)
+    if await repo.name_taken(ctx.identity.workspace_id, body.name):
+        raise conflict(f"a webhook source named '{body.name}' already exists")
+    sealed = ctx.secrets.seal({"secret": body.secret})
+    assert sealed is not None
+    source = await repo.add(
+        WebhookSource(
+            id=_new_id(),
+            workspace_id=ctx.identity.workspace_id,
+            name=body.name,
+            mapping=body.mapping.model_dump(exclude_none=True),
+            secret=sealed,
+        )
+    )
+    await ctx.session.refresh(source)
+    return webhook_source_out(source)
+
+
+async def list_webhook_sources(ctx: Ctx, cursor: str | None, limit: int) -> Page[Any]:
+    rows = await WebhookSourceRepository(ctx.session).page(
+        ctx.identity.workspace_id, decode_cursor(cursor), limit + 1
+    )
+    return _page(list(rows), limit, webhook_source_out)
 
 
 # Workspace settings -----------------------------------------------------------------------

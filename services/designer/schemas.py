@@ -9,7 +9,9 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from standardwebhooks import Webhook
 
+from shared import jsonpath
 from shared.connectors import ConnectorType
 from shared.durations import Duration
 from shared.identity import Role
@@ -176,3 +178,41 @@ class WorkspaceSettingsPatch(Strict):
     quiet_hours: QuietHours | None = None
     consent_mode: Literal["opt_out", "opt_in"] | None = None
     default_timezone: str | None = None
+
+
+class WebhookMapping(Strict):
+    """Where the event's fields are in a partner's payload: ``$.a.b`` or ``$.items[0].id``."""
+
+    profile_id: Annotated[str, Field(max_length=500)]
+    name: Annotated[str, Field(max_length=500)]
+    timestamp: Annotated[str, Field(max_length=500)] | None = None
+    event_id: Annotated[str, Field(max_length=500)] | None = None
+
+    @field_validator("profile_id", "name", "timestamp", "event_id")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None:
+            jsonpath.parse(value)
+        return value
+
+
+class WebhookSourceIn(Strict):
+    name: Name
+    secret: Annotated[str, Field(min_length=1, max_length=500)]
+    mapping: WebhookMapping
+
+    @field_validator("secret")
+    @classmethod
+    def _usable(cls, value: str) -> str:
+        try:
+            Webhook(value)
+        except Exception:
+            raise ValueError("must be a base64 secret, optionally prefixed 'whsec_'") from None
+        return value
+
+
+class WebhookSourceOut(BaseModel):
+    id: str
+    name: str
+    mapping: WebhookMapping
+    created_at: datetime

@@ -1,0 +1,145 @@
+"""Partner webhooks: ``POST /hooks/{source_id}``, signed per Standard Webhooks, mapped to an
+event with the source's mapping and accepted like ``POST /v1/events``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request
+from standardwebhooks import Webhook
+
+from gateway.ingest import INGEST, Accepted, Ingest, parse_json
+from shared import jsonpath
+from shared.app import get_state
+from shared.problems import FieldError, ProblemError, invalid
+
+SOURCES = "webhook_sources"
+TOLERANCE = timedelta(minutes=5)
+_SOURCE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# The mapped fields that are identifiers: a partner's numeric ids are taken as text.
+_IDS = ("profile_id", "event_id", "name")
+
+
+@dataclass(frozen=True)
+class Source:
+    id: str
+    workspace_id: str
+    secret: str
+    mapping: dict[str, str]
+
+
+class SourceCache:
+    """Webhook sources asked of the designer and remembered for at most ``ttl_s``."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, designer_url: str, ttl_s: float = 1.0, size: int = 10_000
+    ) -> None:
+        self._client = client
+        self._url = designer_url
+        self._ttl_s = ttl_s
+        self._size = size
+        self._cache: OrderedDict[str, tuple[float, Source | None]] = OrderedDict()
+
+    async def get(self, source_id: str) -> Source | None:
+        now = time.monotonic()
+        cached = self._cache.get(source_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        source = await self._ask(source_id)
+        self._cache[source_id] = (now + self._ttl_s, source)
+        self._cache.move_to_end(source_id)
+        while len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return source
+
+    async def _ask(self, source_id: str) -> Source | None:
+        try:
+            r = await self._client.get(f"{self._url}/internal/webhooks/sources/{source_id}")
+        except httpx.HTTPError as exc:
+            raise ProblemError(503, "Service unavailable", "designer is not reachable") from exc
+        if r.status_code == 404:
+            return None
+        if r.status_code != 200:
+            raise ProblemError(503, "Service unavailable", f"designer answered {r.status_code}")
+        data = r.json()
+        return Source(data["id"], data["workspace_id"], data["secret"], dict(data["mapping"]))
+
+
+def _unauthorized(detail: str) -> ProblemError:
+    return ProblemError(401, "Unauthorized", detail)
+
+
+def verify(source: Source, body: bytes, headers: dict[str, str], now: datetime) -> str:
+    """The delivery's ``webhook-id`` once its signature and timestamp check out; else 401.
+
+    The time is checked against the product's clock (which may be virtual), the signature
+    as Standard Webhooks computes it."""
+    msg_id = headers.get("webhook-id", "")
+    stamp = headers.get("webhook-timestamp", "")
+    signatures = headers.get("webhook-signature", "")
+    if not (msg_id and stamp and signatures):
+        raise _unauthorized("send webhook-id, webhook-timestamp and webhook-signature headers")
+    try:
+        sent = datetime.fromtimestamp(int(stamp), tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise _unauthorized("webhook-timestamp must be whole seconds since the epoch") from None
+    if abs(sent - now) > TOLERANCE:
+        raise _unauthorized("webhook-timestamp is more than 5 minutes from the current time")
+    try:
+        text = body.decode()
+        expected = Webhook(source.secret).sign(msg_id, sent, text).partition(",")[2]
+    except (UnicodeDecodeError, ValueError, binascii.Error):
+        raise _unauthorized("the signature does not match") from None
+    expected_bytes = base64.b64decode(expected)
+    for candidate in signatures.split():
+        version, _, signature = candidate.partition(",")
+        if version != "v1":
+            continue
+        try:
+            given = base64.b64decode(signature, validate=True)
+        except (ValueError, binascii.Error):
+            continue
+        if hmac.compare_digest(expected_bytes, given):
+            return msg_id
+    raise _unauthorized("the signature does not match")
+
+
+def map_event(mapping: dict[str, str], payload: Any, msg_id: str) -> dict[str, Any]:
+    """The raw event for ``payload``: the mapped fields, the payload as its properties."""
+    if not isinstance(payload, dict):
+        raise invalid([FieldError("$", "the payload must be a JSON object")])
+    event: dict[str, Any] = {"event_id": msg_id, "properties": payload}
+    for field, path in mapping.items():
+        value = jsonpath.find(payload, jsonpath.parse(path))
+        if isinstance(value, int) and not isinstance(value, bool) and field in _IDS:
+            value = str(value)
+        if value is not None:
+            event[field] = value
+    return event
+
+
+router = APIRouter(tags=["partner webhooks"])
+
+
+@router.post("/hooks/{source_id}", status_code=202)
+async def receive(request: Request, source_id: str) -> Accepted:
+    state = get_state(request)
+    cache: SourceCache = state.extras[SOURCES]
+    source = await cache.get(source_id) if _SOURCE_ID.match(source_id) else None
+    if source is None:
+        raise ProblemError(404, "Not found", f"webhook source {source_id} does not exist")
+    body = await request.body()
+    msg_id = verify(source, body, dict(request.headers), state.clock.now())
+    ingest: Ingest = state.extras[INGEST]
+    return await ingest.accept_for(
+        source.workspace_id, map_event(source.mapping, parse_json(body), msg_id)
+    )
