@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.middleware import Middleware
 from starlette.responses import Response
 
-from gateway import hooks, ingest, segment
+from gateway import hooks, ingest, segment, tracking
 from gateway.auth import Authenticator, DesignerUnavailable
 from gateway.guards import InputGuardMiddleware
 from gateway.openapi import merged_openapi
@@ -277,6 +277,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             ingest.router(caller),
             segment.router(segment_caller),
             hooks.router,
+            tracking.router,
             proxy_router,
             docs_router,
         ],

@@ -1,4 +1,4 @@
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from shared.settings import ServiceSettings
 
@@ -38,6 +38,11 @@ class GatewaySettings(ServiceSettings):
     relay_batch: int = Field(default=1000, ge=1, description="Events the relay publishes at once.")
     inbox_retention_h: float = Field(
         default=168.0, gt=0, description="How long published events stay in the inbox (dedup)."
+    )
+
+    tracking_secret: SecretStr | None = Field(
+        default=None,
+        description="Verifies open and click tracking tokens (the activator's secret too).",
     )
 
     def service_urls(self) -> dict[str, str]:

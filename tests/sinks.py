@@ -10,6 +10,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from fastapi import FastAPI, Request
 
 from waypost.embedded import free_port
 
@@ -48,3 +49,20 @@ def run_mailbox(**smtp_options: Any) -> Iterator[Mailbox]:
         yield box
     finally:
         controller.stop()
+
+
+@dataclass
+class HttpSink:
+    """A provider endpoint that keeps every JSON body posted to ``/send``."""
+
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.post("/send")
+        async def send(request: Request) -> dict[str, bool]:
+            self.received.append(await request.json())
+            return {"ok": True}
+
+        return app

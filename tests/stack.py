@@ -30,6 +30,7 @@ from tests.helpers import serving
 from waypost.embedded import free_port
 
 BOOTSTRAP_KEY = "wp_test-bootstrap-admin-key"
+TRACKING_SECRET = "test-tracking-secret"
 
 
 @dataclass
@@ -62,6 +63,7 @@ async def running_stack(
     common = {"database_url": servers.database_url, "nats_url": servers.nats_url, "clock": clock}
     ports = {name: free_port() for name in ("designer", "runtime", "scheduler", "activator")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    gateway_port = free_port()
     apps = {
         "designer": create_designer(
             DesignerSettings(
@@ -77,7 +79,14 @@ async def running_stack(
             )
         ),
         "scheduler": create_scheduler(SchedulerSettings(**common)),
-        "activator": create_activator(ActivatorSettings(**common, designer_url=urls["designer"])),
+        "activator": create_activator(
+            ActivatorSettings(
+                **common,
+                designer_url=urls["designer"],
+                tracking_secret=TRACKING_SECRET,
+                public_url=f"http://127.0.0.1:{gateway_port}",
+            )
+        ),
     }
     async with AsyncExitStack() as stack:
         for name, app in apps.items():
@@ -89,10 +98,11 @@ async def running_stack(
                 runtime_url=urls["runtime"],
                 scheduler_url=urls["scheduler"],
                 activator_url=urls["activator"],
+                tracking_secret=TRACKING_SECRET,
                 **gateway_overrides,
             )
         )
-        url = await stack.enter_async_context(serving(gateway))
+        url = await stack.enter_async_context(serving(gateway, gateway_port))
         yield Stack(url, BOOTSTRAP_KEY, servers, urls)
 
 

@@ -176,11 +176,11 @@ def _print_bootstrap(database_url: str) -> None:
         say(f"admin key (shown once, keep it): {key}")
 
 
-def secrets_key(data_dir: Path) -> str:
-    """The key that encrypts connector secrets, made once per data dir and kept there."""
+def secrets_key(data_dir: Path, name: str = "secrets.key") -> str:
+    """A key made once per data dir and kept there (connector secrets, tracking tokens)."""
     from services.designer.secrets import SecretBox
 
-    path = data_dir / "secrets.key"
+    path = data_dir / name
     if not path.exists():
         path.touch(mode=0o600)
         path.write_text(SecretBox.new_key())
@@ -193,6 +193,8 @@ def child_specs(
     ports = {name: (port if name == "gateway" else free_port()) for name in SERVICES}
     common = {
         "WAYPOST_SECRETS_KEY": secrets_key(data_dir),
+        "WAYPOST_TRACKING_SECRET": secrets_key(data_dir, "tracking.key"),
+        "WAYPOST_PUBLIC_URL": f"http://127.0.0.1:{port}",
         **os.environ,
         "WAYPOST_DATABASE_URL": database_url,
         "WAYPOST_NATS_URL": nats_url,
