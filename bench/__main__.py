@@ -430,8 +430,8 @@ async def wait_healthy(url: str) -> None:
 
 def bench_events(count: int) -> list[dict[str, Any]]:
     return [
-        {"event_id": uuid.uuid4().hex, "profile_id": f"prof-{i % 10_000:06d}",
-         "name": "page_viewed", "properties": {"url": "/pricing", "plan": "pro"}}
+        {"event_id": uuid.uuid4().hex, "profile_id": f"prof-{i * 7919 % 100_000:06d}",
+         "name": "page_viewed", "properties": {"url": "/pricing", "plan": f"p{i % 10}"}}
         for i in range(count)
     ]  # fmt: skip
 
@@ -564,6 +564,58 @@ async def ingest_single(url: str, counts: Counts) -> Figure:
     )
 
 
+BENCH_JOURNEYS = 10
+
+
+async def create_journeys(gateway: str) -> None:
+    """Ten live journeys; each event matches the entry of exactly one (by its plan)."""
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx.AsyncClient(base_url=gateway, headers=headers, timeout=30) as client:
+        for i in range(BENCH_JOURNEYS):
+            entry = {
+                "event": "page_viewed",
+                "where": [{"property": "plan", "op": "eq", "value": f"p{i}"}],
+            }
+            body = {
+                "name": f"Bench {i}",
+                "stages": [
+                    {
+                        "name": "Viewed",
+                        "entry": entry,
+                        "steps": [{"id": f"wait-{i}", "type": "wait", "duration": "P1D"}],
+                    }
+                ],
+            }
+            created = await client.post("/v1/journeys", json=body)
+            created.raise_for_status()
+            published = await client.post(f"/v1/journeys/{created.json()['id']}/publish")
+            published.raise_for_status()  # fmt: skip
+
+
+async def runtime_figure(children: Processes, designer: str, conn: asyncpg.Connection) -> Figure:
+    """The runtime applying the relayed backlog: entries, timers, timeline, commit."""
+    backlog = await conn.fetchval("SELECT count(*) FROM gateway.event_inbox")
+    profiles = await conn.fetchval("SELECT count(DISTINCT profile_id) FROM gateway.event_inbox")
+    start = time.perf_counter()
+    children.start("runtime", WAYPOST_DESIGNER_URL=designer)
+    query = "SELECT count(*) FROM runtime.processed"
+    while True:
+        if await conn.fetchval(query) >= backlog:
+            break
+        await asyncio.sleep(0.05)
+    seconds = time.perf_counter() - start
+    entered = await conn.fetchval("SELECT count(*) FROM runtime.memberships WHERE active")
+    return Figure(
+        "Runtime, events applied",
+        per_second(backlog, seconds),
+        "events/s",
+        f"{backlog:,} relayed events of {profiles:,} profiles, {BENCH_JOURNEYS} live journeys "
+        f"(each event matches one entry; {entered:,} entries, each setting a 1-day timer), one "
+        "runtime process from its start until every event is committed (state, timeline, "
+        "explanations, counters, outbox) in batches of up to 256",
+    )
+
+
 async def ingest_figures(report: Report, data_dir: Path, counts: Counts) -> None:
     pg, nats = EmbeddedPostgres(data_dir / "postgres"), EmbeddedNats(data_dir / "nats")
     progress("starting PostgreSQL and NATS for the gateway")
@@ -578,6 +630,7 @@ async def ingest_figures(report: Report, data_dir: Path, counts: Counts) -> None
         gateway = children.start("gateway", WAYPOST_DESIGNER_URL=designer, **unlimited)
         await wait_healthy(designer)
         await wait_healthy(gateway)
+        await create_journeys(gateway)
         conn = await asyncpg.connect(asyncpg_dsn(database_url))
         try:
             progress(f"posting {counts.ingest_batched:,} events in batches")
@@ -585,6 +638,9 @@ async def ingest_figures(report: Report, data_dir: Path, counts: Counts) -> None
                 report.add(figure)
             progress(f"posting {counts.ingest_single:,} single events")
             report.add(await ingest_single(gateway, counts))
+            await wait_relayed(conn)
+            progress("starting a runtime on the backlog")
+            report.add(await runtime_figure(children, designer, conn))
         finally:
             await conn.close()
     finally:
