@@ -4,7 +4,7 @@ import pytest
 
 from gateway.guards import _has_nul
 
-PLAIN = {"raw_path": b"/v1/folders", "query_string": b""}
+PLAIN = {"raw_path": b"/v1/folders", "query_string": b"", "headers": []}
 
 
 @pytest.mark.parametrize(
@@ -22,5 +22,7 @@ def test_nul_in_a_json_body(body: bytes, refused: bool) -> None:
 
 
 def test_nul_in_path_or_query() -> None:
-    assert _has_nul({"raw_path": b"/v1/journeys/a%00", "query_string": b""}, b"")
-    assert _has_nul({"raw_path": b"/v1/journeys", "query_string": b"cursor=%00"}, b"")
+    assert _has_nul({"raw_path": b"/v1/journeys/a%00", "query_string": b"", "headers": []}, b"")
+    assert _has_nul(
+        {"raw_path": b"/v1/journeys", "query_string": b"cursor=%00", "headers": []}, b""
+    )
