@@ -35,9 +35,9 @@ class InputGuardMiddleware:
             response = problem_response(
                 422, "Validation failed", "NUL characters (U+0000) are not accepted"
             )
-            await response(scope, _replay(body), send)
+            await response(scope, _replay(body, receive), send)
             return
-        await self.app(scope, _replay(body), send)
+        await self.app(scope, _replay(body, receive), send)
 
     async def _read(self, receive: Receive) -> bytes | None:
         """The whole body, or None as soon as it passes the limit."""
@@ -82,7 +82,9 @@ def body_has_nul(body: bytes) -> bool:
     return b"\x00" in body or _ESCAPED_NUL.search(body) is not None
 
 
-def _replay(body: bytes) -> Receive:
+def _replay(body: bytes, upstream: Receive) -> Receive:
+    """The body once, then the client's own messages: a streamed answer listens for the
+    client's disconnect, and an invented one would cut the answer short."""
     sent = False
 
     async def receive() -> Message:
@@ -90,6 +92,6 @@ def _replay(body: bytes) -> Receive:
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
+        return await upstream()
 
     return receive
