@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, String, Text, func
+from sqlalchemy import BigInteger, DateTime, Identity, Index, SmallInteger, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -96,7 +96,10 @@ class ExplanationRow(Base):
 
 
 class CounterRow(Base):
-    """Exact analytics counters, incremented in the transaction that moves the profile."""
+    """Exact analytics counters, incremented in the transaction that moves the profile.
+
+    Each key is spread over shards so concurrent batches add to different rows instead of
+    waiting on one; a reader sums the shards."""
 
     __tablename__ = "counters"
 
@@ -104,6 +107,7 @@ class CounterRow(Base):
     journey_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     version: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(Text, primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, default=0)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
 
 

@@ -4,6 +4,7 @@ result (state, timeline, explanations, counters, outbox commands) in one transac
 from __future__ import annotations
 
 import time
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -213,12 +214,21 @@ class Processor:
         await repo.save_states(workspace_id, writes.states, catalog)
         await repo.add_timeline(workspace_id, writes.timeline)
         await repo.add_explanations(workspace_id, writes.explanations)
-        await repo.bump(workspace_id, dict(writes.counters))
+        await repo.bump(workspace_id, dict(writes.counters), _shard(writes))
         await repo.add_commands(writes.outbox)
 
     def _notify(self) -> None:
         if self.relay is not None:
             self.relay.notify()
+
+
+COUNTER_SHARDS = 32
+
+
+def _shard(writes: _Writes) -> int:
+    """Batches of different partitions touch different profiles, so mostly other shards."""
+    first = min(writes.states, default="")
+    return zlib.crc32(first.encode()) % COUNTER_SHARDS
 
 
 def _by_workspace(events: Iterable[AcceptedEvent]) -> dict[str, list[AcceptedEvent]]:

@@ -40,9 +40,8 @@ class RuntimeRepository:
         ids = sorted(set(profile_ids))
         if create and ids:
             await self.session.execute(
-                insert(ProfileRow)
-                .values([{"workspace_id": workspace_id, "profile_id": p} for p in ids])
-                .on_conflict_do_nothing()
+                insert(ProfileRow).on_conflict_do_nothing(),
+                [{"workspace_id": workspace_id, "profile_id": p} for p in ids],
             )
         rows = await self.session.scalars(
             select(ProfileRow)
@@ -73,10 +72,8 @@ class RuntimeRepository:
         if not event_ids:
             return set()
         rows = await self.session.scalars(
-            insert(ProcessedRow)
-            .values([{"workspace_id": workspace_id, "event_id": e} for e in event_ids])
-            .on_conflict_do_nothing()
-            .returning(ProcessedRow.event_id)
+            insert(ProcessedRow).on_conflict_do_nothing().returning(ProcessedRow.event_id),
+            [{"workspace_id": workspace_id, "event_id": e} for e in sorted(set(event_ids))],
         )
         return set(rows)
 
@@ -106,18 +103,7 @@ class RuntimeRepository:
         ]
         if not values:
             return
-        stmt = insert(MembershipRow).values(values)
-        kept = MembershipRow.__table__.c
-        columns = {
-            c: func.coalesce(stmt.excluded[c], kept[c]) if c in KEEP_WHEN_LEFT else stmt.excluded[c]
-            for c in values[0]
-            if c not in ("workspace_id", "profile_id", "journey_id")
-        }
-        await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["workspace_id", "profile_id", "journey_id"], set_=columns
-            )
-        )
+        await self.session.execute(_UPSERT_MEMBERSHIP, values)
 
     async def active_profiles(
         self, workspace_id: str, journey_id: str, flow: str | None = None
@@ -223,22 +209,19 @@ class RuntimeRepository:
                 [{"subject": s, "payload": p, "msg_id": m} for s, p, m in commands],
             )
 
-    async def bump(self, workspace_id: str, increments: dict[tuple[str, int, str], int]) -> None:
+    async def bump(
+        self, workspace_id: str, increments: dict[tuple[str, int, str], int], shard: int
+    ) -> None:
         if not increments:
             return
-        stmt = insert(CounterRow).values(
+        await self.session.execute(
+            _BUMP,
             [
                 {"workspace_id": workspace_id, "journey_id": j, "version": v, "key": k,
-                 "value": n}
+                 "shard": shard, "value": n}
                 for (j, v, k), n in sorted(increments.items())
-            ]
+            ],
         )  # fmt: skip
-        await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["workspace_id", "journey_id", "version", "key"],
-                set_={"value": CounterRow.value + stmt.excluded.value},
-            )
-        )
 
     async def counters(
         self, workspace_id: str, journey_id: str, version: int | None
@@ -293,6 +276,32 @@ class RuntimeRepository:
 
 # Where a profile was when it left stays readable: these keep their last values.
 KEEP_WHEN_LEFT = ("version", "stage", "step_id", "entered_at")
+
+
+def _upsert_membership() -> Any:
+    """One statement for any number of rows (executemany): compiled once, not per batch."""
+    stmt = insert(MembershipRow)
+    kept = MembershipRow.__table__.c
+    keys = ("workspace_id", "profile_id", "journey_id")
+    columns = {
+        c.name: func.coalesce(stmt.excluded[c.name], c) if c.name in KEEP_WHEN_LEFT
+        else stmt.excluded[c.name]
+        for c in kept
+        if c.name not in keys
+    }  # fmt: skip
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=columns)
+
+
+def _bump() -> Any:
+    stmt = insert(CounterRow)
+    return stmt.on_conflict_do_update(
+        index_elements=["workspace_id", "journey_id", "version", "key", "shard"],
+        set_={"value": CounterRow.value + stmt.excluded.value},
+    )
+
+
+_UPSERT_MEMBERSHIP = _upsert_membership()
+_BUMP = _bump()
 
 
 def _membership_values(
