@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import time
-from collections import OrderedDict
 
 import httpx
 
+from gateway.cache import TtlCache
 from shared.identity import Identity, Role
 from shared.logging import get_logger
 
@@ -26,31 +24,10 @@ class Authenticator:
     ) -> None:
         self._client = client
         self._url = designer_url
-        self._ttl_s = ttl_s
-        self._size = size
-        self._cache: OrderedDict[str, tuple[float, Identity | None]] = OrderedDict()
-        self._asking: dict[str, asyncio.Task[Identity | None]] = {}
+        self._cache: TtlCache[Identity | None] = TtlCache(ttl_s, size)
 
     async def identify(self, key: str) -> Identity | None:
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        now = time.monotonic()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        # One lookup per key at a time: requests arriving meanwhile share its answer.
-        task = self._asking.get(digest)
-        if task is None:
-            task = asyncio.create_task(self._lookup(digest, now))
-            self._asking[digest] = task
-        return await asyncio.shield(task)
-
-    async def _lookup(self, digest: str, started: float) -> Identity | None:
-        try:
-            identity = await self._ask(digest)
-            self._remember(digest, started + self._ttl_s, identity)
-            return identity
-        finally:
-            self._asking.pop(digest, None)
+        return await self._cache.get(hashlib.sha256(key.encode()).hexdigest(), self._ask)
 
     async def _ask(self, digest: str) -> Identity | None:
         try:
@@ -69,9 +46,3 @@ class Authenticator:
             folder_ids=tuple(data["folder_ids"]),
             bootstrap=bool(data["bootstrap"]),
         )
-
-    def _remember(self, digest: str, expires: float, identity: Identity | None) -> None:
-        self._cache[digest] = (expires, identity)
-        self._cache.move_to_end(digest)
-        while len(self._cache) > self._size:
-            self._cache.popitem(last=False)

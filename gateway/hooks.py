@@ -7,16 +7,16 @@ import base64
 import binascii
 import hmac
 import re
-import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Request
 from standardwebhooks import Webhook
 
+from gateway.cache import TtlCache
 from gateway.ingest import INGEST, Accepted, Ingest, parse_json
 from shared import jsonpath
 from shared.app import get_state
@@ -45,25 +45,16 @@ class SourceCache:
     ) -> None:
         self._client = client
         self._url = designer_url
-        self._ttl_s = ttl_s
-        self._size = size
-        self._cache: OrderedDict[str, tuple[float, Source | None]] = OrderedDict()
+        self._cache: TtlCache[Source | None] = TtlCache(ttl_s, size)
 
     async def get(self, source_id: str) -> Source | None:
-        now = time.monotonic()
-        cached = self._cache.get(source_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        source = await self._ask(source_id)
-        self._cache[source_id] = (now + self._ttl_s, source)
-        self._cache.move_to_end(source_id)
-        while len(self._cache) > self._size:
-            self._cache.popitem(last=False)
-        return source
+        return await self._cache.get(source_id, self._ask)
 
     async def _ask(self, source_id: str) -> Source | None:
         try:
-            r = await self._client.get(f"{self._url}/internal/webhooks/sources/{source_id}")
+            r = await self._client.get(
+                f"{self._url}/internal/webhooks/sources/{quote(source_id, safe='')}"
+            )
         except httpx.HTTPError as exc:
             raise ProblemError(503, "Service unavailable", "designer is not reachable") from exc
         if r.status_code == 404:
