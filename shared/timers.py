@@ -44,6 +44,10 @@ class TimerKind(StrEnum):
     BRANCH = "branch_timeout"
     STALE = "stale"
     JOURNEY = "journey_max"
+    SCHEDULE_END = "schedule_end"  # a journey's schedule closes: everyone inside leaves
+
+
+SCHEDULE_END_PROFILE = "*"  # a journey-wide timer concerns no one profile
 
 
 def schedule_subject(workspace_id: str) -> str:

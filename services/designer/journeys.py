@@ -28,6 +28,7 @@ from shared.journey_validation import (
 from shared.logging import get_logger
 from shared.pagination import Page, decode_cursor, encode_cursor
 from shared.problems import FieldError, conflict, invalid, not_found
+from shared.timers import SCHEDULE_END_PROFILE, TimerKind, TimerSchedule
 
 log = get_logger(__name__)
 
@@ -228,6 +229,7 @@ class JourneyService:
         status = "paused" if journey.status == "paused" else "live"
         await self.repo.touch(journey.id, status=status, live_version=version.version)
         await self._announce(journey, "published", status, version.version, in_flight, previous)
+        await self._schedule_end(journey, body)
         return {"status": status, "version": version.version, "previous_version": previous}
 
     async def new_version(self, journey_id: str) -> dict[str, Any]:
@@ -259,6 +261,23 @@ class JourneyService:
         if journey.status not in ("draft", "stopped"):
             raise conflict(f"a {journey.status} journey cannot be deleted; stop it first")
         await self.repo.delete(journey.id)
+
+    async def _schedule_end(self, journey: Journey, body: JourneyBody) -> None:
+        """When the schedule closes, the runtime makes everyone inside leave."""
+        end_at = body.schedule.end_at
+        if end_at is None:
+            return
+        timer = TimerSchedule(
+            timer_id=f"schedule-end/{journey.id}/{end_at.isoformat()}",
+            workspace_id=journey.workspace_id,
+            profile_id=SCHEDULE_END_PROFILE,
+            journey_id=journey.id,
+            kind=TimerKind.SCHEDULE_END,
+            due_at=end_at,
+        )
+        await outbox.enqueue(
+            self.ctx.session, Outbox, timer.subject, timer.model_dump(mode="json"), timer.msg_id
+        )
 
     async def _announce(
         self,

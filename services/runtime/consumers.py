@@ -29,8 +29,9 @@ def _fired(msg: Msg) -> FiredTimer:
     except ValidationError as exc:
         raise bus.Poison(f"not a fired timer: {exc.errors()[:3]}") from exc
     return FiredTimer(
-        fired.timer_id, fired.workspace_id, fired.profile_id, fired.journey_id, fired.due_at
-    )
+        fired.timer_id, fired.workspace_id, fired.profile_id, fired.journey_id, fired.due_at,
+        fired.kind.value,
+    )  # fmt: skip
 
 
 async def partition_consumer(

@@ -32,7 +32,7 @@ from services.runtime.repository import RuntimeRepository
 from shared import db, outbox
 from shared.clock import Clock
 from shared.events import AcceptedEvent
-from shared.timers import TimerCancel, TimerSchedule
+from shared.timers import TimerCancel, TimerKind, TimerSchedule
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class FiredTimer:
     profile_id: str
     journey_id: str
     due_at: datetime
+    kind: str = "wait"
 
 
 @dataclass
@@ -102,6 +103,11 @@ class Processor:
         await self._flush(repo, workspace_id, writes, catalog)
 
     async def apply_timers(self, fired: Sequence[FiredTimer]) -> None:
+        for end in [t for t in fired if t.kind == TimerKind.SCHEDULE_END]:
+            await self.apply_change(end.workspace_id, end.journey_id, "schedule_ended")
+        fired = [t for t in fired if t.kind != TimerKind.SCHEDULE_END]
+        if not fired:
+            return
         async with db.transaction(self.sessions) as session:
             repo = RuntimeRepository(session)
             grouped: dict[str, list[FiredTimer]] = defaultdict(list)
@@ -142,11 +148,14 @@ class Processor:
             states = await repo.states(workspace_id, sorted(rows))
             catalog = self.catalogs.for_workspace(workspace_id)
             writes = _Writes()
-            step = engine.on_stop if change == "stopped" else engine.on_resume
+            reason = "schedule ended" if change == "schedule_ended" else "journey stopped"
             for profile_id in sorted(rows):
                 row = rows[profile_id]
-                result = step(catalog, _profile(row), states[profile_id], journey_id,
-                              self.clock.now())  # fmt: skip
+                args = (catalog, _profile(row), states[profile_id], journey_id, self.clock.now())
+                result = (
+                    engine.on_resume(*args) if change == "resumed"
+                    else engine.on_stop(*args, reason=reason)
+                )  # fmt: skip
                 writes.states[profile_id] = result.states
                 self._record(workspace_id, row, result, writes, None)
             await self._flush(repo, workspace_id, writes, catalog)

@@ -192,3 +192,28 @@ async def test_publish_with_migrate_moves_profiles_whose_position_exists(
         assert stay.json()["migrated"] == 0
         (membership,) = (await c.get("/v1/profiles/mover")).json()["journeys"]
         assert membership["version"] == 2
+
+
+async def test_when_the_schedule_closes_everyone_inside_leaves(
+    workspace: Workspace, nc: NATS
+) -> None:
+    from datetime import timedelta
+
+    async with workspace.client() as c:
+        body = journey()
+        body["stages"][0]["steps"] = [{"id": "wait-1d", "type": "wait", "duration": "P1D"}]
+        closes = datetime.now(UTC) + timedelta(seconds=3)
+        body["schedule"] = {"end_at": closes.isoformat()}
+        jid = (await c.post("/v1/journeys", json=body)).json()["id"]
+        assert (await c.post(f"/v1/journeys/{jid}/publish")).status_code == 200
+        await send(nc, workspace.id, "late", "signup")
+
+        async def left() -> dict[str, Any] | None:
+            r = await c.get("/v1/profiles/late")
+            journeys = r.json().get("journeys") if r.status_code == 200 else None
+            return journeys[0] if journeys and journeys[0]["state"] == "left" else None
+
+        member = await eventually(left, "the schedule to close")
+        assert member["outcome"] == "stopped"
+        timeline = (await c.get("/v1/profiles/late/timeline")).json()["items"]
+        assert timeline[-1]["detail"] == {"outcome": "stopped", "reason": "schedule ended"}

@@ -68,7 +68,7 @@ def test_schedule_rejects_bad_fields(field: str, value: object) -> None:
 
 
 def test_every_kind_the_engine_uses_is_accepted() -> None:
-    kinds = {"wait", "branch_timeout", "stale", "journey_max"}
+    kinds = {"wait", "branch_timeout", "stale", "journey_max", "schedule_end"}
     assert {k.value for k in TimerKind} == kinds
     for kind in kinds:
         assert TimerSchedule.model_validate(schedule_body(kind=kind)).kind == kind

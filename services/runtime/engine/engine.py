@@ -150,10 +150,10 @@ class Run:
             member.flow = Flow.WAITING if member.step_timer else Flow.ENDED
         return self.result
 
-    def stop(self, journey_id: str) -> Result:
+    def stop(self, journey_id: str, reason: str = "journey stopped") -> Result:
         member = self._member(journey_id)
         if member is not None:
-            self._leave(member, Outcome.STOPPED, {"reason": "journey stopped"})
+            self._leave(member, Outcome.STOPPED, {"reason": reason})
         return self.result
 
     # Moving a profile that is inside ---------------------------------------------------------
@@ -532,9 +532,10 @@ def on_timer(
 
 def on_stop(
     catalog: Catalog, profile: Profile, states: Mapping[str, JourneyState], journey_id: str,
-    now: datetime,
+    now: datetime, reason: str = "journey stopped",
 ) -> Result:  # fmt: skip
-    return Run(catalog, profile, states, now, {"change": "stopped"}).stop(journey_id)
+    """Everyone leaves: the journey was stopped, or its schedule closed (``reason``)."""
+    return Run(catalog, profile, states, now, {"change": reason}).stop(journey_id, reason)
 
 
 def on_resume(
