@@ -104,7 +104,8 @@ class Processor:
 
     async def apply_timers(self, fired: Sequence[FiredTimer]) -> None:
         for end in [t for t in fired if t.kind == TimerKind.SCHEDULE_END]:
-            await self.apply_change(end.workspace_id, end.journey_id, "schedule_ended")
+            if await self._schedule_closed(end):
+                await self.apply_change(end.workspace_id, end.journey_id, "schedule_ended")
         fired = [t for t in fired if t.kind != TimerKind.SCHEDULE_END]
         if not fired:
             return
@@ -136,6 +137,13 @@ class Processor:
             states[row.profile_id] = writes.states[row.profile_id] = result.states
             self._record(workspace_id, row, result, writes, None)
         await self._flush(repo, workspace_id, writes, catalog)
+
+    async def _schedule_closed(self, timer: FiredTimer) -> bool:
+        """A timer of an earlier version's end is stale once a new version moved the end."""
+        await self.catalogs.fresh(time.monotonic())
+        live = self.catalogs.for_workspace(timer.workspace_id).journeys.get(timer.journey_id)
+        end_at = live.live.body.schedule.end_at if live else None
+        return end_at is not None and end_at <= self.clock.now()
 
     async def apply_change(self, workspace_id: str, journey_id: str, change: str) -> int:
         """A journey stopped (everyone leaves) or resumed (held timers go on)."""
