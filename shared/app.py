@@ -12,9 +12,9 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -55,6 +55,15 @@ Extension = Callable[[ServiceState], AbstractAsyncContextManager[None]]
 def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.svc
     return state
+
+
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's one transaction: committed before the answer is sent, else rolled back."""
+    async with db.transaction(get_state(request).sessions) as session:
+        yield session
+
+
+RequestSession = Annotated[AsyncSession, Depends(request_session, scope="function")]
 
 
 async def open_clock(settings: ServiceSettings, js: JetStreamContext) -> Clock:

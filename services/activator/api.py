@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.activator.designer import Designer, DesignerUnavailable
 from services.activator.models import Delivery
 from services.activator.repository import DeliveryRepository, Filters
 from services.activator.schemas import DeliveryOut, DeliveryPage, StatusName
-from shared import db
-from shared.app import get_state
+from shared.app import RequestSession, get_state
 from shared.identity import Identity, identity_from_request
 from shared.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from shared.problems import FieldError, ProblemError, forbidden, invalid, not_found
@@ -24,12 +21,7 @@ router = APIRouter(prefix="/v1", tags=["deliveries"])
 DESIGNER = "designer"
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with db.transaction(get_state(request).sessions) as session:
-        yield session
-
-
-Session = Annotated[AsyncSession, Depends(_session, scope="function")]
+Session = RequestSession
 Caller = Annotated[Identity, Depends(identity_from_request)]
 IdFilter = Annotated[str | None, Query(min_length=1, max_length=200)]
 

@@ -3,14 +3,12 @@ designer runs, and activation counts for the runtime's analytics."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import uuid4
 
 import httpx
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.activator.repository import DeliveryRepository
 from services.activator.schemas import ActivationCounts
@@ -20,8 +18,7 @@ from services.activator.senders import (
     TransientDeliveryError,
     send,
 )
-from shared import db
-from shared.app import get_state
+from shared.app import RequestSession, get_state
 from shared.connectors import ConnectorType, config_errors, parse_config
 from shared.problems import ProblemError
 
@@ -31,12 +28,7 @@ TEST_SUBJECT = "Waypost connector test"
 TEST_BODY = "This is a test message from Waypost: the connector works."
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with db.transaction(get_state(request).sessions) as session:
-        yield session
-
-
-Session = Annotated[AsyncSession, Depends(_session, scope="function")]
+Session = RequestSession
 
 
 class ConnectorTest(BaseModel):

@@ -12,8 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.designer.secrets import SecretBox
 from services.designer.settings import DesignerSettings
-from shared import db
-from shared.app import ServiceState, get_state
+from shared.app import ServiceState, get_state, request_session
 from shared.identity import Identity, identity_from_request
 from shared.outbox import OutboxRelay
 
@@ -46,10 +45,10 @@ class Ctx:
 
 
 async def session_dep(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's one transaction: committed when the route returns, else rolled back."""
-    state = get_state(request)
-    async with db.transaction(state.sessions) as session:
+    """The request's transaction; after it committed, the outbox relay publishes at once."""
+    async for session in request_session(request):
         yield session
+    state = get_state(request)
     if RELAY in state.extras:
         state.extras[RELAY].notify()
 

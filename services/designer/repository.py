@@ -122,6 +122,13 @@ class FolderRepository:
         )
         return set(rows)
 
+    async def name_taken(self, workspace_id: str, parent_id: str | None, name: str) -> bool:
+        parent = Folder.parent_id.is_(None) if parent_id is None else Folder.parent_id == parent_id
+        stmt = select(Folder.id).where(
+            Folder.workspace_id == workspace_id, parent, Folder.name == name
+        )
+        return (await self.session.scalar(stmt.limit(1))) is not None
+
     async def subtree_ids(self, workspace_id: str, roots: Sequence[str]) -> set[str]:
         """The folders ``roots`` and every folder below them."""
         tree = (

@@ -161,8 +161,7 @@ async def create_folder(ctx: Ctx, body: FolderIn) -> FolderOut:
     if body.parent_id is not None and await repo.get(ws, body.parent_id) is None:
         raise invalid([FieldError("parent_id", f"no folder '{body.parent_id}' here")])
     check_folder(await allowed_folders(ctx.session, ctx.identity), body.parent_id)
-    siblings = await repo.page(ws, None, None, 100_000)
-    if any(f.parent_id == body.parent_id and f.name == body.name for f in siblings):
+    if await repo.name_taken(ws, body.parent_id, body.name):
         raise conflict(f"a folder named '{body.name}' already exists there")
     folder = await repo.add(
         Folder(id=_new_id(), workspace_id=ws, parent_id=body.parent_id, name=body.name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -11,7 +10,6 @@ from urllib.parse import quote
 import httpx
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.runtime.analytics import journey_analytics
 from services.runtime.models import MembershipRow
@@ -19,8 +17,7 @@ from services.runtime.processor import Processor
 from services.runtime.repository import RuntimeRepository
 from services.runtime.settings import RuntimeSettings
 from services.runtime.simulate import SimEvent, Simulation, check
-from shared import db
-from shared.app import get_state
+from shared.app import RequestSession, get_state
 from shared.identity import Identity, identity_from_request
 from shared.journey import JourneyLimits
 from shared.pagination import Cursor, Limit, decode_cursor, encode_cursor
@@ -82,12 +79,7 @@ def _event(e: SimEventIn) -> SimEvent:
 # Profiles, timelines, explanations, journey members and analytics ---------------------------
 
 
-async def _session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with db.transaction(get_state(request).sessions) as session:
-        yield session
-
-
-Session = Annotated[AsyncSession, Depends(_session, scope="function")]
+Session = RequestSession
 Caller = Annotated[Identity, Depends(identity_from_request)]
 
 

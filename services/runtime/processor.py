@@ -109,6 +109,7 @@ class Processor:
         fired = [t for t in fired if t.kind != TimerKind.SCHEDULE_END]
         if not fired:
             return
+        await self.catalogs.fresh(time.monotonic())
         async with db.transaction(self.sessions) as session:
             repo = RuntimeRepository(session)
             grouped: dict[str, list[FiredTimer]] = defaultdict(list)
@@ -121,7 +122,6 @@ class Processor:
     async def _timers_of_workspace(
         self, repo: RuntimeRepository, workspace_id: str, timers: list[FiredTimer]
     ) -> None:
-        await self.catalogs.fresh(time.monotonic())
         rows = await repo.lock_profiles(workspace_id, (t.profile_id for t in timers), create=False)
         states = await repo.states(workspace_id, sorted(rows))
         catalog = self.catalogs.for_workspace(workspace_id)
@@ -183,16 +183,16 @@ class Processor:
             rows = await repo.lock_profiles(workspace_id, ids, create=False)
             states = await repo.states(workspace_id, sorted(rows))
             catalog = self.catalogs.for_workspace(workspace_id)
-            moved = 0
+            moved: dict[str, dict[str, JourneyState]] = {}
             for profile_id in sorted(rows):
                 state = states[profile_id].get(journey_id)
                 m = state.membership if state else None
                 if state is None or m is None or m.version not in live.versions:
                     continue
                 if engine.migrate(state, live.versions[m.version], target):
-                    moved += 1
-                    await repo.save_states(workspace_id, {profile_id: states[profile_id]}, catalog)
-        return moved
+                    moved[profile_id] = states[profile_id]
+            await repo.save_states(workspace_id, moved, catalog)
+        return len(moved)
 
     async def erase(self, session: AsyncSession, workspace_id: str, profile_id: str) -> bool:
         """Delete the profile and everything about it; cancel its pending timers."""

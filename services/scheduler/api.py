@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Request
 
 from services.scheduler.context import releaser_of
 from services.scheduler.repository import TimerRepository
 from services.scheduler.schemas import TimerStats
-from shared import db
-from shared.app import get_state
+from shared.app import RequestSession, get_state
 
 router = APIRouter(prefix="/internal/timers", include_in_schema=False)
 
 
-async def session_dep(request: Request) -> AsyncIterator[AsyncSession]:
-    async with db.transaction(get_state(request).sessions) as session:
-        yield session
-
-
-Session = Annotated[AsyncSession, Depends(session_dep, scope="function")]
+Session = RequestSession
 
 
 @router.get("/stats")

@@ -257,14 +257,15 @@ class Run:
         ):
             self._explain(journey_id, "outside_schedule", ["the journey's schedule is closed"])
             return
-        refusal = self._reentry_refusal(journey_id, j, jumping=False)
+        refusal = self._reentry_refusal(journey_id, j)
         if refusal:
             self._explain(journey_id, "reentry_refused", [refusal])
             return
         self._enter(journey_id, j, 0, _trigger(event))
         self._explain(journey_id, "entered", [f"entry criteria of '{j.stages[0].name}' met"])
 
-    def _reentry_refusal(self, journey_id: str, j: CompiledJourney, *, jumping: bool) -> str | None:
+    def _reentry_refusal(self, journey_id: str, j: CompiledJourney) -> str | None:
+        """PRODUCT.md's re-entry table; its row for jumping in gives the same answers."""
         history = self._state(journey_id).history
         if history.entries == 0:
             return None
@@ -275,7 +276,6 @@ class Run:
             return "re-entry is 'unless_goal_met' and the profile reached the goal"
         if history.last_left_at and self.now < history.last_left_at + j.cooldown:
             return f"cooldown until {(history.last_left_at + j.cooldown).isoformat()}"
-        del jumping  # the table's jump row agrees with the others once mode is applied
         return None
 
     def _enter(
@@ -445,7 +445,7 @@ class Run:
             return f"journey {step.journey_id} has no stage '{step.stage}'"
         if self._inside(step.journey_id):
             return "the profile is already in that journey"
-        return self._reentry_refusal(step.journey_id, target.live, jumping=True)
+        return self._reentry_refusal(step.journey_id, target.live)
 
     # Leaving, bookkeeping ---------------------------------------------------------------------
 
