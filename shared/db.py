@@ -1,11 +1,15 @@
-"""Async SQLAlchemy engine and the one place transactions are committed."""
+"""Async SQLAlchemy engine and the one place transactions are committed; and a plain
+asyncpg pool for a service's hot write path, where statements are few, fixed and fed
+whole arrays, so an ORM's per-row work would be most of the cost."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import MetaData, text
+import asyncpg
+import orjson
+from sqlalchemy import MetaData, make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -56,3 +60,41 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
 async def ping(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The libpq form of a SQLAlchemy URL (``postgresql+asyncpg://`` -> ``postgresql://``)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _json_codecs(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, schema="pg_catalog", encoder=_dumps, decoder=orjson.loads, format="text"
+        )
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def create_raw_pool(url: str, size: int = 10) -> asyncpg.Pool:
+    """An asyncpg pool whose json/jsonb values are Python objects both ways."""
+    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=1, max_size=size, init=_json_codecs)
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def closing(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Pool]:
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def raw_transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """Commit on success, roll back on error, on one pooled connection."""
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn

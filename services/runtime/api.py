@@ -110,12 +110,10 @@ async def get_profile(session: Session, caller: Caller, profile_id: str) -> dict
 
 
 @router.delete("/profiles/{profile_id}", status_code=204, tags=["profiles"])
-async def delete_profile(
-    request: Request, session: Session, caller: Caller, profile_id: str
-) -> Response:
+async def delete_profile(request: Request, caller: Caller, profile_id: str) -> Response:
     """Erases the profile, its places in journeys, its timeline and its pending timers."""
     processor: Processor = get_state(request).extras["processor"]
-    if not await processor.erase(session, caller.workspace_id, profile_id):
+    if not await processor.erase(caller.workspace_id, profile_id):
         raise not_found(f"profile {profile_id}")
     return Response(status_code=204)
 
@@ -151,11 +149,12 @@ async def explain(
         caller.workspace_id, profile_id, journey_id, limit
     )
     items = [
-        {"event_id": r.event_id, "name": r.name, "at": r.at, "journey_id": r.journey_id,
-         "outcome": r.outcome, "reasons": r.reasons}
+        {"event_id": r.event_id, "name": r.name, "at": r.at, **j}
         for r in rows
+        for j in r.journeys
+        if journey_id is None or j["journey_id"] == journey_id
     ]  # fmt: skip
-    return {"items": items}
+    return {"items": items[:limit]}
 
 
 async def _check_journey(request: Request, caller: Identity, journey_id: str) -> None:

@@ -18,7 +18,7 @@ from services.runtime.models import Outbox
 from services.runtime.partitions import PartitionLeases
 from services.runtime.processor import Processor
 from services.runtime.settings import RuntimeSettings
-from shared import bus, outbox
+from shared import bus, db, outbox
 from shared.app import ServiceState, create_service_app
 
 PROCESSOR = "processor"
@@ -29,11 +29,12 @@ HTTP = "http"
 async def _runtime(state: ServiceState) -> AsyncIterator[None]:
     settings = state.settings
     assert isinstance(settings, RuntimeSettings)
-    async with httpx.AsyncClient(timeout=30) as http:
+    pool = await db.create_raw_pool(settings.database_url, settings.event_partitions + 4)
+    async with httpx.AsyncClient(timeout=30) as http, db.closing(pool):
         state.extras[HTTP] = http
         catalogs = CatalogCache(http, settings.designer_url)
         relay = outbox.OutboxRelay(state.sessions, Outbox, state.js)
-        processor = Processor(state.sessions, catalogs, relay, state.clock)
+        processor = Processor(pool, catalogs, relay, state.clock)
         state.extras[PROCESSOR] = processor
         async with outbox.running(relay):
             if not settings.consumers:

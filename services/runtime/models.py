@@ -81,6 +81,9 @@ class TimelineRow(Base):
 
 
 class ExplanationRow(Base):
+    """Why one event did or did not move the profile: ``journeys`` holds, per journey,
+    ``{"journey_id", "outcome", "reasons"}``."""
+
     __tablename__ = "explanations"
     __table_args__ = (Index("ix_explanations_profile", "workspace_id", "profile_id", "id"),)
 
@@ -90,9 +93,7 @@ class ExplanationRow(Base):
     event_id: Mapped[str] = mapped_column(String(200))
     name: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    journey_id: Mapped[str] = mapped_column(String(64))
-    outcome: Mapped[str] = mapped_column(String(32))
-    reasons: Mapped[list[str]] = mapped_column(JSONB)
+    journeys: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
 
 
 class CounterRow(Base):

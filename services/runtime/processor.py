@@ -1,5 +1,7 @@
 """Applies inputs to profiles: loads their state, calls the pure engine, and writes the
-result (state, timeline, explanations, counters, outbox commands) in one transaction."""
+result (state, timeline, explanations, counters, outbox commands) in one transaction.
+
+Only what an input changed is written: a journey state equal to the one loaded is not."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import asyncpg
 
 from services.runtime.catalog import CatalogCache
 from services.runtime.engine import engine
@@ -27,8 +29,7 @@ from services.runtime.engine.state import (
     TimelineEntry,
     Timer,
 )
-from services.runtime.models import Outbox, ProfileRow
-from services.runtime.repository import RuntimeRepository
+from services.runtime.store import Command, EventExplained, ProfileRecord, Store
 from shared import db, outbox
 from shared.clock import Clock
 from shared.events import AcceptedEvent
@@ -51,56 +52,59 @@ class _Writes:
 
     states: dict[str, dict[str, JourneyState]] = field(default_factory=dict)
     timeline: list[tuple[str, TimelineEntry]] = field(default_factory=list)
-    explanations: list[tuple[str, AcceptedEvent, Explanation]] = field(default_factory=list)
+    explained: list[EventExplained] = field(default_factory=list)
     counters: Counter[tuple[str, int, str]] = field(default_factory=Counter)
-    outbox: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+    outbox: list[Command] = field(default_factory=list)
 
 
 class Processor:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        pool: asyncpg.Pool,
         catalogs: CatalogCache,
         relay: outbox.OutboxRelay | None,
         clock: Clock,
     ) -> None:
-        self.sessions = sessions
+        self.pool = pool
         self.catalogs = catalogs
         self.relay = relay
         self.clock = clock
 
     async def apply_events(self, events: Sequence[AcceptedEvent], fetched_at: float) -> None:
         await self.catalogs.fresh(fetched_at)
-        async with db.transaction(self.sessions) as session:
-            repo = RuntimeRepository(session)
+        async with db.raw_transaction(self.pool) as conn:
+            store = Store(conn)
             for workspace_id, batch in _by_workspace(events).items():
-                await self._events_of_workspace(repo, workspace_id, batch)
+                await self._events_of_workspace(store, workspace_id, batch)
         self._notify()
 
     async def _events_of_workspace(
-        self, repo: RuntimeRepository, workspace_id: str, events: list[AcceptedEvent]
+        self, store: Store, workspace_id: str, events: list[AcceptedEvent]
     ) -> None:
-        fresh = await repo.claim_events(workspace_id, [e.event_id for e in events])
+        fresh = await store.claim_events(workspace_id, (e.event_id for e in events))
         todo = _first_of_each(e for e in events if e.event_id in fresh)
         if not todo:
             return
-        rows = await repo.lock_profiles(workspace_id, (e.profile_id for e in todo), create=True)
-        states = await repo.states(workspace_id, sorted(rows))
+        rows = await store.lock_profiles(workspace_id, (e.profile_id for e in todo), create=True)
+        states = await store.states(workspace_id, sorted(rows))
         catalog = self.catalogs.for_workspace(workspace_id)
         writes = _Writes()
+        now = self.clock.now()
         for event in todo:
             row = rows[event.profile_id]
             if event.kind == "profile":
                 _upsert_profile(row, event)
                 continue
-            row.attributes = {**row.attributes, **event.traits}
-            result = engine.on_event(
-                catalog, _profile(row), states[row.profile_id], _engine_event(event),
-                self.clock.now(),
-            )  # fmt: skip
-            states[row.profile_id] = writes.states[row.profile_id] = result.states
-            self._record(workspace_id, row, result, writes, event)
-        await self._flush(repo, workspace_id, writes, catalog)
+            if event.traits:
+                row.attributes = {**row.attributes, **event.traits}
+                row.changed = True
+            before = states[row.profile_id]
+            result = engine.on_event(catalog, _profile(row), before, _engine_event(event), now)
+            self._record(workspace_id, row, before, result, writes)
+            states[row.profile_id] = result.states
+            writes.explained.append(_explained(row.profile_id, event, result.explanations))
+        await store.save_profiles(workspace_id, rows.values())
+        await self._flush(store, workspace_id, writes, catalog)
 
     async def apply_timers(self, fired: Sequence[FiredTimer]) -> None:
         for end in [t for t in fired if t.kind == TimerKind.SCHEDULE_END]:
@@ -110,20 +114,20 @@ class Processor:
         if not fired:
             return
         await self.catalogs.fresh(time.monotonic())
-        async with db.transaction(self.sessions) as session:
-            repo = RuntimeRepository(session)
+        async with db.raw_transaction(self.pool) as conn:
+            store = Store(conn)
             grouped: dict[str, list[FiredTimer]] = defaultdict(list)
             for timer in fired:
                 grouped[timer.workspace_id].append(timer)
             for workspace_id, timers in grouped.items():
-                await self._timers_of_workspace(repo, workspace_id, timers)
+                await self._timers_of_workspace(store, workspace_id, timers)
         self._notify()
 
     async def _timers_of_workspace(
-        self, repo: RuntimeRepository, workspace_id: str, timers: list[FiredTimer]
+        self, store: Store, workspace_id: str, timers: list[FiredTimer]
     ) -> None:
-        rows = await repo.lock_profiles(workspace_id, (t.profile_id for t in timers), create=False)
-        states = await repo.states(workspace_id, sorted(rows))
+        rows = await store.lock_profiles(workspace_id, (t.profile_id for t in timers), create=False)
+        states = await store.states(workspace_id, sorted(rows))
         catalog = self.catalogs.for_workspace(workspace_id)
         writes = _Writes()
         for fired in sorted(timers, key=lambda t: t.due_at):
@@ -131,12 +135,11 @@ class Processor:
             if row is None:
                 continue  # the profile was erased; its timers mean nothing now
             timer = Timer(fired.timer_id, fired.journey_id, fired.due_at)
-            result = engine.on_timer(
-                catalog, _profile(row), states[row.profile_id], timer, self.clock.now()
-            )
-            states[row.profile_id] = writes.states[row.profile_id] = result.states
-            self._record(workspace_id, row, result, writes, None)
-        await self._flush(repo, workspace_id, writes, catalog)
+            before = states[row.profile_id]
+            result = engine.on_timer(catalog, _profile(row), before, timer, self.clock.now())
+            self._record(workspace_id, row, before, result, writes)
+            states[row.profile_id] = result.states
+        await self._flush(store, workspace_id, writes, catalog)
 
     async def _schedule_closed(self, timer: FiredTimer) -> bool:
         """A timer of an earlier version's end is stale once a new version moved the end."""
@@ -148,25 +151,25 @@ class Processor:
     async def apply_change(self, workspace_id: str, journey_id: str, change: str) -> int:
         """A journey stopped (everyone leaves) or resumed (held timers go on)."""
         await self.catalogs.fresh(time.monotonic())
-        async with db.transaction(self.sessions) as session:
-            repo = RuntimeRepository(session)
+        async with db.raw_transaction(self.pool) as conn:
+            store = Store(conn)
             flow = "held" if change == "resumed" else None
-            ids = await repo.active_profiles(workspace_id, journey_id, flow)
-            rows = await repo.lock_profiles(workspace_id, ids, create=False)
-            states = await repo.states(workspace_id, sorted(rows))
+            ids = await store.active_profiles(workspace_id, journey_id, flow)
+            rows = await store.lock_profiles(workspace_id, ids, create=False)
+            states = await store.states(workspace_id, sorted(rows))
             catalog = self.catalogs.for_workspace(workspace_id)
             writes = _Writes()
             reason = "schedule ended" if change == "schedule_ended" else "journey stopped"
             for profile_id in sorted(rows):
                 row = rows[profile_id]
-                args = (catalog, _profile(row), states[profile_id], journey_id, self.clock.now())
+                before = states[profile_id]
+                args = (catalog, _profile(row), before, journey_id, self.clock.now())
                 result = (
                     engine.on_resume(*args) if change == "resumed"
                     else engine.on_stop(*args, reason=reason)
                 )  # fmt: skip
-                writes.states[profile_id] = result.states
-                self._record(workspace_id, row, result, writes, None)
-            await self._flush(repo, workspace_id, writes, catalog)
+                self._record(workspace_id, row, before, result, writes)
+            await self._flush(store, workspace_id, writes, catalog)
         self._notify()
         return len(rows)
 
@@ -177,11 +180,11 @@ class Processor:
         if live is None or to_version not in live.versions:
             return 0
         target = live.versions[to_version]
-        async with db.transaction(self.sessions) as session:
-            repo = RuntimeRepository(session)
-            ids = await repo.active_profiles(workspace_id, journey_id)
-            rows = await repo.lock_profiles(workspace_id, ids, create=False)
-            states = await repo.states(workspace_id, sorted(rows))
+        async with db.raw_transaction(self.pool) as conn:
+            store = Store(conn)
+            ids = await store.active_profiles(workspace_id, journey_id)
+            rows = await store.lock_profiles(workspace_id, ids, create=False)
+            states = await store.states(workspace_id, sorted(rows))
             catalog = self.catalogs.for_workspace(workspace_id)
             moved: dict[str, dict[str, JourneyState]] = {}
             for profile_id in sorted(rows):
@@ -190,49 +193,52 @@ class Processor:
                 if state is None or m is None or m.version not in live.versions:
                     continue
                 if engine.migrate(state, live.versions[m.version], target):
-                    moved[profile_id] = states[profile_id]
-            await repo.save_states(workspace_id, moved, catalog)
+                    moved[profile_id] = {journey_id: state}
+            await store.save_states(workspace_id, moved, catalog)
         return len(moved)
 
-    async def erase(self, session: AsyncSession, workspace_id: str, profile_id: str) -> bool:
+    async def erase(self, workspace_id: str, profile_id: str) -> bool:
         """Delete the profile and everything about it; cancel its pending timers."""
-        repo = RuntimeRepository(session)
-        rows = await repo.lock_profiles(workspace_id, [profile_id], create=False)
-        if not rows:
-            return False
-        states = await repo.states(workspace_id, [profile_id])
-        for state in states[profile_id].values():
-            for pending in state.membership.timers() if state.membership else []:
-                cancel = TimerCancel(timer_id=pending.timer_id, workspace_id=workspace_id)
-                await outbox.enqueue(
-                    session, Outbox, cancel.subject, cancel.model_dump(mode="json"), cancel.msg_id
-                )
-        await repo.delete_profile(workspace_id, profile_id)
+        async with db.raw_transaction(self.pool) as conn:
+            store = Store(conn)
+            if not await store.lock_profiles(workspace_id, [profile_id], create=False):
+                return False
+            states = await store.states(workspace_id, [profile_id])
+            cancels = [
+                TimerCancel(timer_id=pending.timer_id, workspace_id=workspace_id)
+                for state in states[profile_id].values()
+                for pending in (state.membership.timers() if state.membership else [])
+            ]
+            await store.add_commands(
+                [(c.subject, c.model_dump(mode="json"), c.msg_id) for c in cancels]
+            )
+            await store.delete_profile(workspace_id, profile_id)
         self._notify()
         return True
 
     def _record(
         self,
         workspace_id: str,
-        row: ProfileRow,
+        row: ProfileRecord,
+        before: dict[str, JourneyState],
         result: Result,
         writes: _Writes,
-        event: AcceptedEvent | None,
     ) -> None:
+        changed = {j: s for j, s in result.states.items() if before.get(j) != s}
+        if changed:
+            writes.states.setdefault(row.profile_id, {}).update(changed)
         writes.timeline += [(row.profile_id, entry) for entry in result.timeline]
-        if event is not None:
-            writes.explanations += [(row.profile_id, event, x) for x in result.explanations]
         writes.counters.update(_counter_keys(result))
         writes.outbox += _commands(workspace_id, row, result, self.clock.now())
 
     async def _flush(
-        self, repo: RuntimeRepository, workspace_id: str, writes: _Writes, catalog: Catalog
+        self, store: Store, workspace_id: str, writes: _Writes, catalog: Catalog
     ) -> None:
-        await repo.save_states(workspace_id, writes.states, catalog)
-        await repo.add_timeline(workspace_id, writes.timeline)
-        await repo.add_explanations(workspace_id, writes.explanations)
-        await repo.bump(workspace_id, dict(writes.counters), _shard(writes))
-        await repo.add_commands(writes.outbox)
+        await store.save_states(workspace_id, writes.states, catalog)
+        await store.add_timeline(workspace_id, writes.timeline)
+        await store.add_explanations(workspace_id, writes.explained)
+        await store.bump(workspace_id, dict(writes.counters), _shard(writes))
+        await store.add_commands(writes.outbox)
 
     def _notify(self) -> None:
         if self.relay is not None:
@@ -265,15 +271,26 @@ def _first_of_each(events: Iterable[AcceptedEvent]) -> list[AcceptedEvent]:
     return out
 
 
-def _upsert_profile(row: ProfileRow, event: AcceptedEvent) -> None:
+def _upsert_profile(row: ProfileRecord, event: AcceptedEvent) -> None:
     row.attributes = {**row.attributes, **event.traits}
     consent = event.properties.get("consent")
     if isinstance(consent, dict):
         row.consent = {**row.consent, **consent}
+    row.changed = True
 
 
-def _profile(row: ProfileRow) -> Profile:
-    return Profile(row.profile_id, dict(row.attributes))
+def _profile(row: ProfileRecord) -> Profile:
+    return Profile(row.profile_id, row.attributes)
+
+
+def _explained(
+    profile_id: str, event: AcceptedEvent, explanations: Sequence[Explanation]
+) -> EventExplained:
+    journeys = [
+        {"journey_id": x.journey_id, "outcome": x.outcome, "reasons": x.reasons}
+        for x in explanations
+    ]
+    return EventExplained(profile_id, event.event_id, event.name, event.timestamp, journeys)
 
 
 def _engine_event(event: AcceptedEvent) -> Event:
@@ -299,10 +316,10 @@ def _counter_keys(result: Result) -> Counter[tuple[str, int, str]]:
 
 
 def _commands(
-    workspace_id: str, row: ProfileRow, result: Result, now: datetime
-) -> list[tuple[str, dict[str, Any], str]]:
+    workspace_id: str, row: ProfileRecord, result: Result, now: datetime
+) -> list[Command]:
     """Outbox rows: (subject, payload, Nats-Msg-Id) for the scheduler and the activator."""
-    out: list[tuple[str, dict[str, Any], str]] = []
+    out: list[Command] = []
     for change in result.timers:
         message: TimerSchedule | TimerCancel
         if isinstance(change, SetTimer):

@@ -3,7 +3,6 @@ entries; timers; stop; in-flight migration. One call handles one input for one p
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -103,7 +102,7 @@ class Run:
         self.profile = profile
         self.now = now
         self.cause = cause
-        self.result = Result(states={k: copy.deepcopy(v) for k, v in states.items()})
+        self.result = Result(states={k: v.copy() for k, v in states.items()})
         self.left_now: set[str] = set()
         self.steps_run = 0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -61,6 +61,11 @@ class Membership:
     def timers(self) -> list[Pending]:
         return [t for t in (self.step_timer, self.stage_timer, self.journey_timer) if t]
 
+    def copy(self) -> Membership:
+        """A copy the engine may change: pending timers and the trigger are only ever
+        replaced, never changed in place, so they are shared."""
+        return replace(self, activations=dict(self.activations))
+
 
 @dataclass
 class History:
@@ -76,6 +81,9 @@ class History:
 class JourneyState:
     history: History = field(default_factory=History)
     membership: Membership | None = None
+
+    def copy(self) -> JourneyState:
+        return JourneyState(replace(self.history), self.membership and self.membership.copy())
 
 
 @dataclass(frozen=True)
