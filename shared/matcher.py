@@ -93,10 +93,10 @@ class Matcher:
         return self._node.test(event, profile)
 
     def explain(self, event: EventView | None, profile: Profile) -> list[str]:
-        """Why the event and the profile do not match; empty when they do."""
+        """Why the event and the profile do not match; empty exactly when they do."""
         if self._node.test(event, profile):
             return []
-        return self._node.why(event, profile)
+        return self._node.why(event, profile) or [f"not matched: {describe(self.criteria)}"]
 
     def __repr__(self) -> str:
         return f"Matcher({describe(self.criteria)})"
@@ -407,7 +407,9 @@ _SHOW_LIMIT: Final = 80
 
 def _show(value: Any) -> str:
     """A short, JSON-flavoured rendering: strings quoted, null/true/false, long values cut."""
-    text = _render(value, depth=0)
+    kind = type(value)
+    # Exact-type fast path: the most common values, rendered for every unmatched event.
+    text = repr(value) if kind is str or kind is int or kind is float else _render(value, 0)
     return text if len(text) <= _SHOW_LIMIT else text[: _SHOW_LIMIT - 1] + "…"
 
 

@@ -243,8 +243,8 @@ class Run:
         live = self.catalog.journeys[journey_id]
         j = live.live
         entry = j.stages[0].entry
-        if entry is None or not entry.matches(view, self.profile.attributes):
-            reasons = entry.explain(view, self.profile.attributes) if entry else ["no entry"]
+        reasons = entry.explain(view, self.profile.attributes) if entry else ["no entry"]
+        if reasons:
             self._explain(journey_id, "no_match", reasons)
             return
         if live.status == "paused":
