@@ -116,7 +116,9 @@ async def publish(
 
 
 Handler = Callable[[Msg], Awaitable[None]]
-BatchHandler = Callable[[list[Msg]], Awaitable[None]]
+# A batch handler may name messages of the batch it could not use (index -> reason): those
+# are dead-lettered and the rest acked. Raising instead retries the batch one by one.
+BatchHandler = Callable[[list[Msg]], Awaitable[Mapping[int, str] | None]]
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,7 @@ class Consumer:
     async def process_batch(self, msgs: list[Msg]) -> None:
         assert self._batch_handler is not None
         try:
-            await self._batch_handler(msgs)
+            poisoned = await self._batch_handler(msgs) or {}
         except Exception as exc:
             log.warning(
                 "bus.batch_failed", consumer=self.spec.durable, size=len(msgs),
@@ -243,10 +245,14 @@ class Consumer:
             for msg in msgs:
                 await self.process(msg)
             return
-        for msg in msgs:
-            await msg.ack()
+        for index, msg in enumerate(msgs):
+            if index in poisoned:
+                await self._dead_letter(msg, poisoned[index])
+            else:
+                await msg.ack()
         if self._metrics:
-            self._metrics.handled.labels(self.spec.stream, self.spec.durable).inc(len(msgs))
+            handled = len(msgs) - len(poisoned)
+            self._metrics.handled.labels(self.spec.stream, self.spec.durable).inc(handled)
 
     async def process(self, msg: Msg) -> None:
         bind_correlation(dict(msg.headers or {}))

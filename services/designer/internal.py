@@ -62,9 +62,13 @@ async def journey_access(
 
 @router.get("/journeys/live")
 async def live_journeys(session: Session) -> dict[str, Any]:
-    """Every published version of every live or paused journey, for the runtime."""
-    rows = await JourneyRepository(session).published_for_runtime()
+    """Every published version of every live or paused journey, and every workspace with
+    its default timezone, for the runtime."""
+    repo = JourneyRepository(session)
+    rows = await repo.published_for_runtime()
+    workspaces = await repo.workspaces_for_runtime()
     return {
+        "workspaces": [{"workspace_id": ws, "default_timezone": tz} for ws, tz in workspaces],
         "items": [
             {
                 "journey_id": journey.id,
@@ -75,7 +79,7 @@ async def live_journeys(session: Session) -> dict[str, Any]:
                 "body": version.body,
             }
             for journey, version in rows
-        ]
+        ],
     }
 
 

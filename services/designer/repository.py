@@ -254,8 +254,26 @@ class JourneyRepository:
         return (await self.session.execute(stmt)).all()
 
     async def revision(self) -> str:
-        row = (await self.session.execute(select(func.count(), func.max(Journey.updated_at)))).one()
-        return f"{row[0]}:{row[1].isoformat() if row[1] else '-'}"
+        """Changes whenever a journey, a workspace or a workspace's settings change: all
+        that the runtime keeps in its catalog."""
+        journeys = select(func.count(), func.max(Journey.updated_at))
+        workspaces = select(func.count(), func.max(Workspace.created_at))
+        settings = select(func.max(WorkspaceSettings.updated_at))
+        parts = [
+            *(await self.session.execute(journeys)).one(),
+            *(await self.session.execute(workspaces)).one(),
+            await self.session.scalar(settings),
+        ]
+        return ":".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)
+
+    async def workspaces_for_runtime(self) -> list[tuple[str, str]]:
+        """Every workspace with its default timezone."""
+        rows = await self.session.execute(
+            select(Workspace.id, WorkspaceSettings.settings)
+            .outerjoin(WorkspaceSettings, WorkspaceSettings.workspace_id == Workspace.id)
+            .order_by(Workspace.id)
+        )
+        return [(ws, (settings or {}).get("default_timezone") or "UTC") for ws, settings in rows]
 
     async def published_for_runtime(self) -> Sequence[Any]:
         """Every published version of every live or paused journey."""

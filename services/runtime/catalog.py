@@ -1,6 +1,7 @@
-"""The live journeys, compiled, kept in memory and reloaded from the designer whenever its
-journeys revision changes. Checked before every batch, so a publish, pause, resume or stop
-applies to every event accepted after the designer answered it."""
+"""The live journeys, compiled, and the workspaces, kept in memory and reloaded from the
+designer whenever its revision changes. Checked before every batch, so a publish, pause,
+resume or stop applies to every event accepted after the designer answered it, and an
+event of a workspace that does not exist is refused."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ class CatalogCache:
     def for_workspace(self, workspace_id: str) -> Catalog:
         return self._by_workspace.get(workspace_id, Catalog())
 
+    def knows(self, workspace_id: str) -> bool:
+        """Whether the workspace existed at the last check (events of others are refused)."""
+        return workspace_id in self._by_workspace
+
     async def fresh(self, since: float) -> None:
         """Make sure the catalog reflects every change committed before ``since``
         (a ``time.monotonic()`` reading); one check serves every batch waiting on it."""
@@ -60,13 +65,15 @@ class CatalogCache:
     async def _load(self) -> None:
         r = await self._http.get(f"{self._url}/internal/journeys/live", timeout=30)
         r.raise_for_status()
-        self._by_workspace = build(r.json()["items"])
+        body = r.json()
+        self._by_workspace = build(body["items"], body["workspaces"])
         log.info(
             "catalog.loaded", journeys=sum(len(c.journeys) for c in self._by_workspace.values())
         )
 
 
-def build(items: list[dict[str, Any]]) -> dict[str, Catalog]:
+def build(items: list[dict[str, Any]], workspaces: list[dict[str, Any]]) -> dict[str, Catalog]:
+    """Each workspace's catalog: its live journeys compiled, and its default timezone."""
     grouped: dict[str, dict[str, LiveJourney]] = defaultdict(dict)
     for item in items:
         journeys = grouped[item["workspace_id"]]
@@ -78,4 +85,7 @@ def build(items: list[dict[str, Any]]) -> dict[str, Catalog]:
             live = LiveJourney({}, item["live_version"], item["status"])
             journeys[item["journey_id"]] = live
         live.versions[item["version"]] = compiled
-    return {ws: Catalog(journeys) for ws, journeys in grouped.items()}
+    return {
+        w["workspace_id"]: Catalog(grouped.get(w["workspace_id"], {}), w["default_timezone"])
+        for w in workspaces
+    }

@@ -49,10 +49,21 @@ async def partition_consumer(
     )
 
     async def one(msg: Msg) -> None:
-        await processor.apply_events([_event(msg)], time.monotonic())
+        for reason in (await processor.apply_events([_event(msg)], time.monotonic())).values():
+            raise bus.Poison(reason)
 
-    async def many(msgs: list[Msg]) -> None:
-        await processor.apply_events([_event(m) for m in msgs], time.monotonic())
+    async def many(msgs: list[Msg]) -> dict[int, str]:
+        """Undecodable events and events of unknown workspaces are dead-lettered; the rest
+        are applied in one transaction."""
+        poisoned: dict[int, str] = {}
+        events: list[tuple[int, AcceptedEvent]] = []
+        for index, msg in enumerate(msgs):
+            try:
+                events.append((index, _event(msg)))
+            except bus.Poison as exc:
+                poisoned[index] = str(exc)
+        refused = await processor.apply_events([e for _, e in events], time.monotonic())
+        return poisoned | {events[i][0]: reason for i, reason in refused.items()}
 
     consumer = bus.Consumer(js, spec, one, batch_handler=many)
     await consumer.start()

@@ -70,13 +70,25 @@ class Processor:
         self.relay = relay
         self.clock = clock
 
-    async def apply_events(self, events: Sequence[AcceptedEvent], fetched_at: float) -> None:
+    async def apply_events(
+        self, events: Sequence[AcceptedEvent], fetched_at: float
+    ) -> dict[int, str]:
+        """Apply the events in one transaction; return those refused (index -> reason):
+        events of a workspace that does not exist."""
         await self.catalogs.fresh(fetched_at)
-        async with db.raw_transaction(self.pool) as conn:
-            store = Store(conn)
-            for workspace_id, batch in _by_workspace(events).items():
-                await self._events_of_workspace(store, workspace_id, batch)
-        self._notify()
+        refused = {
+            i: f"unknown workspace {e.workspace_id!r}"
+            for i, e in enumerate(events)
+            if not self.catalogs.knows(e.workspace_id)
+        }
+        usable = [e for i, e in enumerate(events) if i not in refused]
+        if usable:
+            async with db.raw_transaction(self.pool) as conn:
+                store = Store(conn)
+                for workspace_id, batch in _by_workspace(usable).items():
+                    await self._events_of_workspace(store, workspace_id, batch)
+            self._notify()
+        return refused
 
     async def _events_of_workspace(
         self, store: Store, workspace_id: str, events: list[AcceptedEvent]
@@ -99,7 +111,9 @@ class Processor:
                 row.attributes = {**row.attributes, **event.traits}
                 row.changed = True
             before = states[row.profile_id]
-            result = engine.on_event(catalog, _profile(row), before, _engine_event(event), now)
+            result = engine.on_event(
+                catalog, _profile(row, catalog), before, _engine_event(event), now
+            )
             self._record(workspace_id, row, before, result, writes)
             states[row.profile_id] = result.states
             writes.explained.append(_explained(row.profile_id, event, result.explanations))
@@ -136,7 +150,9 @@ class Processor:
                 continue  # the profile was erased; its timers mean nothing now
             timer = Timer(fired.timer_id, fired.journey_id, fired.due_at)
             before = states[row.profile_id]
-            result = engine.on_timer(catalog, _profile(row), before, timer, self.clock.now())
+            result = engine.on_timer(
+                catalog, _profile(row, catalog), before, timer, self.clock.now()
+            )
             self._record(workspace_id, row, before, result, writes)
             states[row.profile_id] = result.states
         await self._flush(store, workspace_id, writes, catalog)
@@ -163,7 +179,7 @@ class Processor:
             for profile_id in sorted(rows):
                 row = rows[profile_id]
                 before = states[profile_id]
-                args = (catalog, _profile(row), before, journey_id, self.clock.now())
+                args = (catalog, _profile(row, catalog), before, journey_id, self.clock.now())
                 result = (
                     engine.on_resume(*args) if change == "resumed"
                     else engine.on_stop(*args, reason=reason)
@@ -279,8 +295,8 @@ def _upsert_profile(row: ProfileRecord, event: AcceptedEvent) -> None:
     row.changed = True
 
 
-def _profile(row: ProfileRecord) -> Profile:
-    return Profile(row.profile_id, row.attributes)
+def _profile(row: ProfileRecord, catalog: Catalog) -> Profile:
+    return Profile(row.profile_id, row.attributes, catalog.default_timezone)
 
 
 def _explained(

@@ -6,12 +6,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-import nats.errors
 from nats.aio.client import Client as NATS
 
 from shared import bus
-from shared.events import AcceptedEvent, subject_for
+from shared.events import AcceptedEvent, partition_of, subject_for
+from shared.topology import DEADLETTER, EVENTS, dead_letter_subject
 from tests.helpers import eventually
 from tests.stack import Workspace
 
@@ -70,7 +71,7 @@ async def messages(nc: NATS, stream: str, subject: str) -> list[dict[str, Any]]:
     sub = await nc.jetstream().pull_subscribe(subject, stream=stream)
     try:
         return [bus.decode(m) for m in await sub.fetch(200, timeout=1)]
-    except nats.errors.TimeoutError:
+    except TimeoutError:  # nats-py raises either its own subclass or the plain one
         return []
     finally:
         await sub.unsubscribe()
@@ -217,3 +218,79 @@ async def test_when_the_schedule_closes_everyone_inside_leaves(
         assert member["outcome"] == "stopped"
         timeline = (await c.get("/v1/profiles/late/timeline")).json()["items"]
         assert timeline[-1]["detail"] == {"outcome": "stopped", "reason": "schedule ended"}
+
+
+async def dead_letters(nc: NATS, durable: str) -> list[tuple[bytes, str]]:
+    """(body, reason) of every message the consumer ``durable`` dead-lettered so far."""
+    sub = await nc.jetstream().pull_subscribe(
+        dead_letter_subject(EVENTS.name, durable), stream=DEADLETTER.name
+    )
+    found: list[tuple[bytes, str]] = []
+    try:
+        while True:
+            batch = await sub.fetch(500, timeout=1)
+            found += [(m.data, (m.headers or {}).get(bus.DEAD_REASON, "")) for m in batch]
+    except TimeoutError:  # nats-py raises either its own subclass or the plain one
+        return found
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_events_of_unknown_workspaces_and_garbage_are_dead_lettered_the_rest_apply(
+    workspace: Workspace, nc: NATS
+) -> None:
+    await live_journey(workspace)
+    profile = f"p-{uuid.uuid4().hex[:6]}"
+    partition = partition_of(profile, PARTITIONS)
+    ghost = f"ghost{uuid.uuid4().hex[:8]}"
+    js = nc.jetstream()
+    # All three on one partition, so one consumer sees them in one order.
+    await send(nc, ghost, profile, "signup")
+    await js.publish(f"events.{workspace.id}.{partition}", b"\xff not json")
+    await send(nc, workspace.id, profile, "signup")
+
+    async def entered() -> bool:
+        async with workspace.client() as c:
+            r = await c.get(f"/v1/profiles/{profile}")
+        return r.status_code == 200 and len(r.json()["journeys"]) == 1
+
+    await eventually(entered, "the good event to apply after the bad ones")
+
+    async def both_dead() -> bool:
+        reasons = [r for _, r in await dead_letters(nc, f"runtime-p{partition}")]
+        return any(ghost in r and "unknown workspace" in r for r in reasons) and any(
+            "not an accepted event" in r for r in reasons
+        )
+
+    await eventually(both_dead, "the ghost workspace's event and the garbage dead-lettered")
+
+
+async def test_a_time_of_day_wait_uses_the_workspace_timezone_when_the_profile_has_none(
+    workspace: Workspace, nc: NATS
+) -> None:
+    async with workspace.client() as c:
+        r = await c.put("/v1/workspace/settings", json={"default_timezone": "Asia/Tokyo"})
+        assert r.status_code == 200, r.text
+        body = {
+            "name": f"Morning {uuid.uuid4().hex[:6]}",
+            "stages": [{
+                "name": "Signed up",
+                "entry": {"event": "signup"},
+                "steps": [{"id": "nine", "type": "wait", "time_of_day": "09:00"}],
+            }],
+        }  # fmt: skip
+        jid = (await c.post("/v1/journeys", json=body)).json()["id"]
+        assert (await c.post(f"/v1/journeys/{jid}/publish")).status_code == 200
+    profile = f"p-{uuid.uuid4().hex[:6]}"
+    await send(nc, workspace.id, profile, "signup")
+
+    async def waiting_until() -> datetime | None:
+        async with workspace.client() as c:
+            r = await c.get(f"/v1/profiles/{profile}/timeline")
+        waits = [e for e in r.json()["items"] if e["kind"] == "waiting"] if r.is_success else []
+        return datetime.fromisoformat(waits[0]["detail"]["due_at"]) if waits else None
+
+    due = await eventually(waiting_until, "the profile to wait")
+    local = due.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert (local.hour, local.minute) == (9, 0)
+    assert due.astimezone(UTC).hour == 0  # 09:00 in Tokyo, not 09:00 UTC

@@ -59,7 +59,10 @@ class LiveJourney:
 
 @dataclass
 class Catalog:
+    """A workspace's live journeys, and where its profiles live when they do not say."""
+
     journeys: dict[str, LiveJourney] = field(default_factory=dict)
+    default_timezone: str = "UTC"
 
 
 def lookup(attributes: Mapping[str, Any], path: str) -> Any:
