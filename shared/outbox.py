@@ -192,10 +192,7 @@ class OutboxRelay:
             messages = [self._to_message(row) for row in rows]
             published = await publish_in_order(self._js, messages, self._ack_timeout_s)
             if published:
-                keys = [row._mapping[self._key] for row in rows[:published]]
-                await session.execute(
-                    update(self._table).where(self._key.in_(keys)).values(published_at=func.now())
-                )
+                await self._mark(session, [row._mapping[self._key] for row in rows[:published]])
         if published < len(rows):
             log.warning("outbox.partly_published", table=self._table.fullname, rows=len(rows),
                         published=published)  # fmt: skip

@@ -33,7 +33,9 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
     async with httpx.AsyncClient(timeout=30) as http, db.closing(pool):
         state.extras[HTTP] = http
         catalogs = CatalogCache(http, settings.designer_url)
-        relay = outbox.OutboxRelay(state.sessions, Outbox, state.js)
+        relay = outbox.OutboxRelay(
+            state.sessions, Outbox, state.js, keep_published_s=settings.outbox_retention_s
+        )
         processor = Processor(pool, catalogs, relay, state.clock)
         state.extras[PROCESSOR] = processor
         async with outbox.running(relay):

@@ -19,3 +19,6 @@ class RuntimeSettings(ServiceSettings):
     consumers: bool = Field(
         default=True, description="Consume the bus (off only for API-only processes)."
     )
+    outbox_retention_s: float = Field(
+        default=3600, gt=0, description="Published outbox rows are deleted after this long."
+    )
