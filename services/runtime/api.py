@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -53,13 +54,17 @@ class SimulateIn(_Strict):
 
 @router.post("/journeys/simulate")
 async def simulate(
-    body: SimulateIn, _caller: Annotated[Identity, Depends(identity_from_request)]
+    request: Request, body: SimulateIn, caller: Annotated[Identity, Depends(identity_from_request)]
 ) -> dict[str, Any]:
     """Each profile's path and the messages that would be sent; nothing is stored or sent."""
     journey, errors = check(body.journey, JourneyLimits())
     if journey is None or errors:
         raise invalid([FieldError(f"journey.{e.path}", e.message) for e in errors])
-    simulation = Simulation(journey, {p.profile_id: dict(p.attributes) for p in body.profiles})
+    processor: Processor = get_state(request).extras["processor"]
+    await processor.catalogs.fresh(time.monotonic())
+    timezone = processor.catalogs.for_workspace(caller.workspace_id).default_timezone
+    profiles = {p.profile_id: dict(p.attributes) for p in body.profiles}
+    simulation = Simulation(journey, profiles, timezone)
     simulation.run([_event(e) for e in body.events])
     return simulation.report()
 

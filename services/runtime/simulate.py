@@ -79,9 +79,11 @@ def _assumed(raw: object) -> ReferenceCatalog:
 
 
 class Simulation:
-    def __init__(self, body: JourneyBody, profiles: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self, body: JourneyBody, profiles: dict[str, dict[str, Any]], default_timezone: str = "UTC"
+    ) -> None:
         compiled = compile_journey(JOURNEY_ID, 1, body)
-        self.catalog = Catalog({JOURNEY_ID: LiveJourney({1: compiled}, 1)})
+        self.catalog = Catalog({JOURNEY_ID: LiveJourney({1: compiled}, 1)}, default_timezone)
         self.attributes = profiles
         self.states: dict[str, dict[str, JourneyState]] = {}
         self.paths: dict[str, list[TimelineEntry]] = {p: [] for p in profiles}
@@ -97,7 +99,8 @@ class Simulation:
         self._fire_until(None)
 
     def _profile(self, profile_id: str) -> Profile:
-        return Profile(profile_id, self.attributes.setdefault(profile_id, {}))
+        attributes = self.attributes.setdefault(profile_id, {})
+        return Profile(profile_id, attributes, self.catalog.default_timezone)
 
     def _event(self, event: SimEvent) -> None:
         self.attributes.setdefault(event.profile_id, {}).update(event.traits)
