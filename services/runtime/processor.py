@@ -32,6 +32,7 @@ from services.runtime.engine.state import (
 from services.runtime.store import Command, EventExplained, ProfileRecord, Store
 from shared import db, outbox
 from shared.clock import Clock
+from shared.erasure import ProfileErased
 from shared.events import AcceptedEvent
 from shared.timers import TimerCancel, TimerKind, TimerSchedule
 
@@ -214,7 +215,8 @@ class Processor:
         return len(moved)
 
     async def erase(self, workspace_id: str, profile_id: str) -> bool:
-        """Delete the profile and everything about it; cancel its pending timers."""
+        """Delete the profile and everything about it; cancel its pending timers; tell the
+        activator to erase its messages."""
         async with db.raw_transaction(self.pool) as conn:
             store = Store(conn)
             if not await store.lock_profiles(workspace_id, [profile_id], create=False):
@@ -225,9 +227,12 @@ class Processor:
                 for state in states[profile_id].values()
                 for pending in (state.membership.timers() if state.membership else [])
             ]
-            await store.add_commands(
-                [(c.subject, c.model_dump(mode="json"), c.msg_id) for c in cancels]
+            erased = ProfileErased(
+                workspace_id=workspace_id, profile_id=profile_id, erased_at=self.clock.now()
             )
+            commands = [(c.subject, c.model_dump(mode="json"), c.msg_id) for c in cancels]
+            commands.append((erased.subject, erased.model_dump(mode="json"), erased.msg_id))
+            await store.add_commands(commands)
             await store.delete_profile(workspace_id, profile_id)
         self._notify()
         return True

@@ -162,6 +162,8 @@ async def test_stop_makes_everyone_leave_and_delete_erases(workspace: Workspace,
         assert (await c.get("/v1/profiles/p1")).status_code == 404
         assert (await c.get("/v1/profiles/p1/timeline")).json()["items"] == []
         assert (await c.delete("/v1/profiles/p1")).status_code == 404
+    erasures = await messages(nc, "ACTIVATIONS", f"activations.erase.{workspace.id}")
+    assert [(m["workspace_id"], m["profile_id"]) for m in erasures] == [(workspace.id, "p1")]
 
 
 async def test_publish_with_migrate_moves_profiles_whose_position_exists(

@@ -1,0 +1,34 @@
+"""The erasure contract between the runtime and the activator, on stream ``ACTIVATIONS``.
+
+When a profile is deleted, the runtime (in the transaction that deletes it) sends
+``activations.erase.<workspace>`` with ``Nats-Msg-Id: erase:<workspace>:<profile>:<at>``.
+The activator then drops the profile's deliveries that have not gone out, blanks the
+recipient and rendered content of the others, and refuses requests for the profile that
+were made before the erasure (they may still be on their way).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+SUBJECTS = "activations.erase.>"
+
+SubjectToken = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class ProfileErased(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workspace_id: SubjectToken
+    profile_id: Annotated[str, Field(min_length=1, max_length=200)]
+    erased_at: AwareDatetime
+
+    @property
+    def subject(self) -> str:
+        return f"activations.erase.{self.workspace_id}"
+
+    @property
+    def msg_id(self) -> str:
+        return f"erase:{self.workspace_id}:{self.profile_id}:{self.erased_at.isoformat()}"
