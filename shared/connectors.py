@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -25,9 +27,12 @@ from pydantic import (
     field_validator,
 )
 
+from shared.addresses import Unresolvable, refusal, resolve
 from shared.problems import FieldError, json_path
 
 WEBHOOK_SECRET_PREFIX = "whsec_"
+# Destinations whose check a guard remembers at most.
+GUARD_ENTRIES = 10_000
 
 
 class ConnectorType(StrEnum):
@@ -56,6 +61,10 @@ def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL with a host")
+    try:
+        parts.port  # noqa: B018 (reading it checks it)
+    except ValueError:
+        raise ValueError("has an invalid port") from None
     return value
 
 
@@ -132,6 +141,57 @@ _MODELS: dict[ConnectorType, type[ConnectorConfig]] = {
     ConnectorType.PUSH_HTTP: HttpConfig,
     ConnectorType.WEBHOOK: WebhookConfig,
 }
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a connector connects: the config field that says so, host and port."""
+
+    field: str
+    host: str
+    port: int
+
+
+def destination(config: ConnectorConfig) -> Destination:
+    if isinstance(config, SmtpConfig):
+        return Destination("host", config.host, config.port)
+    parts = urlsplit(config.url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return Destination("url", parts.hostname or "", port)
+
+
+async def destination_refusal(config: ConnectorConfig) -> str | None:
+    """Why the connector's destination is refused (not a public address), or None. A name
+    that does not resolve now is not refused here; a send to it fails on its own."""
+    where = destination(config)
+    try:
+        addresses = await resolve(where.host, where.port)
+    except Unresolvable:
+        return None
+    return refusal(where.host, addresses)
+
+
+class DestinationGuard:
+    """:func:`destination_refusal` with each answer remembered for ``cache_s`` (monotonic
+    time), so a wave of messages through one connector costs one name lookup."""
+
+    def __init__(self, cache_s: float = 5.0, now: Callable[[], float] = time.monotonic) -> None:
+        self._cache_s = cache_s
+        self._now = now
+        self._answers: dict[tuple[str, int], tuple[float, str | None]] = {}
+
+    async def refusal(self, config: ConnectorConfig) -> str | None:
+        where = destination(config)
+        key = (where.host, where.port)
+        now = self._now()
+        hit = self._answers.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        answer = await destination_refusal(config)
+        if len(self._answers) >= GUARD_ENTRIES:
+            self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
+        self._answers[key] = (now + self._cache_s, answer)
+        return answer
 
 
 def signing_key(secret: str) -> bytes:

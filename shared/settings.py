@@ -45,3 +45,13 @@ class ServiceSettings(CommonSettings):
     @property
     def db_schema(self) -> str:
         return self.service_name
+
+
+class ConnectorSettings(ServiceSettings):
+    """A service that saves connectors (designer) or connects through them (activator)."""
+
+    allow_private_connectors: bool = Field(
+        default=False,
+        description="Let connectors reach private, loopback and link-local addresses "
+        "(local sinks under `waypost up`); off, they reach public addresses only.",
+    )

@@ -1,5 +1,6 @@
 """The whole system in the test process: every service app on a real loopback port, the
-gateway in front, a bootstrap admin key, and a fresh workspace per test."""
+gateway in front, a bootstrap admin key, and a fresh workspace per test. Connectors may
+reach private addresses, as under ``waypost up``: the tests' providers are on loopback."""
 
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ async def running_stack(
             DesignerSettings(
                 **common,
                 secrets_key=SecretBox.new_key(),
+                allow_private_connectors=True,
                 runtime_url=urls["runtime"],
                 activator_url=urls["activator"],
             )
@@ -83,6 +85,7 @@ async def running_stack(
             ActivatorSettings(
                 **common,
                 designer_url=urls["designer"],
+                allow_private_connectors=True,
                 tracking_secret=TRACKING_SECRET,
                 public_url=f"http://127.0.0.1:{gateway_port}",
             )

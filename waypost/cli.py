@@ -195,6 +195,8 @@ def child_specs(
         "WAYPOST_SECRETS_KEY": secrets_key(data_dir),
         "WAYPOST_TRACKING_SECRET": secrets_key(data_dir, "tracking.key"),
         "WAYPOST_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        # One machine, local sinks: connectors may reach loopback and private addresses.
+        "WAYPOST_ALLOW_PRIVATE_CONNECTORS": "true",
         **os.environ,
         "WAYPOST_DATABASE_URL": database_url,
         "WAYPOST_NATS_URL": nats_url,

@@ -19,8 +19,10 @@ from services.activator.models import Outbox
 from services.activator.settings import ActivatorSettings
 from shared import bus, outbox
 from shared.app import Extension, ServiceState, create_service_app
+from shared.connectors import DestinationGuard
 
-HTTP = "http"
+HTTP = internal.HTTP
+GUARD = internal.GUARD
 DESIGNER = api.DESIGNER
 DELIVERER = "deliverer"
 
@@ -40,12 +42,14 @@ def _extension(settings: ActivatorSettings) -> Extension:
     async def activator(state: ServiceState) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             designer = await _clients(state, settings, stack)
+            guard = None if settings.allow_private_connectors else DestinationGuard()
+            state.extras[GUARD] = guard
             metrics = ActivatorMetrics(state.registry)
             relay = outbox.OutboxRelay(state.sessions, Outbox, state.js)
             await stack.enter_async_context(outbox.running(relay))
             deliverer = Deliverer(
-                state.sessions, state.clock, designer, state.extras[HTTP], relay, settings,
-                metrics,
+                state.sessions, state.clock, designer, state.extras[HTTP], guard, relay,
+                settings, metrics,
             )  # fmt: skip
             state.extras[DELIVERER] = deliverer
             await stack.enter_async_context(deliverer.running())

@@ -51,6 +51,7 @@ from services.activator.senders import (
 from services.activator.settings import ActivatorSettings
 from shared import db
 from shared.clock import Clock, wait_or_wake
+from shared.connectors import DestinationGuard
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay
 from shared.templating import TemplateError, render
@@ -100,6 +101,7 @@ class Deliverer:
         clock: Clock,
         designer: Designer,
         http: httpx.AsyncClient,
+        guard: DestinationGuard | None,
         relay: OutboxRelay,
         settings: ActivatorSettings,
         metrics: ActivatorMetrics,
@@ -110,6 +112,7 @@ class Deliverer:
         self._clock = clock
         self._designer = designer
         self._http = http
+        self._guard = guard
         self._relay = relay
         self._settings = settings
         self._metrics = metrics
@@ -277,7 +280,7 @@ class Deliverer:
         assert config is not None
         started = time.perf_counter()
         try:
-            await send(plan.connector.type, config, plan.message, self._http)
+            await send(plan.connector.type, config, plan.message, self._http, self._guard)
         except TransientDeliveryError as exc:
             return Outcome(exc.reason, transient=True, retry_after_s=exc.retry_after_s)
         except PermanentDeliveryError as exc:

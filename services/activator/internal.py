@@ -19,11 +19,13 @@ from services.activator.senders import (
     send,
 )
 from shared.app import RequestSession, get_state
-from shared.connectors import ConnectorType, config_errors, parse_config
+from shared.connectors import ConnectorType, DestinationGuard, config_errors, parse_config
 from shared.problems import ProblemError
 
 router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
 
+HTTP = "http"
+GUARD = "guard"
 TEST_SUBJECT = "Waypost connector test"
 TEST_BODY = "This is a test message from Waypost: the connector works."
 
@@ -62,9 +64,11 @@ async def test_connector(test: ConnectorTest, request: Request) -> ConnectorTest
         html=None,
         metadata={"test": True},
     )
-    http: httpx.AsyncClient = get_state(request).extras["http"]
+    extras = get_state(request).extras
+    http: httpx.AsyncClient = extras[HTTP]
+    guard: DestinationGuard | None = extras[GUARD]
     try:
-        await send(test.type, config, message, http)
+        await send(test.type, config, message, http, guard)
     except DeliveryError as exc:
         kind = "temporary" if isinstance(exc, TransientDeliveryError) else "permanent"
         raise ProblemError(502, "Connector test failed", f"{kind} failure: {exc.reason}") from None

@@ -26,6 +26,7 @@ from standardwebhooks import Webhook
 from shared.connectors import (
     ConnectorConfig,
     ConnectorType,
+    DestinationGuard,
     HttpConfig,
     SmtpConfig,
     WebhookConfig,
@@ -75,9 +76,16 @@ async def send(
     config: ConnectorConfig,
     message: OutgoingMessage,
     http: httpx.AsyncClient,
+    guard: DestinationGuard | None,
 ) -> SendResult:
-    """Delivers ``message`` once through the connector; raises a ``DeliveryError`` subclass."""
+    """Delivers ``message`` once through the connector; raises a ``DeliveryError`` subclass.
+
+    With a ``guard``, a destination that is or resolves to a non-public address fails
+    permanently before anything is sent; None lets connectors reach private addresses.
+    """
     kind = ConnectorType(kind)
+    if guard is not None and (why := await guard.refusal(config)) is not None:
+        raise PermanentDeliveryError(why)
     if kind is ConnectorType.SMTP and isinstance(config, SmtpConfig):
         return await send_email(config, message)
     if kind is ConnectorType.WEBHOOK and isinstance(config, WebhookConfig):

@@ -1,9 +1,9 @@
 from pydantic import Field, SecretStr
 
-from shared.settings import ServiceSettings
+from shared.settings import ConnectorSettings
 
 
-class ActivatorSettings(ServiceSettings):
+class ActivatorSettings(ConnectorSettings):
     service_name: str = "activator"
     port: int = Field(default=8084, ge=0, le=65535)
     http_max_connections: int = Field(

@@ -52,6 +52,8 @@ from shared.connectors import (
     SECRET_FIELDS,
     ConnectorType,
     config_errors,
+    destination,
+    destination_refusal,
     parse_config,
     redact,
     to_stored,
@@ -269,12 +271,16 @@ def connector_out(ctx: Ctx, c: Connector) -> ConnectorOut:
     )
 
 
-def _split_config(body: ConnectorIn) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _split_config(ctx: Ctx, body: ConnectorIn) -> tuple[dict[str, Any], dict[str, Any]]:
     """The validated config as (public part, secrets)."""
     try:
         parsed = parse_config(body.type, body.config)
     except ValidationError as exc:
         raise invalid(config_errors(exc)) from exc
+    if not ctx.settings.allow_private_connectors:
+        why = await destination_refusal(parsed)
+        if why is not None:
+            raise invalid([FieldError(f"config.{destination(parsed).field}", why)])
     full = to_stored(parsed)
     names = SECRET_FIELDS[body.type]
     secrets = {k: v for k, v in full.items() if k in names and v is not None}
@@ -282,7 +288,7 @@ def _split_config(body: ConnectorIn) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 async def create_connector(ctx: Ctx, body: ConnectorIn) -> ConnectorOut:
-    public, secrets = _split_config(body)
+    public, secrets = await _split_config(ctx, body)
     repo = ConnectorRepository(ctx.session)
     if await repo.name_taken(ctx.identity.workspace_id, body.name, None):
         raise conflict(f"a connector named '{body.name}' already exists")
@@ -307,7 +313,7 @@ async def update_connector(ctx: Ctx, connector_id: str, body: ConnectorIn) -> Co
         raise invalid([FieldError("type", "a connector's type cannot change")])
     kept = ctx.secrets.open(connector.secrets)
     merged = ConnectorIn(name=body.name, type=body.type, config={**kept, **body.config})
-    public, secrets = _split_config(merged)
+    public, secrets = await _split_config(ctx, merged)
     repo = ConnectorRepository(ctx.session)
     if await repo.name_taken(ctx.identity.workspace_id, body.name, connector_id):
         raise conflict(f"a connector named '{body.name}' already exists")

@@ -1,9 +1,9 @@
 from pydantic import Field
 
-from shared.settings import ServiceSettings
+from shared.settings import ConnectorSettings
 
 
-class DesignerSettings(ServiceSettings):
+class DesignerSettings(ConnectorSettings):
     service_name: str = "designer"
     port: int = Field(default=8081, ge=0, le=65535)
     secrets_key: str = Field(

@@ -43,6 +43,7 @@ async def activator(stack: Stack) -> AsyncIterator[str]:
         nats_url=stack.servers.nats_url,
         designer_url=stack.service_urls["designer"],
         consumer_durable=DURABLE,
+        allow_private_connectors=True,
         retry_base_s=0.05,
         retry_max_s=0.2,
         max_attempts=4,

@@ -29,6 +29,8 @@ from tests.helpers import eventually, serving
 from tests.sinks import Mailbox, run_mailbox
 from waypost.embedded import free_port
 
+# The peers here are on loopback: no destination guard (as with allow_private_connectors).
+LOCAL = None
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"a very secret signing key").decode()
 
 
@@ -146,8 +148,8 @@ async def test_email_is_multipart_text_and_html_with_a_stable_message_id(
 ) -> None:
     message = outgoing(html="<p>Hi <b>Ada</b>, 2 items wait for you.</p>")
     config = smtp_config(mailbox.port)
-    first = await send(ConnectorType.SMTP, config, message, http)
-    await send(ConnectorType.SMTP, config, message, http)
+    first = await send(ConnectorType.SMTP, config, message, http, LOCAL)
+    await send(ConnectorType.SMTP, config, message, http, LOCAL)
 
     await eventually(lambda: _ready(len(mailbox.messages) == 2), "two emails")
     email = mailbox.messages[0]
@@ -167,7 +169,7 @@ async def test_email_is_multipart_text_and_html_with_a_stable_message_id(
 
 
 async def test_email_without_html_is_plain_text(mailbox: Mailbox, http: httpx.AsyncClient) -> None:
-    await send(ConnectorType.SMTP, smtp_config(mailbox.port), outgoing(subject=None), http)
+    await send(ConnectorType.SMTP, smtp_config(mailbox.port), outgoing(subject=None), http, LOCAL)
     await eventually(lambda: _ready(mailbox.messages), "an email")
     assert mailbox.messages[0].get_content_type() == "text/plain"
     assert mailbox.messages[0]["Subject"] == ""
@@ -178,15 +180,15 @@ async def test_smtp_authenticates_with_the_configured_credentials(
     auth_mailbox: Mailbox, http: httpx.AsyncClient
 ) -> None:
     config = smtp_config(auth_mailbox.port, username="shop", password="pa55")
-    await send(ConnectorType.SMTP, config, outgoing(), http)
+    await send(ConnectorType.SMTP, config, outgoing(), http, LOCAL)
     await eventually(lambda: _ready(auth_mailbox.messages), "an authenticated email")
 
     wrong = smtp_config(auth_mailbox.port, username="shop", password="guess")
     with pytest.raises(PermanentDeliveryError, match="SMTP 535"):
-        await send(ConnectorType.SMTP, wrong, outgoing(), http)
+        await send(ConnectorType.SMTP, wrong, outgoing(), http, LOCAL)
     anonymous = smtp_config(auth_mailbox.port)
     with pytest.raises(PermanentDeliveryError, match="SMTP 530"):
-        await send(ConnectorType.SMTP, anonymous, outgoing(), http)
+        await send(ConnectorType.SMTP, anonymous, outgoing(), http, LOCAL)
     assert len(auth_mailbox.messages) == 1
 
 
@@ -196,17 +198,17 @@ async def test_smtp_replies_are_classified_by_their_code(
     config = smtp_config(mailbox.port)
     mailbox.rcpt_reply = "550 5.1.1 No such user here"
     with pytest.raises(PermanentDeliveryError, match="550") as refused:
-        await send(ConnectorType.SMTP, config, outgoing(), http)
+        await send(ConnectorType.SMTP, config, outgoing(), http, LOCAL)
     assert "No such user" in refused.value.reason
     mailbox.rcpt_reply = "451 4.7.1 Greylisted, try again later"
     with pytest.raises(TransientDeliveryError, match="451"):
-        await send(ConnectorType.SMTP, config, outgoing(), http)
+        await send(ConnectorType.SMTP, config, outgoing(), http, LOCAL)
     assert mailbox.messages == []
 
 
 async def test_smtp_server_down_is_transient(http: httpx.AsyncClient) -> None:
     with pytest.raises(TransientDeliveryError, match="unreachable"):
-        await send(ConnectorType.SMTP, smtp_config(free_port()), outgoing(), http)
+        await send(ConnectorType.SMTP, smtp_config(free_port()), outgoing(), http, LOCAL)
 
 
 @pytest.mark.parametrize("to", ["not-an-address", "ada@example.org\nBcc: all@example.org"])
@@ -214,7 +216,7 @@ async def test_a_bad_recipient_is_permanent(
     mailbox: Mailbox, http: httpx.AsyncClient, to: str
 ) -> None:
     with pytest.raises(PermanentDeliveryError):
-        await send(ConnectorType.SMTP, smtp_config(mailbox.port), outgoing(to=to), http)
+        await send(ConnectorType.SMTP, smtp_config(mailbox.port), outgoing(to=to), http, LOCAL)
     assert mailbox.messages == []
 
 
@@ -225,7 +227,7 @@ async def test_sms_posts_json_with_idempotency_key_and_bearer_token(
     sink: Sink, http: httpx.AsyncClient
 ) -> None:
     config = parse_config(ConnectorType.SMS_HTTP, {"url": f"{sink.url}/sms", "token": "t0k"})
-    result = await send(ConnectorType.SMS_HTTP, config, outgoing(to="+41790000000"), http)
+    result = await send(ConnectorType.SMS_HTTP, config, outgoing(to="+41790000000"), http, LOCAL)
 
     assert result.detail == "HTTP 202"
     request = sink.requests[0]
@@ -246,7 +248,7 @@ async def test_push_without_a_token_sends_no_authorization(
     sink: Sink, http: httpx.AsyncClient
 ) -> None:
     config = parse_config(ConnectorType.PUSH_HTTP, {"url": f"{sink.url}/sms"})
-    await send(ConnectorType.PUSH_HTTP, config, outgoing(to="device-token-1"), http)
+    await send(ConnectorType.PUSH_HTTP, config, outgoing(to="device-token-1"), http, LOCAL)
     assert "authorization" not in sink.requests[0].headers
     assert sink.requests[0].headers["idempotency-key"] == "act-7f3a"
 
@@ -256,26 +258,26 @@ async def test_provider_answers_are_classified(sink: Sink, http: httpx.AsyncClie
     sink.replies += [(503, {}), (429, {"Retry-After": "7"}), (400, {})]
 
     with pytest.raises(TransientDeliveryError, match="HTTP 503") as unavailable:
-        await send(ConnectorType.SMS_HTTP, config, outgoing(), http)
+        await send(ConnectorType.SMS_HTTP, config, outgoing(), http, LOCAL)
     assert unavailable.value.retry_after_s is None
     with pytest.raises(TransientDeliveryError, match="HTTP 429") as limited:
-        await send(ConnectorType.SMS_HTTP, config, outgoing(), http)
+        await send(ConnectorType.SMS_HTTP, config, outgoing(), http, LOCAL)
     assert limited.value.retry_after_s == 7
     with pytest.raises(PermanentDeliveryError, match=r"HTTP 400.*as configured"):
-        await send(ConnectorType.SMS_HTTP, config, outgoing(), http)
+        await send(ConnectorType.SMS_HTTP, config, outgoing(), http, LOCAL)
     assert len(sink.requests) == 3  # one request per send: no retries inside
 
 
 async def test_connection_refused_is_transient(http: httpx.AsyncClient) -> None:
     config = parse_config(ConnectorType.SMS_HTTP, {"url": f"http://127.0.0.1:{free_port()}/sms"})
     with pytest.raises(TransientDeliveryError, match="unreachable"):
-        await send(ConnectorType.SMS_HTTP, config, outgoing(), http)
+        await send(ConnectorType.SMS_HTTP, config, outgoing(), http, LOCAL)
 
 
 async def test_a_slow_provider_times_out_as_transient(sink: Sink, http: httpx.AsyncClient) -> None:
     config = parse_config(ConnectorType.SMS_HTTP, {"url": f"{sink.url}/slow", "timeout_s": 0.2})
     with pytest.raises(TransientDeliveryError, match="timed out"):
-        await send(ConnectorType.SMS_HTTP, config, outgoing(), http)
+        await send(ConnectorType.SMS_HTTP, config, outgoing(), http, LOCAL)
 
 
 # --- webhooks ---------------------------------------------------------------------------
@@ -285,7 +287,7 @@ async def test_webhook_is_signed_per_standard_webhooks(sink: Sink, http: httpx.A
     config = parse_config(
         ConnectorType.WEBHOOK, {"url": f"{sink.url}/hook", "secret": WEBHOOK_SECRET}
     )
-    await send(ConnectorType.WEBHOOK, config, outgoing(), http)
+    await send(ConnectorType.WEBHOOK, config, outgoing(), http, LOCAL)
 
     assert sink.verified == [
         {
@@ -307,7 +309,7 @@ async def test_webhook_signed_with_another_secret_is_refused(
         ConnectorType.WEBHOOK, {"url": f"{sink.url}/hook", "secret": "some other secret"}
     )
     with pytest.raises(PermanentDeliveryError, match="HTTP 401"):
-        await send(ConnectorType.WEBHOOK, config, outgoing(), http)
+        await send(ConnectorType.WEBHOOK, config, outgoing(), http, LOCAL)
     assert sink.verified == []
 
 
@@ -316,7 +318,9 @@ async def test_webhook_signed_with_another_secret_is_refused(
 
 @pytest.fixture
 async def activator(servers: Servers) -> AsyncIterator[httpx.AsyncClient]:
-    settings = ActivatorSettings(database_url=servers.database_url, nats_url=servers.nats_url)
+    settings = ActivatorSettings(
+        database_url=servers.database_url, nats_url=servers.nats_url, allow_private_connectors=True
+    )
     async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
         yield client
 
