@@ -42,6 +42,8 @@ class TemplateContent:
     subject: str | None
     body: str
     html: str | None = None
+    title: str | None = None  # push: the notification's title
+    data: Mapping[str, str] | None = None  # push: key-value data, each value a template
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Rendered:
     subject: str | None
     body: str
     html: str | None
+    title: str | None = None
+    data: dict[str, str] | None = None
 
 
 class LenientUndefined(ChainableUndefined):
@@ -151,7 +155,8 @@ def check(source: str) -> str | None:
 
 
 def check_content(content: TemplateContent) -> dict[str, str]:
-    """Syntax errors per field name (``subject``, ``body``, ``html``); empty when all compile."""
+    """Syntax errors per field name (``subject``, ``body``, ``html``, ``title``, ``data.<key>``);
+    empty when all compile."""
     errors: dict[str, str] = {}
     for name, source in _fields(content):
         if source is not None and (message := check(source)) is not None:
@@ -167,8 +172,15 @@ def render(
     subject = _render_part("subject", content.subject, values, html=False, limit=max_chars)
     body = _render_part("body", content.body, values, html=False, limit=max_chars)
     html = _render_part("html", content.html, values, html=True, limit=max_chars)
+    title = _render_part("title", content.title, values, html=False, limit=max_chars)
+    data = None
+    if content.data is not None:
+        data = {
+            key: _render_part(f"data.{key}", source, values, html=False, limit=max_chars) or ""
+            for key, source in content.data.items()
+        }
     assert body is not None
-    return Rendered(subject=subject, body=body, html=html)
+    return Rendered(subject=subject, body=body, html=html, title=title, data=data)
 
 
 def render_text(
@@ -185,7 +197,9 @@ def render_text(
 
 
 def _fields(content: TemplateContent) -> Iterable[tuple[str, str | None]]:
-    return (("subject", content.subject), ("body", content.body), ("html", content.html))
+    yield from (("subject", content.subject), ("body", content.body), ("html", content.html))
+    yield ("title", content.title)
+    yield from ((f"data.{key}", source) for key, source in (content.data or {}).items())
 
 
 def _render_part(

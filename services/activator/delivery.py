@@ -239,6 +239,8 @@ class Deliverer:
             subject=rendered.subject,
             body=rendered.body,
             html=self._tracked(row, rendered.html),
+            title=rendered.title,
+            data=rendered.data,
             metadata={
                 "journey_id": row.journey_id,
                 "step_id": row.step_id,

@@ -95,7 +95,11 @@ class Designer:
     async def _template(self, path: str, template_id: str) -> TemplateContent:
         data = await self._get(path, f"template {template_id}")
         return TemplateContent(
-            subject=data.get("subject"), body=data["body"], html=data.get("html")
+            subject=data.get("subject"),
+            body=data["body"],
+            html=data.get("html"),
+            title=data.get("title"),
+            data=data.get("data"),
         )
 
     async def _cached(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:

@@ -45,6 +45,8 @@ class OutgoingMessage:
     body: str
     html: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    title: str | None = None
+    data: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -179,15 +181,18 @@ def _raise_smtp_code(code: int, text: str) -> NoReturn:
 
 
 def payload(message: OutgoingMessage) -> bytes:
-    """The JSON every HTTP connector receives; the core keys win over metadata."""
+    """The JSON every HTTP connector receives: ``{to, body, title?, data?, activation_id}``
+    (plus ``subject`` when the template has one, and the journey metadata); the core keys
+    win over metadata."""
     data: dict[str, Any] = {
         **message.metadata,
         "to": message.to,
         "body": message.body,
         "activation_id": message.activation_id,
     }
-    if message.subject is not None:
-        data["subject"] = message.subject
+    extra = None if message.data is None else dict(message.data)
+    optional = {"subject": message.subject, "title": message.title, "data": extra}
+    data |= {key: value for key, value in optional.items() if value is not None}
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 

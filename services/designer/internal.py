@@ -110,6 +110,8 @@ async def template(session: Session, workspace_id: str, template_id: str) -> dic
         "subject": found.subject,
         "body": found.body,
         "html": found.html,
+        "title": found.title,
+        "data": found.data,
         "status": found.status,
     }
 

@@ -97,6 +97,8 @@ class Template(Base):
     subject: Mapped[str | None] = mapped_column(Text, default=None)
     body: Mapped[str] = mapped_column(Text)
     html: Mapped[str | None] = mapped_column(Text, default=None)
+    title: Mapped[str | None] = mapped_column(Text, default=None)
+    data: Mapped[dict[str, str] | None] = mapped_column(JSONB, default=None)
     status: Mapped[str] = mapped_column(String(16), default="draft")
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()

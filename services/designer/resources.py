@@ -187,17 +187,20 @@ def template_out(t: Template) -> TemplateOut:
 
 
 def _template_errors(body: TemplateIn) -> list[FieldError]:
-    errors = []
-    for field in ("subject", "body", "html"):
-        source = getattr(body, field)
-        problem = templating.check(source) if source else None
-        if problem:
-            errors.append(FieldError(field, problem))
+    problems = templating.check_content(_content(body))
+    errors = [FieldError(field, problem) for field, problem in problems.items()]
     if body.channel == "email" and not body.subject:
         errors.append(FieldError("subject", "an email template needs a subject"))
     if body.channel != "email" and body.html:
         errors.append(FieldError("html", "only email templates have HTML"))
+    for field in ("title", "data"):
+        if body.channel != "push" and getattr(body, field) is not None:
+            errors.append(FieldError(field, f"only push templates have {field}"))
     return errors
+
+
+def _content(t: TemplateIn | Template) -> templating.TemplateContent:
+    return templating.TemplateContent(t.subject, t.body, t.html, t.title, t.data)
 
 
 async def create_template(ctx: Ctx, body: TemplateIn) -> TemplateOut:
@@ -243,7 +246,7 @@ async def list_templates(ctx: Ctx, cursor: str | None, limit: int) -> Page[Any]:
 
 
 def preview(template: Template, profile: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-    content = templating.TemplateContent(template.subject, template.body, template.html)
+    content = _content(template)
     context = {
         "profile": profile,
         "event": event,
@@ -254,7 +257,13 @@ def preview(template: Template, profile: dict[str, Any], event: dict[str, Any]) 
         rendered = templating.render(content, context)
     except templating.TemplateError as exc:
         raise invalid([FieldError("template", str(exc))]) from exc
-    return {"subject": rendered.subject, "body": rendered.body, "html": rendered.html}
+    return {
+        "subject": rendered.subject,
+        "body": rendered.body,
+        "html": rendered.html,
+        "title": rendered.title,
+        "data": rendered.data,
+    }
 
 
 # Connectors ---------------------------------------------------------------------------------

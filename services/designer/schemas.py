@@ -82,12 +82,23 @@ class Channel(StrEnum):
     WEBHOOK = "webhook"
 
 
+MAX_DATA_KEYS = 50
+DataKey = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+DataValue = Annotated[str, Field(max_length=10_000)]
+
+
 class TemplateIn(Strict):
     name: Name
     channel: Channel
     subject: Annotated[str, Field(max_length=1000)] | None = None
     body: Annotated[str, Field(max_length=200_000)]
     html: Annotated[str, Field(max_length=500_000)] | None = None
+    title: Annotated[str, Field(max_length=1000)] | None = Field(
+        default=None, description="push: the notification's title (a template)."
+    )
+    data: Annotated[dict[DataKey, DataValue], Field(max_length=MAX_DATA_KEYS)] | None = Field(
+        default=None, description="push: key-value data sent with it (each value a template)."
+    )
     status: Literal["draft", "ready"] = "draft"
 
 
@@ -98,6 +109,8 @@ class TemplateOut(BaseModel):
     subject: str | None
     body: str
     html: str | None
+    title: str | None = None
+    data: dict[str, str] | None = None
     status: str
     created_at: datetime
     updated_at: datetime
@@ -112,6 +125,8 @@ class PreviewOut(BaseModel):
     subject: str | None
     body: str
     html: str | None
+    title: str | None = None
+    data: dict[str, str] | None = None
 
 
 class ConnectorIn(Strict):

@@ -3,6 +3,7 @@ activations are decided, rendered, delivered once, retried, recorded and fed bac
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -235,6 +236,67 @@ async def test_an_email_is_personalised_delivered_once_and_fed_back(
     assert 'waypost_activator_deliveries_total{channel="email",status="sent"}' in metrics
     assert 'waypost_activator_attempts_total{channel="email",result="sent"}' in metrics
     assert 'waypost_activator_send_seconds_count{channel="email"}' in metrics
+
+
+async def test_a_push_carries_its_rendered_title_and_data(
+    activator: str, workspace: Workspace, nc: NATS, provider: Provider
+) -> None:
+    async with workspace.client() as c:
+        r = await c.post(
+            "/v1/templates",
+            json={"name": f"t-{uuid.uuid4().hex[:6]}", "channel": "push", "status": "ready",
+                  "title": "{{ profile.first_name }}, your cart",
+                  "body": "{{ event.properties['items'] | join(', ') }} are waiting",
+                  "data": {"deep_link": "shop://cart/{{ event.properties.cart_id }}",
+                           "missing": "{{ event.properties.nothing }}"}},
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        assert r.json()["title"] == "{{ profile.first_name }}, your cart"
+        route = (await connector(c, "push_http", {"url": provider.url}), r.json()["id"])
+        properties = {"items": ["socks", "a hat"], "cart_id": "c-42"}
+        context = {"profile": {"first_name": "Ada"},
+                   "event": {"name": "cart_abandoned", "properties": properties}}  # fmt: skip
+        ask = request(workspace.id, route, channel="push", to="device-1", context=context)
+        await publish(nc, ask)
+        await settled(c, ask["activation_id"], "sent")
+    ((headers, body),) = provider.requests
+    sent = json.loads(body)
+    assert {k: sent[k] for k in ("to", "body", "title", "data", "activation_id")} == {
+        "to": "device-1",
+        "body": "socks, a hat are waiting",
+        "title": "Ada, your cart",
+        "data": {"deep_link": "shop://cart/c-42", "missing": ""},
+        "activation_id": ask["activation_id"],
+    }
+    assert headers["idempotency-key"] == ask["activation_id"]
+
+
+async def test_title_and_data_belong_to_push_templates_and_are_checked(
+    workspace: Workspace,
+) -> None:
+    async with workspace.client() as c:
+        sms = await c.post(
+            "/v1/templates",
+            json={"name": "sms-with-title", "channel": "sms", "body": "Hi", "title": "T",
+                  "data": {"k": "v"}},
+        )  # fmt: skip
+        broken = await c.post(
+            "/v1/templates",
+            json={"name": "push-broken", "channel": "push", "body": "Hi", "title": "{{ x",
+                  "data": {"link": "{% if %}", "bad key": "v"}},
+        )  # fmt: skip
+    assert sms.status_code == 422
+    assert sorted(e["path"] for e in sms.json()["errors"]) == ["data", "title"]
+    assert broken.status_code == 422
+    assert [e["path"] for e in broken.json()["errors"]] == ["data.bad key"]
+    async with workspace.client() as c:
+        broken = await c.post(
+            "/v1/templates",
+            json={"name": "push-broken", "channel": "push", "body": "Hi", "title": "{{ x",
+                  "data": {"link": "{% if %}"}},
+        )  # fmt: skip
+    assert broken.status_code == 422
+    assert sorted(e["path"] for e in broken.json()["errors"]) == ["data.link", "title"]
 
 
 async def test_transient_failures_are_retried_until_sent(

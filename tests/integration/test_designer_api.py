@@ -207,7 +207,13 @@ async def test_templates_validate_and_preview(workspace: Workspace) -> None:
     assert broken.status_code == 422
     assert broken.json()["errors"][0]["path"] == "body"
     assert created.status_code == 201
-    assert preview.json() == {"subject": "Your cart, Ada", "body": "A;B;", "html": None}
+    assert preview.json() == {
+        "subject": "Your cart, Ada",
+        "body": "A;B;",
+        "html": None,
+        "title": None,
+        "data": None,
+    }
 
 
 async def test_connector_secrets_are_never_returned(workspace: Workspace) -> None:

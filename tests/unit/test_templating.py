@@ -136,6 +136,22 @@ def test_check_content_names_the_failing_fields() -> None:
     content = TemplateContent(subject="{{ ok }}", body="{% for %}", html="<p>{{ x </p>")
     assert set(check_content(content)) == {"body", "html"}
     assert check_content(TemplateContent(None, "fine")) == {}
+    push = TemplateContent(None, "fine", title="{{ x", data={"ok": "{{ y }}", "link": "{% if %}"})
+    assert set(check_content(push)) == {"title", "data.link"}
+
+
+def test_a_push_title_and_data_values_are_rendered_like_the_body() -> None:
+    content = TemplateContent(
+        subject=None,
+        body="{{ event.properties['items'] | length }} items",
+        title="{{ profile.first_name }}, your cart",
+        data={"first": "{{ event.properties['items'][0].name }}", "none": "{{ profile.nope }}"},
+    )
+    rendered = render(content, CONTEXT)
+    assert (rendered.title, rendered.body) == ("Ada, your cart", "2 items")
+    assert rendered.data == {"first": "Kettle", "none": ""}
+    with pytest.raises(TemplateError, match=r"^data\.boom"):
+        render(TemplateContent(None, "x", data={"boom": "{{ 1 / 0 }}"}), CONTEXT)
 
 
 def test_html_is_autoescaped_but_text_and_subject_are_not() -> None:
