@@ -31,6 +31,8 @@ from shared.addresses import Unresolvable, refusal, resolve
 from shared.problems import FieldError, json_path
 
 WEBHOOK_SECRET_PREFIX = "whsec_"
+# Sends at once through a connector unless its config says otherwise.
+DEFAULT_CONCURRENCY = 4
 # Destinations whose check a guard remembers at most.
 GUARD_ENTRIES = 10_000
 
@@ -86,6 +88,12 @@ class _Config(BaseModel):
 
     rate_limit_per_s: float | None = Field(
         default=None, gt=0, description="Most messages per second through this connector."
+    )
+    max_concurrency: int = Field(
+        default=DEFAULT_CONCURRENCY,
+        ge=1,
+        le=1000,
+        description="Most sends at once through this connector (per activator process).",
     )
 
 

@@ -1,11 +1,12 @@
 """The delivery loop: claim due pending deliveries in batches, then deliver each one once.
 
 Each claimed delivery is prepared without holding anything (connector, template and
-workspace rules from the designer, rendering, the connector's rate limit), then sent in
-its own transaction that holds the row's lock (``FOR UPDATE SKIP LOCKED``) from before the
-send until its outcome is committed, with the feedback event in the same commit. Any
-number of replicas can run: a row one of them is sending is invisible to the others, and
-whoever takes the lock checks that the row is still pending and due.
+workspace rules from the designer, rendering, the connector's rate limit and one of its
+``max_concurrency`` places), then sent in its own transaction that holds the row's lock
+(``FOR UPDATE SKIP LOCKED``) from before the send until its outcome is committed, with
+the feedback event in the same commit. Any number of replicas can run: a row one of them is
+sending is invisible to the others, and whoever takes the lock checks that the row is still
+pending and due.
 
 What is and is not guaranteed:
 - A delivery recorded ``sent`` is never sent again, and a transient failure is retried
@@ -27,7 +28,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,6 +36,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.activator import policy
+from services.activator.concurrency import ConcurrencyLimiter
 from services.activator.designer import Connector, Designer, DesignerUnavailable, Missing
 from services.activator.feedback import MESSAGE_FAILED, MESSAGE_SENT, feedback
 from services.activator.metrics import ActivatorMetrics
@@ -117,6 +119,7 @@ class Deliverer:
         self._settings = settings
         self._metrics = metrics
         self._limiter = limiter or RateLimiter(settings.rate_limit_wait_s)
+        self._concurrency = ConcurrencyLimiter()
         self._jitter = jitter
         self._sends = asyncio.Semaphore(settings.send_concurrency)
         self._held: dict[str, asyncio.Task[None]] = {}
@@ -153,7 +156,7 @@ class Deliverer:
         room = min(self._room(), self._settings.claim_batch)
         if room <= 0 or self._paused():
             return 0
-        busy = [*self._limiter.busy()]
+        busy = [*self._limiter.busy(), *self._concurrency.full()]
         async with self._sessions() as session, session.begin():
             repo = DeliveryRepository(session)
             rows = await repo.due(self._clock.now(), room, [*self._held], busy)
@@ -198,7 +201,7 @@ class Deliverer:
             plan = await self._prepare(claimed)
             if not await self._take_turn(claimed, plan):
                 return  # left pending and due; claimed again once the connector has room
-            async with self._sends:
+            async with self._connector_place(claimed, plan), self._sends:
                 self._sending.add(claimed.activation_id)
                 await self._attempt(claimed.activation_id, plan)
         except DesignerUnavailable as exc:
@@ -218,6 +221,14 @@ class Deliverer:
             return True
         key = (row.workspace_id, row.connector_id)
         return await self._limiter.acquire(key, plan.connector.config.rate_limit_per_s)
+
+    def _connector_place(self, row: Delivery, plan: Plan) -> AbstractAsyncContextManager[None]:
+        """One of the connector's ``max_concurrency`` places (none needed when nothing
+        will be sent)."""
+        if plan.connector is None or plan.connector.config is None:
+            return nullcontext()
+        key = (row.workspace_id, row.connector_id)
+        return self._concurrency.hold(key, plan.connector.config.max_concurrency)
 
     async def _prepare(self, row: Delivery) -> Plan:
         ws = row.workspace_id
@@ -340,8 +351,10 @@ class Deliverer:
             await self._wait(idle.total_seconds())
             return
         busy = self._limiter.busy()
+        # A full connector frees a place when one of its sends ends, which wakes this.
+        waiting = [*busy, *self._concurrency.full()]
         async with self._sessions() as session:
-            next_due = await DeliveryRepository(session).next_due([*self._held], [*busy])
+            next_due = await DeliveryRepository(session).next_due([*self._held], waiting)
         now = self._clock.now()
         until = now + idle if next_due is None else min(now + idle, next_due)
         seconds = min([(until - now).total_seconds(), *busy.values()])
