@@ -2,7 +2,11 @@
 
 - ``timers.schedule.<workspace>``, ``Nats-Msg-Id: schedule:<timer_id>``: :class:`TimerSchedule`
 - ``timers.cancel.<workspace>``, ``Nats-Msg-Id: cancel:<timer_id>``: :class:`TimerCancel`
-- ``timers.fired.<workspace>``, ``Nats-Msg-Id: fired:<timer_id>``: :class:`TimerFired`
+- ``timers.fired.<workspace>``, ``Nats-Msg-Id: fired:<timer_id>``: :class:`TimerFired`, for
+  the runtime's kinds
+- ``timers.release.<workspace>``, ``Nats-Msg-Id: release:<timer_id>``: :class:`TimerFired`,
+  for the activator's kind (``quiet_hours``), so the runtime's consumer of
+  ``timers.fired.>`` never sees them
 
 Timer ids are unique for the life of a timer, so each message id names one command; the
 stream's duplicate window drops a repeat of any of them. Times are RFC 3339 with an offset.
@@ -19,10 +23,12 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 SCHEDULE = "schedule"
 CANCEL = "cancel"
 FIRED = "fired"
+RELEASE = "release"
 
 SCHEDULE_SUBJECTS = "timers.schedule.>"
 CANCEL_SUBJECTS = "timers.cancel.>"
 FIRED_SUBJECTS = "timers.fired.>"
+RELEASE_SUBJECTS = "timers.release.>"
 
 # A workspace id is one subject token: no dots, wildcards or whitespace.
 SubjectToken = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^.*>\s]+$")]
@@ -45,6 +51,11 @@ class TimerKind(StrEnum):
     STALE = "stale"
     JOURNEY = "journey_max"
     SCHEDULE_END = "schedule_end"  # a journey's schedule closes: everyone inside leaves
+    QUIET_HOURS = "quiet_hours"  # the activator's: a message held by quiet hours may go
+
+
+# Kinds announced on ``timers.release`` (for the activator), not ``timers.fired``.
+RELEASED_KINDS = frozenset({TimerKind.QUIET_HOURS})
 
 
 SCHEDULE_END_PROFILE = "*"  # a journey-wide timer concerns no one profile
@@ -62,6 +73,10 @@ def fired_subject(workspace_id: str) -> str:
     return f"timers.{FIRED}.{workspace_id}"
 
 
+def release_subject(workspace_id: str) -> str:
+    return f"timers.{RELEASE}.{workspace_id}"
+
+
 def schedule_msg_id(timer_id: str) -> str:
     return f"{SCHEDULE}:{timer_id}"
 
@@ -72,6 +87,10 @@ def cancel_msg_id(timer_id: str) -> str:
 
 def fired_msg_id(timer_id: str) -> str:
     return f"{FIRED}:{timer_id}"
+
+
+def release_msg_id(timer_id: str) -> str:
+    return f"{RELEASE}:{timer_id}"
 
 
 def subject_workspace(subject: str) -> str | None:
@@ -129,7 +148,8 @@ class TimerCancel(_Message):
 
 
 class TimerFired(_Message):
-    """A timer fell due; ``fired_at`` is the product clock's time when it was released."""
+    """A timer fell due; ``fired_at`` is the product clock's time when it was released.
+    The activator's kinds go out on ``timers.release``, the others on ``timers.fired``."""
 
     profile_id: Ident
     journey_id: Ident
@@ -144,8 +164,12 @@ class TimerFired(_Message):
 
     @property
     def subject(self) -> str:
+        if self.kind in RELEASED_KINDS:
+            return release_subject(self.workspace_id)
         return fired_subject(self.workspace_id)
 
     @property
     def msg_id(self) -> str:
+        if self.kind in RELEASED_KINDS:
+            return release_msg_id(self.timer_id)
         return fired_msg_id(self.timer_id)

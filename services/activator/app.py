@@ -1,5 +1,5 @@
-"""Activator app factory: clients, the feedback relay, the delivery loop and the intake
-consumer run in the lifespan (and stop in the reverse order)."""
+"""Activator app factory: clients, the outbox relay, the delivery loop and the intake and
+release consumers run in the lifespan (and stop in the reverse order)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import httpx
 from fastapi import FastAPI
 
 from services.activator import api, internal
-from services.activator.consumers import start_intake
+from services.activator.consumers import start_intake, start_releases
 from services.activator.delivery import Deliverer
 from services.activator.designer import Designer
+from services.activator.holds import Releases
 from services.activator.intake import Intake
 from services.activator.metrics import ActivatorMetrics
 from services.activator.models import Outbox
@@ -53,13 +54,19 @@ def _extension(settings: ActivatorSettings) -> Extension:
             )  # fmt: skip
             state.extras[DELIVERER] = deliverer
             await stack.enter_async_context(deliverer.running())
-            intake = Intake(
-                state.sessions, designer, state.clock, settings, metrics, deliverer.notify
-            )
-            consumer = await start_intake(
-                state.js, intake, settings, bus.ConsumerMetrics(state.registry)
-            )
-            stack.push_async_callback(consumer.stop)
+
+            def stored() -> None:
+                deliverer.notify()
+                relay.notify()  # quiet-hours timers to schedule
+
+            intake = Intake(state.sessions, designer, state.clock, settings, metrics, stored)
+            releases = Releases(state.sessions, state.clock, deliverer.notify)
+            consumer_metrics = bus.ConsumerMetrics(state.registry)
+            for consumer in (
+                await start_intake(state.js, intake, settings, consumer_metrics),
+                await start_releases(state.js, releases, settings, consumer_metrics),
+            ):
+                stack.push_async_callback(consumer.stop)
             yield
 
     return activator

@@ -1,6 +1,8 @@
-"""The activator's NATS handler: ``activations.requested``, each fetched batch decided and
-stored in one transaction. A request that does not fit the contract is poison (dead-lettered
-with the reason); a designer outage is not: the batch is retried with backoff."""
+"""The activator's NATS handlers: ``activations.requested``, each fetched batch decided and
+stored in one transaction, and ``timers.release`` (quiet-hours timers the scheduler
+released), each batch of held deliveries made due in one transaction. A message that does
+not fit its contract is poison (dead-lettered with the reason); a designer outage is not:
+the batch is retried with backoff."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
+from services.activator.holds import Releases
 from services.activator.intake import Intake
 from services.activator.schemas import ActivationRequested
 from services.activator.settings import ActivatorSettings
 from shared import bus
-from shared.topology import ACTIVATIONS
+from shared.timers import RELEASE_SUBJECTS, TimerFired, subject_workspace
+from shared.topology import ACTIVATIONS, TIMERS
 
 SUBJECT_PREFIX = "activations.requested."
 SUBJECTS = SUBJECT_PREFIX + ">"
@@ -48,6 +52,41 @@ async def start_intake(
 
     async def many(msgs: list[Msg]) -> None:
         await intake.take([parse(m) for m in msgs])
+
+    consumer = bus.Consumer(js, spec, one, metrics, batch_handler=many)
+    await consumer.start()
+    return consumer
+
+
+def parse_release(msg: Msg) -> TimerFired:
+    try:
+        fired = TimerFired.model_validate_json(msg.data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)[:3]
+        raise bus.Poison(f"not a released timer: {errors}") from exc
+    if subject_workspace(msg.subject) != fired.workspace_id:
+        raise bus.Poison(f"workspace {fired.workspace_id!r} is not that of {msg.subject}")
+    return fired
+
+
+async def start_releases(
+    js: JetStreamContext,
+    releases: Releases,
+    settings: ActivatorSettings,
+    metrics: bus.ConsumerMetrics,
+) -> bus.Consumer:
+    spec = bus.ConsumerSpec(
+        stream=TIMERS.name,
+        durable=settings.release_durable,
+        filter_subject=RELEASE_SUBJECTS,
+        batch=settings.intake_batch,
+    )
+
+    async def one(msg: Msg) -> None:
+        await releases.take([parse_release(msg)])
+
+    async def many(msgs: list[Msg]) -> None:
+        await releases.take([parse_release(m) for m in msgs])
 
     consumer = bus.Consumer(js, spec, one, metrics, batch_handler=many)
     await consumer.start()

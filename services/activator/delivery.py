@@ -10,8 +10,9 @@ pending and due.
 
 What is and is not guaranteed:
 - A delivery recorded ``sent`` is never sent again, and a transient failure is retried
-  with exponential backoff and jitter on the product's clock until it is sent or has used
-  ``max_attempts``; then it is ``failed`` with the last error.
+  with exponential backoff and jitter on the product's clock (in this loop) until it is
+  sent or has used ``max_attempts``; then it is ``failed`` with the last error. A retry
+  that would fall in quiet hours is ``held`` instead, and the scheduler releases it.
 - A crash (or a lost database connection) after a provider accepted a message but before
   the outcome was committed leaves the row pending, so it is sent again. Every send carries
   the activation id (``Idempotency-Key`` for HTTP providers, ``webhook-id`` for webhooks,
@@ -39,6 +40,7 @@ from services.activator import policy
 from services.activator.concurrency import ConcurrencyLimiter
 from services.activator.designer import Connector, Designer, DesignerUnavailable, Missing
 from services.activator.feedback import MESSAGE_FAILED, MESSAGE_SENT, feedback
+from services.activator.holds import hold_timer
 from services.activator.metrics import ActivatorMetrics
 from services.activator.models import Delivery, Status
 from services.activator.ratelimit import RateLimiter
@@ -283,7 +285,7 @@ class Deliverer:
         self._relay.notify()
         if outcome.attempted:
             self._metrics.attempts.labels(row.channel, outcome.result).inc()
-        if status is not Status.PENDING:
+        if status in (Status.SENT, Status.FAILED, Status.HELD):
             self._metrics.deliveries.labels(row.channel, status.value).inc()
 
     async def _send(self, row: Delivery, plan: Plan) -> Outcome:
@@ -316,25 +318,36 @@ class Deliverer:
             await repo.put_feedback(feedback(row, MESSAGE_SENT, now, partitions))
             return Status.SENT
         if outcome.transient and row.attempts + 1 < self._settings.max_attempts:
-            retry_at = self._retry_at(row, plan.rules, outcome, now)
-            repo.record_retry(row, outcome.error, retry_at, now)
-            return Status.PENDING
+            retry_at = self._retry_at(row, outcome, now)
+            release_at = self._release_at(row, plan.rules, retry_at)
+            if release_at == retry_at:
+                repo.record_retry(row, outcome.error, retry_at, now)
+                return Status.PENDING
+            # The retry would fall in quiet hours: held until the scheduler releases it.
+            repo.record_held(row, outcome.error, release_at, now)
+            await repo.put_timer(
+                hold_timer(
+                    row.activation_id, row.workspace_id, row.profile_id, row.journey_id,
+                    row.attempts, release_at,
+                )
+            )  # fmt: skip
+            return Status.HELD
         repo.record_failed(row, outcome.error, now, attempted=outcome.attempted)
         await repo.put_feedback(feedback(row, MESSAGE_FAILED, now, partitions, outcome.error))
         return Status.FAILED
 
-    def _retry_at(
-        self, row: Delivery, rules: WorkspaceRules, outcome: Outcome, now: datetime
-    ) -> datetime:
+    def _retry_at(self, row: Delivery, outcome: Outcome, now: datetime) -> datetime:
         s = self._settings
         wait = policy.backoff(
             row.attempts + 1, s.retry_base_s, s.retry_max_s, self._jitter(), outcome.retry_after_s
         )
-        # A retry must not land in quiet hours either.
+        return now + wait
+
+    def _release_at(self, row: Delivery, rules: WorkspaceRules, retry_at: datetime) -> datetime:
+        """``retry_at``, or when quiet hours let the retry go out: it must not land in them."""
         tz = policy.profile_zone(row.request.get("context") or {}, rules)
-        return policy.release_at(
-            now + wait, rules.quiet_hours, tz, row.activation_id, s.quiet_hours_spread_s
-        )
+        spread_s = self._settings.quiet_hours_spread_s
+        return policy.release_at(retry_at, rules.quiet_hours, tz, row.activation_id, spread_s)
 
     # Sleeping ---------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """Intake: each batch of requested activations is decided and stored in one transaction.
 
 Everything that can be decided on arrival is: a request without consent or recipient, or
-over a frequency cap, is skipped with its reason (final); the rest wait as ``pending``
-until now, or until quiet hours end in the profile's timezone. A request whose activation
-id is already stored (redelivered by NATS, or published twice) changes nothing.
+over a frequency cap, is skipped with its reason (final); the rest are ``pending`` and due
+now, or, inside quiet hours in the profile's timezone, ``held`` with a scheduler timer that
+releases them when the window opens (see ``holds``). A request whose activation id is
+already stored (redelivered by NATS, or published twice) changes nothing.
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.activator import policy
 from services.activator.designer import Designer
+from services.activator.holds import hold_timer
 from services.activator.metrics import ActivatorMetrics
 from services.activator.models import SkipReason, Status
-from services.activator.repository import DeliveryRepository, budget_name
+from services.activator.repository import HELD, DeliveryRepository, budget_name
 from services.activator.schemas import ActivationRequested, WorkspaceRules
 from services.activator.settings import ActivatorSettings
 from shared import db
 from shared.clock import Clock
+from shared.timers import TimerSchedule
 
 
 class Intake:
@@ -57,7 +60,10 @@ class Intake:
             for workspace_id, group in by_workspace.items():
                 fresh = [r for r in group if r.activation_id not in known]
                 rows += await self._decide(repo, fresh, rules[workspace_id], now)
-            await repo.add(rows)
+            stored = await repo.add(rows)
+            for row in rows:
+                if row["status"] == HELD and row["activation_id"] in stored:
+                    await repo.put_timer(_timer(row))
         for row in rows:
             self._metrics.deliveries.labels(row["channel"], row["status"]).inc()
         self._on_stored()
@@ -112,13 +118,12 @@ class Intake:
         reason: SkipReason | None,
         now: datetime,
     ) -> dict[str, Any]:
+        due: datetime | None = None
+        status = Status.SKIPPED
         if reason is None:
             tz = policy.profile_zone(r.context, rules)
-            due: datetime | None = policy.release_at(
-                now, rules.quiet_hours, tz, r.activation_id, self._spread_s
-            )
-        else:
-            due = None
+            due = policy.release_at(now, rules.quiet_hours, tz, r.activation_id, self._spread_s)
+            status = Status.HELD if due > now else Status.PENDING
         return {
             "activation_id": r.activation_id,
             "workspace_id": r.workspace_id,
@@ -131,13 +136,20 @@ class Intake:
             "template_id": r.template_id,
             "recipient": policy.recipient_for(r),
             "request": r.model_dump(mode="json"),
-            "status": (Status.PENDING if reason is None else Status.SKIPPED).value,
+            "status": status.value,
             "reason": None if reason is None else reason.value,
             "attempts": 0,
             "next_attempt_at": due,
             "created_at": now,
             "updated_at": now,
         }
+
+
+def _timer(row: dict[str, Any]) -> TimerSchedule:
+    return hold_timer(
+        row["activation_id"], row["workspace_id"], row["profile_id"], row["journey_id"],
+        row["attempts"], row["next_attempt_at"],
+    )  # fmt: skip
 
 
 def _first_of_each(requests: Iterable[ActivationRequested]) -> list[ActivationRequested]:

@@ -1,4 +1,5 @@
-"""Tables of the ``activator`` schema: one row per activation, and the feedback outbox."""
+"""Tables of the ``activator`` schema: one row per activation, and the outbox (feedback
+events and quiet-hours timers)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ Outbox = outbox_table(Base.metadata)
 
 class Status(StrEnum):
     PENDING = "pending"
+    HELD = "held"  # by quiet hours, until the scheduler releases it
     SENT = "sent"
     SKIPPED = "skipped"
     FAILED = "failed"
@@ -41,12 +43,15 @@ class Delivery(Base):
     """One requested activation, from its decision to its final status.
 
     The activation id is the key: a request seen again finds its row and changes nothing.
-    Times are on the product's clock.
+    Times are on the product's clock. A ``held`` delivery waits for its quiet-hours timer
+    (``next_attempt_at`` says when it falls due); the release makes it ``pending`` and due.
     """
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'sent', 'skipped', 'failed')", name="status"),
+        CheckConstraint(
+            "status IN ('pending', 'held', 'sent', 'skipped', 'failed')", name="status"
+        ),
         Index("ix_deliveries_listing", "workspace_id", "created_at", "activation_id"),
         Index("ix_deliveries_journey", "workspace_id", "journey_id", "status"),
         Index("ix_deliveries_caps", "workspace_id", "profile_id", "channel", "status"),

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    CursorResult,
     Select,
     String,
     all_,
@@ -21,6 +22,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,8 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.activator.feedback import Feedback
 from services.activator.models import Delivery, Outbox, Status
 from services.activator.ratelimit import ConnectorKey
+from shared.timers import TimerSchedule
 
 PENDING = Status.PENDING.value
+HELD = Status.HELD.value
 SENT = Status.SENT.value
 FAILED = Status.FAILED.value
 
@@ -74,7 +78,7 @@ class DeliveryRepository:
         self, workspace_id: str, channel: str, profile_ids: Sequence[str], since: datetime
     ) -> dict[str, int]:
         """Per profile: messages on ``channel`` sent after ``since``, plus those still
-        pending (admitted and on their way, so they hold a place in the cap already)."""
+        pending or held (admitted and on their way, so they hold a place in the cap already)."""
         ids = _ids("profiles", profile_ids)
         stmt = (
             select(Delivery.profile_id, func.count())
@@ -83,7 +87,7 @@ class DeliveryRepository:
                 Delivery.channel == channel,
                 Delivery.profile_id == any_(ids),
                 or_(
-                    Delivery.status == PENDING,
+                    Delivery.status.in_([PENDING, HELD]),
                     (Delivery.status == SENT) & (Delivery.sent_at > since),
                 ),
             )
@@ -91,13 +95,41 @@ class DeliveryRepository:
         )
         return {profile: int(n) for profile, n in (await self.session.execute(stmt)).all()}
 
-    async def add(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Store new deliveries; an id stored meanwhile by another replica is left alone."""
-        if rows:
-            stmt = pg_insert(Delivery).on_conflict_do_nothing(
-                index_elements=[Delivery.activation_id]
+    async def add(self, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+        """Store new deliveries; an id stored meanwhile by another replica is left alone.
+        The ids this call stored."""
+        if not rows:
+            return set()
+        stmt = (
+            pg_insert(Delivery)
+            .on_conflict_do_nothing(index_elements=[Delivery.activation_id])
+            .returning(Delivery.activation_id)
+        )
+        return set(await self.session.scalars(stmt, list(rows)))
+
+    async def put_timer(self, timer: TimerSchedule) -> None:
+        """Ask the scheduler for ``timer`` once this transaction commits."""
+        await self.session.execute(
+            insert(Outbox).values(
+                subject=timer.subject, msg_id=timer.msg_id, payload=timer.model_dump(mode="json")
             )
-            await self.session.execute(stmt, list(rows))
+        )
+
+    async def release(self, holds: Sequence[tuple[str, int]], now: datetime) -> int:
+        """Make due now each delivery still held by the hold ``(activation_id, attempts)``
+        names; a release of an older hold of the same delivery changes nothing."""
+        if not holds:
+            return 0
+        result = await self.session.execute(
+            update(Delivery)
+            .where(
+                Delivery.status == HELD,
+                tuple_(Delivery.activation_id, Delivery.attempts).in_(list(holds)),
+            )
+            .values(status=PENDING, next_attempt_at=now, updated_at=now)
+        )
+        assert isinstance(result, CursorResult)
+        return int(result.rowcount)
 
     # Delivery loop ----------------------------------------------------------------------
 
@@ -145,6 +177,11 @@ class DeliveryRepository:
         row.last_error = error
         row.next_attempt_at = at
         row.updated_at = now
+
+    def record_held(self, row: Delivery, error: str, at: datetime, now: datetime) -> None:
+        """A failed attempt whose retry falls in quiet hours: held until ``at``."""
+        self.record_retry(row, error, at, now)
+        row.status = HELD
 
     def record_failed(self, row: Delivery, error: str, now: datetime, *, attempted: bool) -> None:
         row.status = FAILED

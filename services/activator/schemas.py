@@ -69,7 +69,7 @@ class WorkspaceRules(BaseModel):
         return [cap for cap in self.frequency_caps if cap.channel == channel]
 
 
-StatusName = Literal["pending", "sent", "skipped", "failed"]
+StatusName = Literal["pending", "held", "sent", "skipped", "failed"]
 
 
 class DeliveryOut(BaseModel):
@@ -87,7 +87,10 @@ class DeliveryOut(BaseModel):
         description="skipped: no_consent, no_recipient or frequency_cap; failed: the last error."
     )
     created_at: datetime
-    next_attempt_at: datetime | None = Field(description="While pending: when it is tried next.")
+    next_attempt_at: datetime | None = Field(
+        description="While pending: when it is tried next; while held by quiet hours: when "
+        "it is released."
+    )
 
 
 class DeliveryPage(BaseModel):
@@ -100,3 +103,4 @@ class ActivationCounts(BaseModel):
     skipped: int = 0
     failed: int = 0
     pending: int = 0
+    held: int = 0

@@ -30,6 +30,11 @@ class ActivatorSettings(ConnectorSettings):
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="Durable consumer of activations.requested shared by every replica.",
     )
+    release_durable: str = Field(
+        default="activator-release",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Durable consumer of timers.release (quiet-hours releases).",
+    )
     intake_batch: int = Field(
         default=200, ge=1, le=5000, description="Requests decided per transaction."
     )
@@ -74,8 +79,8 @@ class ActivatorSettings(ConnectorSettings):
     quiet_hours_spread_s: float = Field(
         default=600.0,
         ge=0,
-        description="Messages held by quiet hours go out spread over this long after the "
-        "window opens.",
+        description="Messages held by quiet hours are released spread over this long after "
+        "the window opens.",
     )
     tracking_secret: SecretStr | None = Field(
         default=None,

@@ -1,5 +1,6 @@
-"""The release loop: claim due timers in batches, announce each as ``timers.fired``, mark
-them fired, commit.
+"""The release loop: claim due timers in batches, announce each as ``timers.fired`` (the
+activator's quiet-hours timers as ``timers.release``, see ``TimerFired.subject``), mark them
+fired, commit.
 
 Publishing happens inside the claiming transaction, before its commit. A crash in between
 leaves the timers pending, so they are published again later with the same

@@ -418,8 +418,8 @@ async def test_a_frequency_cap_skips_what_exceeds_it(
     assert len(provider.requests) == 2
 
 
-async def test_quiet_hours_hold_a_message_until_the_window_opens(
-    activator: str, workspace: Workspace, nc: NATS, provider: Provider
+async def test_quiet_hours_hold_a_message_with_a_scheduler_timer(
+    activator: str, workspace: Workspace, nc: NATS, provider: Provider, stack: Stack
 ) -> None:
     tokyo = ZoneInfo("Asia/Tokyo")
     local = datetime.now(UTC).astimezone(tokyo)
@@ -440,11 +440,21 @@ async def test_quiet_hours_hold_a_message_until_the_window_opens(
         held = await eventually(stored, "the held delivery")
     opening = policy.window_opening(datetime.now(UTC), quiet, tokyo)
     assert opening is not None
-    assert (held["status"], held["attempts"]) == ("pending", 0)
+    assert (held["status"], held["attempts"]) == ("held", 0)
     due = datetime.fromisoformat(held["next_attempt_at"])
     assert due == opening + policy.spread_offset(aid, SPREAD_S)
     assert opening <= due < opening + timedelta(seconds=SPREAD_S)
     assert provider.requests == []
+
+    # The release is the scheduler's: a quiet-hours timer due then, for this workspace.
+    async with httpx.AsyncClient(base_url=stack.service_urls["scheduler"]) as scheduler:
+
+        async def timer() -> dict[str, Any] | None:
+            r = await scheduler.get("/internal/timers/stats", params={"workspace_id": workspace.id})
+            return r.json() if r.json()["pending"] == 1 else None
+
+        stats = await eventually(timer, "the quiet-hours timer at the scheduler")
+    assert datetime.fromisoformat(stats["next_due_at"]) == due
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -503,11 +513,11 @@ async def test_deliveries_are_filtered_paged_counted_and_kept_per_workspace(
     async with httpx.AsyncClient(base_url=activator) as own:
         path = f"/internal/workspaces/{ws}/journeys/j-welcome/activations"
         counts = (await own.get(path)).json()
-        assert counts == {"sent": 1, "skipped": 1, "failed": 0, "pending": 0}
+        assert counts == {"sent": 1, "skipped": 1, "failed": 0, "pending": 0, "held": 0}
         assert (await own.get(path, params={"version": 2})).json()["skipped"] == 0
         elsewhere = f"/internal/workspaces/{stranger.id}/journeys/j-welcome/activations"
         assert (await own.get(elsewhere)).json() == {"sent": 0, "skipped": 0, "failed": 0,
-                                                     "pending": 0}  # fmt: skip
+                                                     "pending": 0, "held": 0}  # fmt: skip
 
 
 async def test_a_key_limited_to_folders_lists_by_journey(workspace: Workspace) -> None:

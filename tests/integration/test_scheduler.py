@@ -40,6 +40,7 @@ from shared.timers import (
     TimerKind,
     TimerSchedule,
     fired_subject,
+    release_subject,
     schedule_subject,
 )
 from shared.topology import DEADLETTER, TIMERS, dead_letter_subject
@@ -105,9 +106,10 @@ async def send(js: JetStreamContext, commands: Sequence[Command]) -> None:
     await asyncio.wait_for(asyncio.gather(*acks), timeout=60)
 
 
-async def fired(js: JetStreamContext, ws: str) -> list[TimerFired]:
-    """Every ``timers.fired`` message of ``ws`` on the stream, in stream order."""
-    subject = fired_subject(ws)
+async def fired(js: JetStreamContext, ws: str, subject: str | None = None) -> list[TimerFired]:
+    """Every ``timers.fired`` message of ``ws`` (or those on ``subject``) on the stream, in
+    stream order."""
+    subject = subject or fired_subject(ws)
     info = await js.stream_info(TIMERS.name, subjects_filter=subject)
     total = (info.state.subjects or {}).get(subject, 0)
     if not total:
@@ -167,6 +169,27 @@ async def test_scheduled_timer_fires_once_at_its_due_time(
         (message,) = await all_fired(js, ws, 1)
     assert message.fired_at >= command.due_at
     assert message.model_dump(exclude={"fired_at"}) == command.model_dump()
+
+
+async def test_quiet_hours_timers_are_released_for_the_activator_not_fired(
+    servers: Servers, js: JetStreamContext, ws: str
+) -> None:
+    wait = timer(ws, soon(0.2), "w")
+    quiet = timer(ws, soon(0.2), "q").model_copy(
+        update={"kind": TimerKind.QUIET_HOURS, "payload": {"attempts": 0}}
+    )
+    async with scheduler(servers):
+        await send(js, [wait, quiet])
+        (released,) = await eventually(
+            lambda: fired(js, ws, release_subject(ws)), "the quiet-hours release"
+        )
+        (fired_wait,) = await all_fired(js, ws, 1)
+    assert (released.timer_id, released.kind, released.payload) == (
+        quiet.timer_id, TimerKind.QUIET_HOURS, {"attempts": 0}
+    )  # fmt: skip
+    assert fired_wait.timer_id == wait.timer_id
+    last = await js.get_last_msg(TIMERS.name, release_subject(ws))
+    assert (last.headers or {})[bus.MSG_ID] == f"release:{quiet.timer_id}"
 
 
 async def test_duplicate_schedules_fire_one_message(

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from shared.timers import (
     CANCEL_SUBJECTS,
     FIRED_SUBJECTS,
+    RELEASE_SUBJECTS,
     SCHEDULE_SUBJECTS,
     TimerCancel,
     TimerFired,
@@ -67,8 +68,8 @@ def test_schedule_rejects_bad_fields(field: str, value: object) -> None:
         TimerSchedule.model_validate(schedule_body(**{field: value}))
 
 
-def test_every_kind_the_engine_uses_is_accepted() -> None:
-    kinds = {"wait", "branch_timeout", "stale", "journey_max", "schedule_end"}
+def test_every_kind_the_engine_and_the_activator_use_is_accepted() -> None:
+    kinds = {"wait", "branch_timeout", "stale", "journey_max", "schedule_end", "quiet_hours"}
     assert {k.value for k in TimerKind} == kinds
     for kind in kinds:
         assert TimerSchedule.model_validate(schedule_body(kind=kind)).kind == kind
@@ -81,9 +82,17 @@ def test_subjects_and_message_ids() -> None:
     assert (cancel.subject, cancel.msg_id) == ("timers.cancel.ws1", f"cancel:{TIMER_ID}")
     fired = fired_from(schedule)
     assert (fired.subject, fired.msg_id) == ("timers.fired.ws1", f"fired:{TIMER_ID}")
-    assert [SCHEDULE_SUBJECTS, CANCEL_SUBJECTS, FIRED_SUBJECTS] == [
-        "timers.schedule.>", "timers.cancel.>", "timers.fired.>"
+    assert [SCHEDULE_SUBJECTS, CANCEL_SUBJECTS, FIRED_SUBJECTS, RELEASE_SUBJECTS] == [
+        "timers.schedule.>", "timers.cancel.>", "timers.fired.>", "timers.release.>"
     ]  # fmt: skip
+
+
+def test_quiet_hours_timers_are_released_apart_from_the_runtimes() -> None:
+    quiet = TimerSchedule.model_validate(schedule_body(kind="quiet_hours"))
+    assert (quiet.subject, quiet.msg_id) == ("timers.schedule.ws1", f"schedule:{TIMER_ID}")
+    released = fired_from(quiet)
+    assert (released.subject, released.msg_id) == ("timers.release.ws1", f"release:{TIMER_ID}")
+    assert subject_workspace(released.subject) == "ws1"
 
 
 @pytest.mark.parametrize(
