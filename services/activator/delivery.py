@@ -325,12 +325,11 @@ class Deliverer:
                 return Status.PENDING
             # The retry would fall in quiet hours: held until the scheduler releases it.
             repo.record_held(row, outcome.error, release_at, now)
-            await repo.put_timer(
-                hold_timer(
-                    row.activation_id, row.workspace_id, row.profile_id, row.journey_id,
-                    row.attempts, release_at,
-                )
+            timer = hold_timer(
+                row.activation_id, row.workspace_id, row.profile_id, row.journey_id,
+                row.attempts, release_at,
             )  # fmt: skip
+            await repo.put_timers([timer])
             return Status.HELD
         repo.record_failed(row, outcome.error, now, attempted=outcome.attempted)
         await repo.put_feedback(feedback(row, MESSAGE_FAILED, now, partitions, outcome.error))

@@ -61,9 +61,8 @@ class Intake:
                 fresh = [r for r in group if r.activation_id not in known]
                 rows += await self._decide(repo, fresh, rules[workspace_id], now)
             stored = await repo.add(rows)
-            for row in rows:
-                if row["status"] == HELD and row["activation_id"] in stored:
-                    await repo.put_timer(_timer(row))
+            held = [r for r in rows if r["status"] == HELD and r["activation_id"] in stored]
+            await repo.put_timers([_timer(row) for row in held])
         for row in rows:
             self._metrics.deliveries.labels(row["channel"], row["status"]).inc()
         self._on_stored()

@@ -107,13 +107,14 @@ class DeliveryRepository:
         )
         return set(await self.session.scalars(stmt, list(rows)))
 
-    async def put_timer(self, timer: TimerSchedule) -> None:
-        """Ask the scheduler for ``timer`` once this transaction commits."""
-        await self.session.execute(
-            insert(Outbox).values(
-                subject=timer.subject, msg_id=timer.msg_id, payload=timer.model_dump(mode="json")
-            )
-        )
+    async def put_timers(self, timers: Sequence[TimerSchedule]) -> None:
+        """Ask the scheduler for ``timers`` once this transaction commits."""
+        rows = [
+            {"subject": t.subject, "msg_id": t.msg_id, "payload": t.model_dump(mode="json")}
+            for t in timers
+        ]
+        if rows:
+            await self.session.execute(insert(Outbox), rows)
 
     async def release(self, holds: Sequence[tuple[str, int]], now: datetime) -> int:
         """Make due now each delivery still held by the hold ``(activation_id, attempts)``
