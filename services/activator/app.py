@@ -1,5 +1,5 @@
-"""Activator app factory: clients, the outbox relay, the delivery loop and the intake and
-release consumers run in the lifespan (and stop in the reverse order)."""
+"""Activator app factory: clients, the outbox relay, the delivery loop and the intake,
+release and erasure consumers run in the lifespan (and stop in the reverse order)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import httpx
 from fastapi import FastAPI
 
 from services.activator import api, internal
-from services.activator.consumers import start_intake, start_releases
+from services.activator.consumers import start_erasures, start_intake, start_releases
 from services.activator.delivery import Deliverer
 from services.activator.designer import Designer
+from services.activator.erasures import Erasures
 from services.activator.holds import Releases
 from services.activator.intake import Intake
 from services.activator.metrics import ActivatorMetrics
@@ -65,6 +66,9 @@ def _extension(settings: ActivatorSettings) -> Extension:
             for consumer in (
                 await start_intake(state.js, intake, settings, consumer_metrics),
                 await start_releases(state.js, releases, settings, consumer_metrics),
+                await start_erasures(
+                    state.js, Erasures(state.sessions, state.clock), settings, consumer_metrics
+                ),
             ):
                 stack.push_async_callback(consumer.stop)
             yield

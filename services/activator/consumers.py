@@ -1,6 +1,7 @@
 """The activator's NATS handlers: ``activations.requested``, each fetched batch decided and
-stored in one transaction, and ``timers.release`` (quiet-hours timers the scheduler
-released), each batch of held deliveries made due in one transaction. A message that does
+stored in one transaction; ``timers.release`` (quiet-hours timers the scheduler
+released), each batch of held deliveries made due in one transaction; and
+``activations.erase`` (deleted profiles). A message that does
 not fit its contract is poison (dead-lettered with the reason); a designer outage is not:
 the batch is retried with backoff."""
 
@@ -10,11 +11,12 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
+from services.activator.erasures import Erasures
 from services.activator.holds import Releases
 from services.activator.intake import Intake
 from services.activator.schemas import ActivationRequested
 from services.activator.settings import ActivatorSettings
-from shared import bus
+from shared import bus, erasure
 from shared.timers import RELEASE_SUBJECTS, TimerFired, subject_workspace
 from shared.topology import ACTIVATIONS, TIMERS
 
@@ -87,6 +89,41 @@ async def start_releases(
 
     async def many(msgs: list[Msg]) -> None:
         await releases.take([parse_release(m) for m in msgs])
+
+    consumer = bus.Consumer(js, spec, one, metrics, batch_handler=many)
+    await consumer.start()
+    return consumer
+
+
+def parse_erasure(msg: Msg) -> erasure.ProfileErased:
+    try:
+        erased = erasure.ProfileErased.model_validate_json(msg.data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)[:3]
+        raise bus.Poison(f"not a profile erasure: {errors}") from exc
+    if msg.subject != erased.subject:
+        raise bus.Poison(f"workspace {erased.workspace_id!r} is not that of {msg.subject}")
+    return erased
+
+
+async def start_erasures(
+    js: JetStreamContext,
+    erasures: Erasures,
+    settings: ActivatorSettings,
+    metrics: bus.ConsumerMetrics,
+) -> bus.Consumer:
+    spec = bus.ConsumerSpec(
+        stream=ACTIVATIONS.name,
+        durable=settings.erase_durable,
+        filter_subject=erasure.SUBJECTS,
+        batch=settings.intake_batch,
+    )
+
+    async def one(msg: Msg) -> None:
+        await erasures.take([parse_erasure(msg)])
+
+    async def many(msgs: list[Msg]) -> None:
+        await erasures.take([parse_erasure(m) for m in msgs])
 
     consumer = bus.Consumer(js, spec, one, metrics, batch_handler=many)
     await consumer.start()

@@ -80,7 +80,9 @@ class Intake:
         rules: WorkspaceRules,
         now: datetime,
     ) -> list[dict[str, Any]]:
+        erased = await self._erased(repo, requests)
         refused = {r.activation_id: why for r in requests if (why := policy.refusal(r, rules))}
+        refused |= dict.fromkeys(erased, SkipReason.PROFILE_ERASED)
         admissible = [r for r in requests if r.activation_id not in refused]
         capped = await self._over_caps(repo, admissible, rules, now)
         rows = []
@@ -90,6 +92,21 @@ class Intake:
                 reason = SkipReason.FREQUENCY_CAP
             rows.append(self._row(r, rules, reason, now))
         return rows
+
+    async def _erased(
+        self, repo: DeliveryRepository, requests: Sequence[ActivationRequested]
+    ) -> set[str]:
+        """The requests made for a profile before it was erased (or that do not say when
+        they were made, for a profile that was)."""
+        if not requests:
+            return set()
+        erased = await repo.erased(requests[0].workspace_id, (r.profile_id for r in requests))
+        return {
+            r.activation_id
+            for r in requests
+            if r.profile_id in erased
+            and (r.requested_at is None or r.requested_at <= erased[r.profile_id])
+        }
 
     async def _over_caps(
         self,
@@ -123,6 +140,7 @@ class Intake:
             tz = policy.profile_zone(r.context, rules)
             due = policy.release_at(now, rules.quiet_hours, tz, r.activation_id, self._spread_s)
             status = Status.HELD if due > now else Status.PENDING
+        erased = reason is SkipReason.PROFILE_ERASED
         return {
             "activation_id": r.activation_id,
             "workspace_id": r.workspace_id,
@@ -133,8 +151,8 @@ class Intake:
             "channel": r.channel,
             "connector_id": r.connector_id,
             "template_id": r.template_id,
-            "recipient": policy.recipient_for(r),
-            "request": r.model_dump(mode="json"),
+            "recipient": None if erased else policy.recipient_for(r),
+            "request": {} if erased else r.model_dump(mode="json"),
             "status": status.value,
             "reason": None if reason is None else reason.value,
             "attempts": 0,

@@ -34,6 +34,7 @@ class SkipReason(StrEnum):
     NO_CONSENT = "no_consent"
     NO_RECIPIENT = "no_recipient"
     FREQUENCY_CAP = "frequency_cap"
+    PROFILE_ERASED = "profile_erased"
 
 
 TS = DateTime(timezone=True)
@@ -81,3 +82,13 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(TS)
     sent_at: Mapped[datetime | None] = mapped_column(TS)
     updated_at: Mapped[datetime] = mapped_column(TS)
+
+
+class Erasure(Base):
+    """A deleted profile: requests for it made before ``erased_at`` are skipped."""
+
+    __tablename__ = "erasures"
+
+    workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    profile_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(TS)

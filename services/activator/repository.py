@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.activator.feedback import Feedback
-from services.activator.models import Delivery, Outbox, Status
+from services.activator.models import Delivery, Erasure, Outbox, SkipReason, Status
 from services.activator.ratelimit import ConnectorKey
 from shared.timers import TimerSchedule
 
@@ -36,6 +36,7 @@ PENDING = Status.PENDING.value
 HELD = Status.HELD.value
 SENT = Status.SENT.value
 FAILED = Status.FAILED.value
+SKIPPED = Status.SKIPPED.value
 
 _IDS = ARRAY(String)
 
@@ -131,6 +132,46 @@ class DeliveryRepository:
         )
         assert isinstance(result, CursorResult)
         return int(result.rowcount)
+
+    # Erasure ----------------------------------------------------------------------------
+
+    async def erase(self, workspace_id: str, profile_id: str, erased_at: datetime,
+                    now: datetime) -> int:  # fmt: skip
+        """Remember the erasure; deliveries not gone out are skipped, and every delivery of
+        the profile loses its recipient and request (which carry the profile's data).
+        How many deliveries were skipped."""
+        stmt = pg_insert(Erasure).values(
+            workspace_id=workspace_id, profile_id=profile_id, erased_at=erased_at
+        )
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Erasure.workspace_id, Erasure.profile_id],
+                set_={"erased_at": func.greatest(Erasure.erased_at, stmt.excluded.erased_at)},
+            )
+        )
+        mine = (Delivery.workspace_id == workspace_id, Delivery.profile_id == profile_id)
+        waiting = Delivery.status.in_((PENDING, HELD))
+        skipped = await self.session.execute(
+            update(Delivery)
+            .where(*mine, waiting)
+            .values(status=SKIPPED, reason=SkipReason.PROFILE_ERASED.value,
+                    next_attempt_at=None, updated_at=now)
+        )  # fmt: skip
+        await self.session.execute(
+            update(Delivery).where(*mine).values(recipient=None, request={}, updated_at=now)
+        )
+        assert isinstance(skipped, CursorResult)
+        return int(skipped.rowcount)
+
+    async def erased(self, workspace_id: str, profile_ids: Iterable[str]) -> dict[str, datetime]:
+        """When each of these profiles was last erased, for those that were."""
+        rows = await self.session.execute(
+            select(Erasure.profile_id, Erasure.erased_at).where(
+                Erasure.workspace_id == workspace_id,
+                Erasure.profile_id == any_(_ids("ids", sorted(set(profile_ids)))),
+            )
+        )
+        return {profile: at for profile, at in rows.all()}
 
     # Delivery loop ----------------------------------------------------------------------
 

@@ -35,6 +35,11 @@ class ActivatorSettings(ConnectorSettings):
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="Durable consumer of timers.release (quiet-hours releases).",
     )
+    erase_durable: str = Field(
+        default="activator-erase",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Durable consumer of activations.erase (deleted profiles).",
+    )
     intake_batch: int = Field(
         default=200, ge=1, le=5000, description="Requests decided per transaction."
     )

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import httpx
 import nats.errors
 import nats.js.errors
@@ -23,7 +24,7 @@ from services.activator import policy
 from services.activator.app import create_app
 from services.activator.schemas import QuietHours
 from services.activator.settings import ActivatorSettings
-from shared import bus
+from shared import bus, db
 from shared.events import subject_for
 from shared.topology import ACTIVATIONS
 from tests.helpers import eventually, serving
@@ -529,3 +530,47 @@ async def test_a_key_limited_to_folders_lists_by_journey(workspace: Workspace) -
         r = await c.get("/v1/deliveries")
     assert r.status_code == 403
     assert r.headers["content-type"] == "application/problem+json"
+
+
+async def test_deleting_a_profile_erases_its_messages_even_those_still_on_their_way(
+    activator: str, workspace: Workspace, nc: NATS, provider: Provider, stack: Stack
+) -> None:
+    tokyo = ZoneInfo("Asia/Tokyo")
+    local = datetime.now(UTC).astimezone(tokyo)
+    quiet = QuietHours(
+        start=(local - timedelta(hours=1)).strftime("%H:%M"),
+        end=(local + timedelta(hours=2)).strftime("%H:%M"),
+    )
+    profile = f"gone-{uuid.uuid4().hex[:6]}"
+    context = {"profile": {"first_name": "Ada", "timezone": "Asia/Tokyo"}}
+    async with workspace.client() as c:
+        await put_settings(c, quiet_hours=quiet.model_dump())
+        route = await sms_route(c, provider)
+        held = request(workspace.id, route, profile=profile, context=context)
+        await publish(nc, held)
+        await settled(c, held["activation_id"], "held")
+        # The profile exists in the runtime; deleting it there erases it here.
+        assert (await c.post("/v1/events", json={"profile_id": profile, "name": "x"})).is_success
+
+        async def known() -> bool:
+            return (await c.get(f"/v1/profiles/{profile}")).status_code == 200
+
+        await eventually(known, "the profile to exist")
+        late = request(workspace.id, route, profile=profile, context=context)  # made before
+        assert (await c.delete(f"/v1/profiles/{profile}")).status_code == 204
+        erased = await settled(c, held["activation_id"], "skipped")
+        assert erased["reason"] == "profile_erased"
+        # A request made before the deletion that arrives after it is skipped on arrival.
+        await publish(nc, late)
+        skipped = await settled(c, late["activation_id"], "skipped")
+        assert skipped["reason"] == "profile_erased"
+    assert provider.requests == []
+    conn = await asyncpg.connect(db.asyncpg_dsn(stack.servers.database_url))
+    try:
+        kept = await conn.fetch(
+            "SELECT recipient, request FROM activator.deliveries WHERE activation_id = ANY($1)",
+            [held["activation_id"], late["activation_id"]],
+        )
+    finally:
+        await conn.close()
+    assert [(r["recipient"], r["request"]) for r in kept] == [(None, "{}"), (None, "{}")]
