@@ -382,7 +382,8 @@ async def test_kill_9_while_releasing_then_restart_fires_each_timer_once(
     count = 20_000
     commands = [timer(ws, soon(6), f"n{i:05d}") for i in range(count)]
     log = tmp_path / "scheduler.log"
-    with scheduler_process(servers, log, WAYPOST_CLAIM_BATCH="500") as first:
+    # Small claims keep the release going for seconds, so the kill lands in the middle of it.
+    with scheduler_process(servers, log, WAYPOST_CLAIM_BATCH="100") as first:
         await send(js, commands)
 
         async def stored() -> bool:
