@@ -9,6 +9,7 @@ requested after it was saved.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class Designer:
         self._cache_s = cache_s
         self._clock = clock
         self._cache: dict[str, tuple[float, Any]] = {}
+        self._loading: dict[str, asyncio.Task[Any]] = {}
 
     async def rules(self, workspace_id: str) -> WorkspaceRules:
         data = await self._get(f"/internal/workspaces/{workspace_id}/settings", "workspace")
@@ -103,15 +105,28 @@ class Designer:
         )
 
     async def _cached(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        """A fresh cached answer, or the one lookup of ``key`` under way: a wave of
+        deliveries on a cold or expired entry asks the designer once, not once each."""
         now = self._clock()
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             found: T = hit[1]
             return found
-        value = await fetch()
-        if self._cache_s > 0:
-            self._remember(key, value, now)
-        return value
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.create_task(self._load(key, fetch, now))
+            self._loading[key] = task
+        loaded: T = await asyncio.shield(task)
+        return loaded
+
+    async def _load(self, key: str, fetch: Callable[[], Awaitable[T]], started: float) -> T:
+        try:
+            value = await fetch()
+            if self._cache_s > 0:
+                self._remember(key, value, started)
+            return value
+        finally:
+            self._loading.pop(key, None)
 
     def _remember(self, key: str, value: Any, now: float) -> None:
         if len(self._cache) >= CACHE_ENTRIES:

@@ -3,6 +3,7 @@ designer means."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -45,6 +46,20 @@ async def fake() -> AsyncIterator[tuple[FakeDesigner, Designer]]:
     state = FakeDesigner()
     async with httpx.AsyncClient(transport=httpx.MockTransport(state.handle)) as http:
         yield state, Designer(http, "http://designer/", cache_s=5.0, clock=lambda: state.now)
+
+
+async def test_a_wave_of_lookups_on_a_cold_entry_asks_the_designer_once() -> None:
+    state = FakeDesigner()
+
+    async def answer_later(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0)  # every lookup of the wave is under way before one answers
+        return state.handle(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer_later)) as http:
+        designer = Designer(http, "http://designer/", cache_s=5.0, clock=lambda: state.now)
+        found = await asyncio.gather(*(designer.connector("ws1", "c1") for _ in range(50)))
+    assert {c.id for c in found} == {"c1"}
+    assert state.calls == [f"{WS}/connectors/c1"]
 
 
 async def test_connectors_and_templates_are_reused_for_a_few_seconds(
