@@ -34,7 +34,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install  ## raw NATS and PostgreSQL rates of this machine (ARGS="--quick")
+bench: install  ## the performance figures beside the raw NATS and PostgreSQL rates (ARGS="--quick")
 	$(PY) -m bench $(ARGS)
 
 clean:

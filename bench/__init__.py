@@ -1,8 +1,11 @@
-"""Raw limits of this machine that Waypost's design depends on.
+"""Waypost's benchmark: the product's figures beside the machine's raw limits, one run.
 
-``python -m bench`` starts a throwaway PostgreSQL and two throwaway NATS servers (default
-sync and ``sync_interval: always``), measures JetStream publish and consume rates, PostgreSQL
-insert rates (batched, COPY, commit per row) and the ``FOR UPDATE SKIP LOCKED`` claim loop the
-scheduler uses to release timers, then prints a Markdown table and writes
-``bench/results/raw.json``. ``--quick`` divides every count by ten.
+``python -m bench`` (``make bench``) starts throwaway PostgreSQL and NATS servers for each
+part and the services as ``waypost <service>`` child processes on them, and measures: raw
+JetStream and PostgreSQL rates (``raw``), gateway ingestion (``ingest``), events end to end
+from the gateway until the runtime committed them and from the gateway until a message
+reached a provider (``e2e``), deliveries per second of one activator (``activator``), the
+scheduler with 1,000,000 pending timers (``timers``), and each service's peak memory. It
+prints a Markdown table of figure, value, target and method and writes it as JSON
+(``--json``, default ``bench/results/bench.json``). ``--quick`` divides the counts by ten.
 """

@@ -25,7 +25,7 @@ class HttpSink:
     def __init__(self) -> None:
         self.port = free_port()
         self.arrivals: list[tuple[float, bytes]] = []
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.StreamWriter, asyncio.Task[None]] = {}
 
     @property
     def url(self) -> str:
@@ -36,8 +36,7 @@ class HttpSink:
     ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
-        task.add_done_callback(self._connections.discard)
+        self._connections[writer] = task
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ValueError):
             while request_line := await reader.readline():
                 length = 0
@@ -50,15 +49,17 @@ class HttpSink:
                     self.arrivals.append((time.time(), body))
                 writer.write(OK)
         writer.close()
+        self._connections.pop(writer, None)
 
     async def _run(self, started: threading.Event, stop: asyncio.Event) -> None:
         server = await asyncio.start_server(self._serve_connection, "127.0.0.1", self.port)
         started.set()
         async with server:
             await stop.wait()
-            for connection in list(self._connections):
-                connection.cancel()
-            await asyncio.gather(*self._connections, return_exceptions=True)
+            open_now = dict(self._connections)
+            for writer in open_now:
+                writer.close()  # the reader sees the end of its stream and returns
+            await asyncio.gather(*open_now.values(), return_exceptions=True)
 
     @contextlib.contextmanager
     def running(self) -> Iterator[HttpSink]:
