@@ -31,7 +31,7 @@ class Counts:
     e2e_profiles: int = 100_000
     e2e_events_per_profile: int = 2
     latency_per_s: int = 2_000
-    latency_seconds: float = 30.0
+    latency_seconds: float = 15.0
     deliveries_http: int = 20_000
     deliveries_smtp: int = 5_000
     timers_pending: int = 1_000_000
@@ -55,7 +55,7 @@ class Counts:
             ingest_single=self.ingest_single // by,
             e2e_profiles=self.e2e_profiles // by,
             latency_per_s=self.latency_per_s // by,
-            latency_seconds=self.latency_seconds / 3,
+            latency_seconds=min(self.latency_seconds, 10.0),
             deliveries_http=self.deliveries_http // by,
             deliveries_smtp=self.deliveries_smtp // by,
             timers_pending=self.timers_pending // by,
