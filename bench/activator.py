@@ -62,7 +62,7 @@ async def deliver(
         at_sink = len(arrivals) - first_arrival
         return min(at_sink, await conn.fetchval(SENT, connector)), len(batch)
 
-    await wait_until(sent, f"{batch[0].channel} deliveries", max(600, len(batch) / 20), children)
+    await wait_until(sent, f"{batch[0].channel} deliveries", max(600, len(batch) / 10), children)
     return time.perf_counter() - start
 
 

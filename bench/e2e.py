@@ -99,8 +99,9 @@ async def throughput(
             rate,
             "events/s",
             f"{events:,} page_viewed events of {counts.e2e_profiles:,} distinct profiles "
-            f"({counts.e2e_events_per_profile} each), {BENCH_JOURNEYS} live journeys (each event "
-            f"matches one entry, each entry sets a 1-day timer), all five services as child "
+            f"({counts.e2e_events_per_profile} each), {BENCH_JOURNEYS} live journeys (a "
+            "profile's first event enters one, which sets a 1-day timer; later ones find it "
+            "inside), all five services as child "
             f"processes on this machine; POST /v1/events/batch of {counts.ingest_batch}, "
             f"{counts.ingest_batch_clients} clients at full speed; first post until "
             f"runtime.processed holds every event, in two halves of {counts.e2e_profiles // 2:,} "
