@@ -32,7 +32,7 @@ from shared.problems import FieldError, json_path
 
 WEBHOOK_SECRET_PREFIX = "whsec_"
 # Sends at once through a connector unless its config says otherwise.
-DEFAULT_CONCURRENCY = 4
+DEFAULT_CONCURRENCY = 16
 # Destinations whose check a guard remembers at most.
 GUARD_ENTRIES = 10_000
 

@@ -1,12 +1,13 @@
 """The delivery loop: claim due pending deliveries in batches, then deliver each one once.
 
-Each claimed delivery is prepared without holding anything (connector, template and
-workspace rules from the designer, rendering, the connector's rate limit and one of its
-``max_concurrency`` places), then sent in its own transaction that holds the row's lock
-(``FOR UPDATE SKIP LOCKED``) from before the send until its outcome is committed, with
-the feedback event in the same commit. Any number of replicas can run: a row one of them is
-sending is invisible to the others, and whoever takes the lock checks that the row is still
-pending and due.
+Claimed deliveries go out in groups of one connector (up to ``send_batch``). Each is
+prepared without holding anything (connector, template and workspace rules from the
+designer, rendering); then one transaction locks the group's rows (``FOR UPDATE SKIP
+LOCKED``), sends them at once within the connector's rate limit and ``max_concurrency``,
+and commits every outcome with its feedback event. Any number of replicas can run: a row
+one of them is sending is invisible to the others, and whoever takes the lock checks that
+the row is still pending and due. One transaction per group, not per message, is what lets
+one process send thousands of messages a second.
 
 What is and is not guaranteed:
 - A delivery recorded ``sent`` is never sent again, and a transient failure is retried
@@ -162,8 +163,13 @@ class Deliverer:
         async with self._sessions() as session, session.begin():
             repo = DeliveryRepository(session)
             rows = await repo.due(self._clock.now(), room, [*self._held], busy)
+        groups: dict[tuple[str, str], list[Delivery]] = {}
         for row in rows:
-            self._start(row)
+            groups.setdefault((row.workspace_id, row.connector_id), []).append(row)
+        size = self._settings.send_batch
+        for group in groups.values():
+            for at in range(0, len(group), size):
+                self._start(group[at : at + size])
         return len(rows)
 
     def _room(self) -> int:
@@ -172,23 +178,25 @@ class Deliverer:
     def _paused(self) -> bool:
         return time.monotonic() < self._paused_until
 
-    def _start(self, row: Delivery) -> None:
-        key = row.activation_id
-        task = asyncio.create_task(self._deliver(row), name=f"deliver:{key}")
-        self._held[key] = task
-        task.add_done_callback(lambda _task: self._finished(key))
+    def _start(self, rows: list[Delivery]) -> None:
+        keys = [row.activation_id for row in rows]
+        task = asyncio.create_task(self._deliver(rows), name=f"deliver:{keys[0]}+{len(keys)}")
+        for key in keys:
+            self._held[key] = task
+        task.add_done_callback(lambda _task: self._finished(keys))
 
-    def _finished(self, key: str) -> None:
-        self._held.pop(key, None)
+    def _finished(self, keys: list[str]) -> None:
+        for key in keys:
+            self._held.pop(key, None)
         self._wake.set()
 
     async def _drain(self) -> None:
         """Let sends under way finish, so their outcome is recorded (within a grace); the
-        deliveries not yet sending are dropped, to be claimed again by whoever runs next."""
-        for key, task in list(self._held.items()):
-            if key not in self._sending:
-                task.cancel()
-        tasks = list(self._held.values())
+        groups not yet sending are dropped, to be claimed again by whoever runs next."""
+        sending = {task for key, task in self._held.items() if key in self._sending}
+        for task in set(self._held.values()) - sending:
+            task.cancel()
+        tasks = list(set(self._held.values()))
         if not tasks:
             return
         _done, late = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
@@ -196,27 +204,53 @@ class Deliverer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    # One delivery -----------------------------------------------------------------------
+    # One group of deliveries through one connector ----------------------------------------
 
-    async def _deliver(self, claimed: Delivery) -> None:
+    async def _deliver(self, claimed: list[Delivery]) -> None:
         try:
-            plan = await self._prepare(claimed)
-            if not await self._take_turn(claimed, plan):
-                return  # left pending and due; claimed again once the connector has room
-            async with self._connector_place(claimed, plan), self._sends:
-                self._sending.add(claimed.activation_id)
-                await self._attempt(claimed.activation_id, plan)
+            plans = {row.activation_id: await self._prepare(row) for row in claimed}
+            async with db.transaction(self._sessions) as session:
+                repo = DeliveryRepository(session)
+                rows = await repo.lock_due([*plans], self._clock.now())
+                outcomes = await asyncio.gather(
+                    *(self._attempt(row, plans[row.activation_id]) for row in rows)
+                )
+                done = [(row, o) for row, o in zip(rows, outcomes, strict=True) if o is not None]
+                statuses = [
+                    await self._record(repo, row, plans[row.activation_id], outcome)
+                    for row, outcome in done
+                ]
+            self._relay.notify()
+            for (row, outcome), status in zip(done, statuses, strict=True):
+                self._count(row, outcome, status)
         except DesignerUnavailable as exc:
             self._paused_until = time.monotonic() + DESIGNER_PAUSE_S
             log.warning("activator.designer_unavailable", error=str(exc))
         except Exception as exc:
             log.warning(
                 "activator.delivery_error",
-                activation_id=claimed.activation_id,
+                activation_id=claimed[0].activation_id,
+                deliveries=len(claimed),
                 error=f"{type(exc).__name__}: {exc}",
             )
         finally:
-            self._sending.discard(claimed.activation_id)
+            for row in claimed:
+                self._sending.discard(row.activation_id)
+
+    async def _attempt(self, row: Delivery, plan: Plan) -> Outcome | None:
+        """Send one locked delivery in its turn; None when its connector's turn is too far
+        off (it stays pending and due, and is claimed again once the connector has room)."""
+        if not await self._take_turn(row, plan):
+            return None
+        async with self._connector_place(row, plan), self._sends:
+            self._sending.add(row.activation_id)
+            return await self._send(row, plan)
+
+    def _count(self, row: Delivery, outcome: Outcome, status: Status) -> None:
+        if outcome.attempted:
+            self._metrics.attempts.labels(row.channel, outcome.result).inc()
+        if status in (Status.SENT, Status.FAILED, Status.HELD):
+            self._metrics.deliveries.labels(row.channel, status.value).inc()
 
     async def _take_turn(self, row: Delivery, plan: Plan) -> bool:
         if plan.connector is None or plan.connector.config is None:
@@ -273,20 +307,6 @@ class Deliverer:
             row.workspace_id, row.profile_id, row.journey_id, row.step_id, row.activation_id
         )
         return instrument(html, mark, secret.get_secret_value(), public_url)
-
-    async def _attempt(self, activation_id: str, plan: Plan) -> None:
-        async with db.transaction(self._sessions) as session:
-            repo = DeliveryRepository(session)
-            row = await repo.lock_due(activation_id, self._clock.now())
-            if row is None:
-                return  # sent, failed or rescheduled meanwhile, or another replica has it
-            outcome = await self._send(row, plan)
-            status = await self._record(repo, row, plan, outcome)
-        self._relay.notify()
-        if outcome.attempted:
-            self._metrics.attempts.labels(row.channel, outcome.result).inc()
-        if status in (Status.SENT, Status.FAILED, Status.HELD):
-            self._metrics.deliveries.labels(row.channel, status.value).inc()
 
     async def _send(self, row: Delivery, plan: Plan) -> Outcome:
         if plan.problem is not None or plan.message is None or plan.connector is None:

@@ -194,17 +194,20 @@ class DeliveryRepository:
         stmt = _waiting(held, busy).with_only_columns(func.min(Delivery.next_attempt_at))
         return await self.session.scalar(stmt)
 
-    async def lock_due(self, activation_id: str, now: datetime) -> Delivery | None:
-        """The delivery, locked until commit, if it is still pending and due and no one
-        else holds it: whoever gets the lock is the only one sending it."""
-        return await self.session.scalar(
-            select(Delivery)
-            .where(
-                Delivery.activation_id == activation_id,
-                Delivery.status == PENDING,
-                Delivery.next_attempt_at <= now,
+    async def lock_due(self, activation_ids: Sequence[str], now: datetime) -> list[Delivery]:
+        """Those of the deliveries still pending and due that no one else holds, locked
+        until commit: whoever gets the lock is the only one sending it."""
+        return list(
+            await self.session.scalars(
+                select(Delivery)
+                .where(
+                    Delivery.activation_id == any_(_ids("ids", activation_ids)),
+                    Delivery.status == PENDING,
+                    Delivery.next_attempt_at <= now,
+                )
+                .order_by(Delivery.next_attempt_at, Delivery.activation_id)
+                .with_for_update(skip_locked=True)
             )
-            .with_for_update(skip_locked=True)
         )
 
     def record_sent(self, row: Delivery, now: datetime) -> None:

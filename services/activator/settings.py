@@ -59,10 +59,13 @@ class ActivatorSettings(ConnectorSettings):
         description="Deliveries this process holds at once, waiting for a rate limit or sending.",
     )
     send_concurrency: int = Field(
-        default=8,
+        default=64, ge=1, le=10_000, description="Sends at once, over all connectors."
+    )
+    send_batch: int = Field(
+        default=64,
         ge=1,
-        le=1000,
-        description="Sends at once (each holds a database connection while it sends).",
+        le=5000,
+        description="Deliveries of one connector sent and recorded in one transaction.",
     )
     rate_limit_wait_s: float = Field(
         default=1.0,
