@@ -4,8 +4,10 @@ whole arrays, so an ORM's per-row work would be most of the cost."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import date, datetime
 
 import asyncpg
 import orjson
@@ -70,12 +72,25 @@ def asyncpg_dsn(url: str) -> str:
 async def _json_codecs(conn: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
         await conn.set_type_codec(
-            name, schema="pg_catalog", encoder=_dumps, decoder=orjson.loads, format="text"
+            name, schema="pg_catalog", encoder=dumps, decoder=json.loads, format="text"
         )
 
 
-def _dumps(value: object) -> str:
-    return orjson.dumps(value).decode()
+def dumps(value: object) -> str:
+    """JSON text of ``value`` (datetimes as RFC 3339), fast; integers beyond 64 bits, which
+    JSON allows and events may carry, go through the standard library instead.
+
+    Decoding uses the standard library: orjson would turn such integers into floats."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, default=_isoformat)
+
+
+def _isoformat(value: object) -> str:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 async def create_raw_pool(url: str, size: int = 10) -> asyncpg.Pool:

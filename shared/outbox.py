@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -71,10 +72,24 @@ def outbox_table(metadata: MetaData) -> Table:
     )
 
 
+MSG_ID_MAX = 200  # the length of the msg_id column
+
+
+def fit_msg_id(msg_id: str) -> str:
+    """``msg_id`` if it fits the column; else a prefix of it and a digest of the whole: the
+    same for the same id, so JetStream still drops a repeat, and still readable."""
+    if len(msg_id) <= MSG_ID_MAX:
+        return msg_id
+    digest = hashlib.sha256(msg_id.encode()).hexdigest()
+    return f"{msg_id[: MSG_ID_MAX - len(digest) - 1]}~{digest}"
+
+
 async def enqueue(
     session: AsyncSession, table: Table, subject: str, payload: dict[str, Any], msg_id: str
 ) -> None:
-    await session.execute(insert(table).values(subject=subject, payload=payload, msg_id=msg_id))
+    await session.execute(
+        insert(table).values(subject=subject, payload=payload, msg_id=fit_msg_id(msg_id))
+    )
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.activator.feedback import Feedback
 from services.activator.models import Delivery, Erasure, Outbox, SkipReason, Status
 from services.activator.ratelimit import ConnectorKey
+from shared.outbox import fit_msg_id
 from shared.timers import TimerSchedule
 
 PENDING = Status.PENDING.value
@@ -111,7 +112,11 @@ class DeliveryRepository:
     async def put_timers(self, timers: Sequence[TimerSchedule]) -> None:
         """Ask the scheduler for ``timers`` once this transaction commits."""
         rows = [
-            {"subject": t.subject, "msg_id": t.msg_id, "payload": t.model_dump(mode="json")}
+            {
+                "subject": t.subject,
+                "msg_id": fit_msg_id(t.msg_id),
+                "payload": t.model_dump(mode="json"),
+            }
             for t in timers
         ]
         if rows:
@@ -238,7 +243,9 @@ class DeliveryRepository:
 
     async def put_feedback(self, item: Feedback) -> None:
         await self.session.execute(
-            insert(Outbox).values(subject=item.subject, msg_id=item.msg_id, payload=item.payload)
+            insert(Outbox).values(
+                subject=item.subject, msg_id=fit_msg_id(item.msg_id), payload=item.payload
+            )
         )
 
     # Reading ----------------------------------------------------------------------------

@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
 from services.runtime.codec import dump_state, load_state
 from services.runtime.engine.engine import Catalog
 from services.runtime.engine.state import JourneyState, TimelineEntry
+from shared import db, outbox
 
 Command = tuple[str, dict[str, Any], str]  # (subject, payload, Nats-Msg-Id)
 
@@ -234,7 +234,7 @@ class Store:
     async def add_commands(self, commands: Sequence[Command]) -> None:
         """Outbox rows, published after the commit."""
         if commands:
-            rows = [(subject, _json(payload), msg_id) for subject, payload, msg_id in commands]
+            rows = [(s, _json(payload), outbox.fit_msg_id(m)) for s, payload, m in commands]
             await self.conn.execute(_COMMANDS, *_columns(rows, 3))
 
     async def delete_profile(self, workspace_id: str, profile_id: str) -> None:
@@ -246,7 +246,7 @@ class Store:
 
 
 def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return db.dumps(value)
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

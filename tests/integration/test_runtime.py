@@ -296,3 +296,25 @@ async def test_a_time_of_day_wait_uses_the_workspace_timezone_when_the_profile_h
     local = due.astimezone(ZoneInfo("Asia/Tokyo"))
     assert (local.hour, local.minute) == (9, 0)
     assert due.astimezone(UTC).hour == 0  # 09:00 in Tokyo, not 09:00 UTC
+
+
+async def test_longest_ids_and_huge_integers_are_applied_and_erased(
+    workspace: Workspace, nc: NATS
+) -> None:
+    """A 200-character profile id makes timer and message ids longer than the outbox keeps;
+    an integer beyond 64 bits is valid JSON. Neither may stall the partition."""
+    jid = await live_journey(workspace)
+    profile = "p" * 199 + uuid.uuid4().hex[:1]
+    huge = 2**80
+    await send(nc, workspace.id, profile, "signup", order=huge)
+    async with workspace.client() as c:
+
+        async def waiting() -> dict[str, Any] | None:
+            r = await c.get(f"/v1/profiles/{profile}")
+            inside = r.status_code == 200 and r.json()["journeys"][0]["journey_id"] == jid
+            return r.json() if inside else None
+
+        found = await eventually(waiting, "the profile to enter and wait")
+        assert found["attributes"]["order"] == huge
+        assert (await c.delete(f"/v1/profiles/{profile}")).status_code == 204
+        assert (await c.get(f"/v1/profiles/{profile}")).status_code == 404
