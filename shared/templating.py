@@ -99,6 +99,13 @@ class _Environment(ImmutableSandboxedEnvironment):
         super().__init__(autoescape=html, undefined=LenientUndefined, cache_size=0)
         self.globals["range"] = _bounded_range
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Profiles and events are JSON objects: `cart.items` is the key "items", not the
+        # dict method of that name (a key the object lacks still finds nothing unsafe).
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def unsafe_undefined(self, obj: Any, attribute: str) -> NoReturn:
         # The stock sandbox returns an undefined that a lenient undefined would render
         # empty; an attempt to escape the sandbox must fail the render instead.

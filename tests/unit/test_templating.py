@@ -66,6 +66,17 @@ def test_loop_arithmetic_and_filters_work_on_cart_items() -> None:
     assert render_text(source, CONTEXT) == "46 Kettle, Tea <Earl Grey>"
 
 
+def test_a_key_named_like_a_dict_method_is_the_key() -> None:
+    """`cart.items` in an event is data, not the dict method `items`."""
+    source = "{% for i in event.properties.items %}{{ i.name }};{% endfor %}{{ profile.keys }}"
+    context = {**CONTEXT, "profile": {"keys": 3}}
+    assert render_text(source, context) == "Kettle;Tea <Earl Grey>;3"
+    # Without such a key the method is still there: `profile.items()` keeps working.
+    assert render_text("{% for k, v in profile.items() %}{{ k }} {% endfor %}", CONTEXT) == (
+        "first_name city tier "
+    )
+
+
 @pytest.mark.parametrize(
     "source",
     [
