@@ -7,6 +7,9 @@ The consumer's ack rules are explicit:
 - anything else it raises        -> ``nak`` with exponential backoff, until ``max_deliver``
   deliveries; the last failure is dead-lettered with its error as the reason.
 A consumer that dies without acking leaves its messages to be redelivered after ``ack_wait``.
+The server itself never gives up on a message (its ``max_deliver`` is unlimited): were it
+to stop at the consumer's limit, a last delivery lost with a crashed process would drop
+the message without a dead-letter record.
 """
 
 from __future__ import annotations
@@ -177,15 +180,18 @@ class Consumer:
     def config(self) -> ConsumerConfig:
         s = self.spec
         return ConsumerConfig(
+            name=s.durable,
             durable_name=s.durable,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=s.ack_wait_s,
-            max_deliver=s.max_deliver,
+            max_deliver=-1,  # the consumer dead-letters; see the module's docstring
             filter_subject=s.filter_subject,
             max_ack_pending=s.max_ack_pending,
         )
 
     async def start(self) -> None:
+        # Create, or update a consumer made by an earlier version to this configuration.
+        await self._js.add_consumer(self.spec.stream, self.config())
         self._sub = await self._js.pull_subscribe(
             self.spec.filter_subject,
             durable=self.spec.durable,
