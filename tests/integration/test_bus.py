@@ -203,6 +203,28 @@ async def test_transient_failure_is_retried_until_it_succeeds(nc: NATS, stream: 
     assert await dead_letters(js, spec) == []
 
 
+async def test_an_outage_is_waited_out_past_max_deliver(nc: NATS, stream: StreamSpec) -> None:
+    js = nc.jetstream()
+    spec = consumer_spec(stream, max_deliver=2)
+    attempts: list[int] = []
+
+    async def handler(msg: Msg) -> None:
+        attempts.append(msg.metadata.num_delivered)
+        if len(attempts) <= 2 * spec.max_deliver:
+            raise OSError("Connect call failed ('127.0.0.1', 5432)")
+
+    consumer = bus.Consumer(js, spec, handler)
+    await consumer.start()
+    try:
+        await bus.publish(js, subject(stream), {"n": 1}, msg_id="m-1")
+        await eventually(lambda: _all_acked(js, spec), "the ack after the outage")
+    finally:
+        await consumer.stop()
+
+    assert attempts == list(range(1, 2 * spec.max_deliver + 2))
+    assert await dead_letters(js, spec) == []
+
+
 async def test_ensure_streams_is_idempotent(nc: NATS, stream: StreamSpec) -> None:
     js = nc.jetstream()
     await bus.ensure_streams(js, [stream])
