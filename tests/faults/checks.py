@@ -94,7 +94,9 @@ async def _timeline(system: System, ws: Workspace, profiles: set[str]) -> dict[s
         if row["kind"] == "activation":
             activations[row["profile_id"]] = _json(row["detail"])["activation_id"]
     assert set(kinds) == profiles
-    wrong = {p: k for p, k in kinds.items() if (k["entered"], k["activation"], k["left"]) != (1, 1, 1)}
+    wrong = {
+        p: k for p, k in kinds.items() if (k["entered"], k["activation"], k["left"]) != (1, 1, 1)
+    }
     assert not wrong, f"{len(wrong)} profiles moved other than once: {list(wrong.items())[:5]}"
     return activations
 
