@@ -234,13 +234,10 @@ class Consumer:
         )
 
     async def start(self) -> None:
-        # Create, or update a consumer made by an earlier version to this configuration.
+        # Created, or updated to this configuration if an earlier version made it.
         await self._js.add_consumer(self.spec.stream, self.config())
-        self._sub = await self._js.pull_subscribe(
-            self.spec.filter_subject,
-            durable=self.spec.durable,
-            stream=self.spec.stream,
-            config=self.config(),
+        self._sub = await self._js.pull_subscribe_bind(
+            durable=self.spec.durable, stream=self.spec.stream
         )
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.spec.durable}")
 

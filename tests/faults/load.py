@@ -2,7 +2,10 @@
 
 Each batch holds new events (one new profile each) and one event posted before, again. A
 batch that is not answered 202 is posted again later, as a partner would; only events
-answered as accepted count. Every answer is kept, so a test can wait until the load has
+answered as accepted count. The load keeps to what the system can do: while more than
+``max_pending`` accepted events wait for their effect (``done`` counts those that had
+it), it posts only events it posted before, so outages still meet posts but the backlog
+stays bounded on a small machine. Every answer is kept, so a test can wait until the load has
 met an outage (posts attempted while a part was down) or made progress after it.
 """
 
@@ -12,7 +15,7 @@ import asyncio
 import contextlib
 import random
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +40,8 @@ def signup(n: int) -> Event:
 class Load:
     gateways: list[str]
     key: str
+    done: Callable[[], int]
+    max_pending: int = 100
     batch: int = 6
     pause_s: float = 0.05  # pacing of the load, not a wait for anything
     events: dict[str, Event] = field(default_factory=dict)
@@ -45,6 +50,7 @@ class Load:
     failures: Counter[str] = field(default_factory=Counter)
     attempts: int = 0
     backlog: deque[list[Event]] = field(default_factory=deque)
+    _in_order: list[str] = field(default_factory=list)  # accepted ids, first answer first
     _random: random.Random = field(default_factory=lambda: random.Random(7))
 
     def profiles(self) -> set[str]:
@@ -59,12 +65,15 @@ class Load:
                 await asyncio.sleep(self.pause_s)
 
     def _next_batch(self) -> list[Event]:
+        if self.accepted and len(self.accepted) - self.done() > self.max_pending:
+            return [self._again() for _ in range(self.batch)]
         first = len(self.events)
         batch = [signup(n) for n in range(first, first + self.batch)]
         self.events.update((e["event_id"], e) for e in batch)
-        if self.accepted:
-            batch.append(self.events[self._random.choice(sorted(self.accepted))])
-        return batch
+        return [*batch, self._again()] if self.accepted else batch
+
+    def _again(self) -> Event:
+        return self.events[self._random.choice(self._in_order)]
 
     async def _post(self, http: httpx.AsyncClient, batch: list[Event]) -> bool:
         gateway = self.gateways[self.attempts % len(self.gateways)]
@@ -77,8 +86,12 @@ class Load:
             return self._failed(batch, str(r.status_code))
         body = r.json()
         assert body == {"accepted": len(batch), "rejected": []}, body
-        self.repeated += sum(e["event_id"] in self.accepted for e in batch)
-        self.accepted.update(e["event_id"] for e in batch)
+        for event in batch:
+            if event["event_id"] in self.accepted:
+                self.repeated += 1
+            else:
+                self.accepted.add(event["event_id"])
+                self._in_order.append(event["event_id"])
         return True
 
     def _failed(self, batch: list[Event], why: str) -> bool:

@@ -26,18 +26,22 @@ from tests.helpers import eventually
 from tests.stack import BOOTSTRAP_KEY, Stack
 from waypost.cli import SERVICES, child_specs
 from waypost.embedded import EmbeddedNats, EmbeddedNatsCluster, EmbeddedPostgres, free_port
-from waypost.supervisor import ChildSpec, spawn
+from waypost.supervisor import FIRST_RESTART_S, ChildSpec, spawn
 
 STOP_GRACE_S = 15.0
 
 
 @dataclass
 class Service:
-    """One service process that can be killed and started again with the same settings."""
+    """One service process that can be killed and started again with the same settings.
+    Like ``waypost up``'s supervisor, it starts again a process that exits on its own (e.g.
+    NATS too slow to answer at its start); ``exits`` keeps those exit codes."""
 
     spec: ChildSpec
     proc: asyncio.subprocess.Process | None = None
-    starts: int = 0
+    exits: list[int] = field(default_factory=list)
+    _wanted: bool = False
+    _watch: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
@@ -48,17 +52,29 @@ class Service:
         return f"http://127.0.0.1:{self.spec.env['WAYPOST_PORT']}"
 
     async def start(self) -> None:
+        self._wanted = True
         self.proc = await spawn(self.spec)
-        self.starts += 1
+        self._watch = asyncio.create_task(self._restart_on_exit(self.proc))
+
+    async def _restart_on_exit(self, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        if self._wanted and self.proc is proc:
+            self.exits.append(code)
+            await asyncio.sleep(FIRST_RESTART_S)  # the supervisor's pause, not a wait
+            await self.start()
 
     async def kill(self) -> None:
         """``kill -9``: no shutdown code runs, nothing in hand is acked or committed."""
+        self._wanted = False
         assert self.proc is not None
         with contextlib.suppress(ProcessLookupError):
             self.proc.send_signal(signal.SIGKILL)
         await self.proc.wait()
 
     async def stop(self) -> None:
+        self._wanted = False
+        if self._watch is not None:
+            self._watch.cancel()
         if self.proc is None or self.proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -69,8 +85,6 @@ class Service:
             await self.kill()
 
     async def ready(self, http: httpx.AsyncClient) -> bool:
-        if self.proc is None or self.proc.returncode is not None:
-            raise AssertionError(f"{self.name} exited; see {self.spec.log_file}")
         try:
             return (await http.get(f"{self.url}/readyz", timeout=2)).status_code == 200
         except httpx.HTTPError:
