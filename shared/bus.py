@@ -6,9 +6,9 @@ The consumer's ack rules are explicit:
   reason, then ``term()`` so it is never redelivered;
 - anything else it raises        -> ``nak`` with exponential backoff, until ``max_deliver``
   deliveries; the last failure is dead-lettered with its error as the reason;
-- it raises because a dependency cannot be reached (:func:`is_outage`: the database, NATS
-  or another service down) -> ``nak`` with backoff however many times: the message is not
-  at fault, so an outage longer than the retries never dead-letters good messages.
+- it raises because a dependency cannot be reached (``shared.outages.is_outage``: the
+  database, NATS or another service down) -> ``nak`` with backoff however many times: the
+  message is not at fault, so an outage longer than the retries dead-letters nothing.
 A consumer that dies without acking leaves its messages to be redelivered after ``ack_wait``.
 The server itself never gives up on a message (its ``max_deliver`` is unlimited): were it
 to stop at the consumer's limit, a last delivery lost with a crashed process would drop
@@ -24,11 +24,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-import httpx
 import nats.errors
 import nats.js.errors
-import sqlalchemy.exc
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -36,6 +33,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, PubAck, StorageType, StreamCo
 from prometheus_client import CollectorRegistry, Counter
 
 from shared.logging import bind_correlation, correlation_headers, get_logger
+from shared.outages import is_outage
 from shared.topology import ALL_STREAMS, StreamSpec, dead_letter_subject
 
 log = get_logger(__name__)
@@ -49,44 +47,6 @@ DEAD_DELIVERIES = "Waypost-Deliveries"
 
 class Poison(Exception):
     """A message that can never be processed; it is dead-lettered with this reason."""
-
-
-# What a dependency that cannot be reached raises (TimeoutError and ConnectionError are
-# OSErrors); a chain of causes is searched, since libraries wrap them.
-_OUTAGES: tuple[type[BaseException], ...] = (
-    OSError,
-    httpx.TransportError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    sqlalchemy.exc.DisconnectionError,
-    nats.errors.ConnectionClosedError,
-    nats.errors.NoServersError,
-    nats.errors.TimeoutError,
-    nats.js.errors.ServiceUnavailableError,
-)
-_UNAVAILABLE = {502, 503, 504}
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Whether ``exc`` says that something the handler needs could not be reached, rather
-    than that the message cannot be handled."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, _OUTAGES):
-            return True
-        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.connection_invalidated:
-            return True
-        if (
-            isinstance(current, httpx.HTTPStatusError)
-            and current.response.status_code in _UNAVAILABLE
-        ):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
 
 
 async def connect(url: str, name: str) -> NATS:
