@@ -54,7 +54,10 @@ async def settled(ws: Workspace, journey_id: str, profiles: int) -> dict[str, An
         async def done() -> dict[str, Any] | None:
             r = await c.get(f"/v1/journeys/{journey_id}/analytics")
             report: dict[str, Any] = r.json() if r.status_code == 200 else {}
+            # Counters and memberships are read one after the other: wait for both.
             if report.get("entered", 0) < profiles or report["active"]:
+                return None
+            if report["goal"]["reached"] < report["entered"]:
                 return None
             return report if report["activations"]["pending"] == 0 else None
 
