@@ -5,8 +5,14 @@ The consumer's ack rules are explicit:
 - the handler raises ``Poison``  -> the message goes to the dead-letter stream with the
   reason, then ``term()`` so it is never redelivered;
 - anything else it raises        -> ``nak`` with exponential backoff, until ``max_deliver``
-  deliveries; the last failure is dead-lettered with its error as the reason.
+  deliveries; the last failure is dead-lettered with its error as the reason;
+- it raises because a dependency cannot be reached (``shared.outages.is_outage``: the
+  database, NATS or another service down) -> ``nak`` with backoff however many times: the
+  message is not at fault, so an outage longer than the retries dead-letters nothing.
 A consumer that dies without acking leaves its messages to be redelivered after ``ack_wait``.
+The server itself never gives up on a message (its ``max_deliver`` is unlimited): were it
+to stop at the consumer's limit, a last delivery lost with a crashed process would drop
+the message without a dead-letter record.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, PubAck, StorageType, StreamCo
 from prometheus_client import CollectorRegistry, Counter
 
 from shared.logging import bind_correlation, correlation_headers, get_logger
+from shared.outages import is_outage
 from shared.topology import ALL_STREAMS, StreamSpec, dead_letter_subject
 
 log = get_logger(__name__)
@@ -177,20 +184,20 @@ class Consumer:
     def config(self) -> ConsumerConfig:
         s = self.spec
         return ConsumerConfig(
+            name=s.durable,
             durable_name=s.durable,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=s.ack_wait_s,
-            max_deliver=s.max_deliver,
+            max_deliver=-1,  # the consumer dead-letters; see the module's docstring
             filter_subject=s.filter_subject,
             max_ack_pending=s.max_ack_pending,
         )
 
     async def start(self) -> None:
-        self._sub = await self._js.pull_subscribe(
-            self.spec.filter_subject,
-            durable=self.spec.durable,
-            stream=self.spec.stream,
-            config=self.config(),
+        # Created, or updated to this configuration if an earlier version made it.
+        await self._js.add_consumer(self.spec.stream, self.config())
+        self._sub = await self._js.pull_subscribe_bind(
+            durable=self.spec.durable, stream=self.spec.stream
         )
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.spec.durable}")
 
@@ -263,7 +270,7 @@ class Consumer:
             await self._dead_letter(msg, str(exc))
         except Exception as exc:
             delivered = msg.metadata.num_delivered
-            if delivered >= self.spec.max_deliver:
+            if delivered >= self.spec.max_deliver and not is_outage(exc):
                 await self._dead_letter(
                     msg, f"failed {delivered} deliveries: {type(exc).__name__}: {exc}"
                 )

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.logging import get_logger
+from shared.outages import is_outage
 
 PROBLEM_JSON = "application/problem+json"
 log = get_logger(__name__)
@@ -100,6 +101,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        if is_outage(exc):  # e.g. the database restarting: try again, nothing is wrong
+            log.warning("http.dependency_unavailable", error=f"{type(exc).__name__}: {exc}")
+            return problem_response(
+                503, "Service unavailable", "a dependency could not be reached; try again",
+                headers={"Retry-After": "1"},
+            )  # fmt: skip
         log.exception("http.unhandled_error", error=str(exc))
         return problem_response(500, "Internal error", "the error was logged")
 

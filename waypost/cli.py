@@ -188,9 +188,19 @@ def secrets_key(data_dir: Path, name: str = "secrets.key") -> str:
 
 
 def child_specs(
-    data_dir: Path, port: int, clock: ClockMode, database_url: str, nats_url: str
+    data_dir: Path,
+    port: int,
+    clock: ClockMode,
+    database_url: str,
+    nats_url: str,
+    replicas: int = 1,
 ) -> list[ChildSpec]:
-    ports = {name: (port if name == "gateway" else free_port()) for name in SERVICES}
+    """Every service's process, ``replicas`` of each (named ``runtime-2`` and so on when
+    more than one); the services reach each other at the first replica of each."""
+    ports = {
+        name: [port if (name, i) == ("gateway", 0) else free_port() for i in range(replicas)]
+        for name in SERVICES
+    }
     common = {
         "WAYPOST_SECRETS_KEY": secrets_key(data_dir),
         "WAYPOST_TRACKING_SECRET": secrets_key(data_dir, "tracking.key"),
@@ -201,16 +211,18 @@ def child_specs(
         "WAYPOST_DATABASE_URL": database_url,
         "WAYPOST_NATS_URL": nats_url,
         "WAYPOST_CLOCK": clock.value,
-        **{f"WAYPOST_{n.upper()}_URL": f"http://127.0.0.1:{p}" for n, p in ports.items()},
+        **{f"WAYPOST_{n.upper()}_URL": f"http://127.0.0.1:{p[0]}" for n, p in ports.items()},
     }
     return [
         ChildSpec(
-            name=name,
+            name=label,
             argv=[sys.executable, "-m", "waypost", name],
-            env={**common, "WAYPOST_PORT": str(ports[name])},
-            log_file=data_dir / "logs" / f"{name}.log",
+            env={**common, "WAYPOST_PORT": str(ports[name][i])},
+            log_file=data_dir / "logs" / f"{label}.log",
         )
         for name in SERVICES
+        for i in range(replicas)
+        for label in [name if replicas == 1 else f"{name}-{i + 1}"]
     ]
 
 

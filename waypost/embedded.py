@@ -19,6 +19,7 @@ import stat
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -167,14 +168,33 @@ class EmbeddedPostgres:
         _stop(self.proc, signal.SIGKILL)
 
 
-class EmbeddedNats:
-    """A JetStream-enabled nats-server on 127.0.0.1, store in ``data_dir``."""
+@dataclass(frozen=True)
+class NatsRoutes:
+    """The cluster block of one node: its own route port and every node's."""
 
-    def __init__(self, data_dir: Path, port: int = 0, sync_always: bool = False) -> None:
+    name: str
+    port: int
+    peers: tuple[int, ...]
+
+
+class EmbeddedNats:
+    """A JetStream-enabled nats-server on 127.0.0.1, store in ``data_dir``; with ``routes``
+    one node of a cluster (see :class:`EmbeddedNatsCluster`)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int = 0,
+        sync_always: bool = False,
+        server_name: str | None = None,
+        routes: NatsRoutes | None = None,
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port or free_port()
         self.monitor_port = free_port()
         self.sync_always = sync_always
+        self.server_name = server_name
+        self.routes = routes
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -191,14 +211,29 @@ class EmbeddedNats:
 
     def config(self) -> str:
         sync = '\n  sync_interval: "always"' if self.sync_always else ""
-        return (
+        conf = (
             f"listen: 127.0.0.1:{self.port}\n"
             f"http: 127.0.0.1:{self.monitor_port}\n"
             f"max_payload: 8MB\n"
             f'jetstream {{\n  store_dir: "{self.data_dir / "jetstream"}"{sync}\n}}\n'
         )
+        if self.server_name:
+            conf += f"server_name: {self.server_name}\n"
+        if self.routes:
+            peers = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.routes.peers)
+            conf += (
+                f"cluster {{\n  name: {self.routes.name}\n"
+                f"  listen: 127.0.0.1:{self.routes.port}\n  routes: [{peers}]\n}}\n"
+            )
+        return conf
 
     def start(self) -> str:
+        self.launch()
+        self.wait_ready()
+        return self.url
+
+    def launch(self) -> None:
+        """Start the process without waiting (cluster nodes wait for each other)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "nats.conf"
         conf.write_text(self.config())
@@ -210,14 +245,15 @@ class EmbeddedNats:
             preexec_fn=die_with_parent,
         )
         log.close()
-        _wait_for(self._ready, "NATS", 30, self.proc)
-        return self.url
 
-    def _ready(self) -> bool:
+    def wait_ready(self, timeout: float = 30.0, js_only: bool = True) -> None:
+        assert self.proc is not None
+        _wait_for(lambda: self._ready(js_only), "NATS", timeout, self.proc)
+
+    def _ready(self, js_only: bool = True) -> bool:
+        query = "?js-enabled-only=true" if js_only else ""
         try:
-            r = httpx.get(
-                f"http://127.0.0.1:{self.monitor_port}/healthz?js-enabled-only=true", timeout=1
-            )
+            r = httpx.get(f"http://127.0.0.1:{self.monitor_port}/healthz{query}", timeout=1)
         except httpx.HTTPError:
             return False
         return r.status_code == 200
@@ -226,4 +262,50 @@ class EmbeddedNats:
         _stop(self.proc, signal.SIGTERM)
 
     def kill(self) -> None:
-        _stop(self.proc, signal.SIGKILL)
+        """``kill -9`` of the server and all its backends at once, as in a crash of its
+        machine; the next :meth:`start` recovers from the write-ahead log."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        procs: list[psutil.Process] = []
+        with contextlib.suppress(psutil.Error):
+            server = psutil.Process(self.proc.pid)
+            procs = [server, *server.children(recursive=True)]
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(procs, timeout=30)
+        self.proc.wait()
+
+
+class EmbeddedNatsCluster:
+    """``size`` JetStream nodes on 127.0.0.1 routed to each other, each with its own store
+    under ``data_dir``; clients get every node's URL, comma separated."""
+
+    def __init__(self, data_dir: Path, size: int = 3, sync_always: bool = False) -> None:
+        self.data_dir = data_dir.resolve()
+        route_ports = tuple(free_port() for _ in range(size))
+        self.nodes = [
+            EmbeddedNats(
+                self.data_dir / f"nats-{i + 1}",
+                sync_always=sync_always,
+                server_name=f"nats-{i + 1}",
+                routes=NatsRoutes("waypost", port, route_ports),
+            )
+            for i, port in enumerate(route_ports)
+        ]
+
+    @property
+    def url(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self, timeout: float = 60.0) -> str:
+        """Start every node; return once each is healthy with a JetStream leader elected."""
+        for node in self.nodes:
+            node.launch()
+        for node in self.nodes:
+            node.wait_ready(timeout, js_only=False)
+        return self.url
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -41,6 +41,21 @@ def next_backoff(previous: float, lived_s: float) -> float:
     return min(MAX_RESTART_S, previous * 2)
 
 
+async def spawn(spec: ChildSpec) -> asyncio.subprocess.Process:
+    """Start ``spec`` with its output appended to its log; it dies with this process."""
+    spec.log_file.parent.mkdir(parents=True, exist_ok=True)
+    with spec.log_file.open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            *spec.argv,
+            env=dict(spec.env),
+            stdout=log,
+            stderr=log,
+            stdin=asyncio.subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches us; we stop children in order
+            preexec_fn=die_with_parent,
+        )
+
+
 class Supervisor:
     def __init__(
         self, specs: Sequence[ChildSpec], report: Callable[[str], None], grace_s: float = 15.0
@@ -57,18 +72,7 @@ class Supervisor:
             self._tasks.append(asyncio.create_task(self._watch(child), name=child.spec.name))
 
     async def _spawn(self, child: Child) -> None:
-        spec = child.spec
-        spec.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with spec.log_file.open("ab") as log:
-            child.proc = await asyncio.create_subprocess_exec(
-                *spec.argv,
-                env=dict(spec.env),
-                stdout=log,
-                stderr=log,
-                stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True,  # Ctrl-C reaches us; we stop children in order
-                preexec_fn=die_with_parent,
-            )
+        child.proc = await spawn(child.spec)
         child.pids.append(child.proc.pid)
 
     async def _watch(self, child: Child) -> None:

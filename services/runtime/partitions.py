@@ -53,8 +53,6 @@ class PartitionLeases:
         self._conn: AsyncConnection | None = None
 
     async def run(self) -> None:
-        self._conn = await self._engine.connect()
-        await self._conn.execution_options(isolation_level="AUTOCOMMIT")
         try:
             while True:
                 try:
@@ -66,6 +64,7 @@ class PartitionLeases:
             await self.release_all()
 
     async def rebalance(self) -> None:
+        await self._hold_connection()
         share = await self._fair_share()
         if len(self.owned) > share:
             for partition in sorted(self.owned)[share:]:
@@ -78,6 +77,26 @@ class PartitionLeases:
             if partition not in self.owned and await self._try_lock(partition):
                 self.owned[partition] = await self._consumer_for(partition)
                 log.info("partitions.acquired", partition=partition, owned=len(self.owned))
+
+    async def _hold_connection(self) -> None:
+        """The locks live on one connection. If it was lost (the database restarted) they
+        went with it and another replica may own those partitions already: stop consuming
+        them, and start again on a new connection."""
+        if self._conn is not None:
+            try:
+                await self._conn.execute(text("SELECT 1"))
+                return
+            except Exception as exc:
+                log.warning("partitions.connection_lost", owned=len(self.owned),
+                            error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+            for partition in list(self.owned):
+                await self.owned.pop(partition).stop()
+            with contextlib.suppress(Exception):
+                await self._conn.close()
+            self._conn = None
+        conn = await self._engine.connect()
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        self._conn = conn
 
     async def _fair_share(self) -> int:
         async with db.transaction(self._sessions) as session:

@@ -98,6 +98,38 @@ async def test_unacked_message_is_redelivered_after_consumer_dies(
     assert received[0].metadata.num_delivered == 2
 
 
+async def test_a_last_delivery_lost_with_a_crashed_consumer_comes_back(
+    servers: Servers, nc: NATS, stream: StreamSpec
+) -> None:
+    """The server must not give up at the consumer's limit: it is the consumer that
+    dead-letters, so a delivery no consumer saw to the end is made again."""
+    js = nc.jetstream()
+    spec = consumer_spec(stream, max_deliver=2, ack_wait_s=1.0)
+    await bus.publish(js, subject(stream), {"n": 1}, msg_id="m-1")
+    for delivery in range(1, spec.max_deliver + 1):
+        doomed = await bus.connect(servers.nats_url, "doomed")
+        sub = await doomed.jetstream().pull_subscribe(
+            spec.filter_subject, durable=spec.durable, stream=spec.stream,
+            config=bus.Consumer(js, spec, _never).config(),
+        )  # fmt: skip
+        taken = await sub.fetch(1, timeout=5)
+        assert taken[0].metadata.num_delivered == delivery
+        await doomed.close()  # dies holding the message, never acks
+
+    received: list[Msg] = []
+
+    async def handler(msg: Msg) -> None:
+        received.append(msg)
+
+    survivor = bus.Consumer(js, spec, handler)
+    await survivor.start()
+    try:
+        await eventually(lambda: _ready(received), "redelivery after the limit", within_s=15)
+    finally:
+        await survivor.stop()
+    assert received[0].metadata.num_delivered == spec.max_deliver + 1
+
+
 async def test_poison_goes_to_dead_letter_with_reason_and_stream_moves_on(
     nc: NATS, stream: StreamSpec
 ) -> None:
@@ -168,6 +200,28 @@ async def test_transient_failure_is_retried_until_it_succeeds(nc: NATS, stream: 
         await consumer.stop()
 
     assert info
+    assert await dead_letters(js, spec) == []
+
+
+async def test_an_outage_is_waited_out_past_max_deliver(nc: NATS, stream: StreamSpec) -> None:
+    js = nc.jetstream()
+    spec = consumer_spec(stream, max_deliver=2)
+    attempts: list[int] = []
+
+    async def handler(msg: Msg) -> None:
+        attempts.append(msg.metadata.num_delivered)
+        if len(attempts) <= 2 * spec.max_deliver:
+            raise OSError("Connect call failed ('127.0.0.1', 5432)")
+
+    consumer = bus.Consumer(js, spec, handler)
+    await consumer.start()
+    try:
+        await bus.publish(js, subject(stream), {"n": 1}, msg_id="m-1")
+        await eventually(lambda: _all_acked(js, spec), "the ack after the outage")
+    finally:
+        await consumer.stop()
+
+    assert attempts == list(range(1, 2 * spec.max_deliver + 2))
     assert await dead_letters(js, spec) == []
 
 
