@@ -139,6 +139,9 @@ class ConsumerSpec:
     max_ack_pending: int = 10_000
     retry_base_s: float = 0.5
     retry_max_s: float = 30.0
+    # In order: when a failed batch is handled again one message at a time, the first
+    # message to be retried holds back the rest (retried with it), so none overtakes it.
+    ordered: bool = False
 
 
 class ConsumerMetrics:
@@ -237,8 +240,15 @@ class Consumer:
         if self._batch_handler is not None and len(msgs) > 1:
             await self.process_batch(msgs)
             return
-        for msg in msgs:
-            await self.process(msg)
+        await self._one_by_one(msgs)
+
+    async def _one_by_one(self, msgs: list[Msg]) -> None:
+        for index, msg in enumerate(msgs):
+            retry_in = await self.process(msg)
+            if retry_in is not None and self.spec.ordered:
+                for later in msgs[index + 1 :]:
+                    await later.nak(delay=retry_in)
+                return
 
     async def process_batch(self, msgs: list[Msg]) -> None:
         assert self._batch_handler is not None
@@ -249,8 +259,7 @@ class Consumer:
                 "bus.batch_failed", consumer=self.spec.durable, size=len(msgs),
                 error=f"{type(exc).__name__}: {exc}",
             )  # fmt: skip
-            for msg in msgs:
-                await self.process(msg)
+            await self._one_by_one(msgs)
             return
         for index, msg in enumerate(msgs):
             if index in poisoned:
@@ -261,7 +270,9 @@ class Consumer:
             handled = len(msgs) - len(poisoned)
             self._metrics.handled.labels(self.spec.stream, self.spec.durable).inc(handled)
 
-    async def process(self, msg: Msg) -> None:
+    async def process(self, msg: Msg) -> float | None:
+        """Handle one message; None when it is settled (acked or dead-lettered), else the
+        seconds until it comes back."""
         bind_correlation(dict(msg.headers or {}))
         labels = (self.spec.stream, self.spec.durable)
         try:
@@ -274,8 +285,8 @@ class Consumer:
                 await self._dead_letter(
                     msg, f"failed {delivered} deliveries: {type(exc).__name__}: {exc}"
                 )
-                return
-            delay = min(self.spec.retry_max_s, self.spec.retry_base_s * 2 ** (delivered - 1))
+                return None
+            delay = float(min(self.spec.retry_max_s, self.spec.retry_base_s * 2 ** (delivered - 1)))
             log.warning(
                 "bus.handler_failed",
                 consumer=self.spec.durable,
@@ -287,10 +298,11 @@ class Consumer:
             if self._metrics:
                 self._metrics.retried.labels(*labels).inc()
             await msg.nak(delay=delay)
-        else:
-            await msg.ack()
-            if self._metrics:
-                self._metrics.handled.labels(*labels).inc()
+            return delay
+        await msg.ack()
+        if self._metrics:
+            self._metrics.handled.labels(*labels).inc()
+        return None
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         meta = msg.metadata

@@ -46,6 +46,7 @@ async def partition_consumer(
         batch=batch,
         max_ack_pending=batch,
         ack_wait_s=10,
+        ordered=True,
     )
 
     async def one(msg: Msg) -> None:

@@ -203,6 +203,37 @@ async def test_transient_failure_is_retried_until_it_succeeds(nc: NATS, stream: 
     assert await dead_letters(js, spec) == []
 
 
+async def test_an_ordered_consumer_lets_no_message_overtake_one_being_retried(
+    nc: NATS, stream: StreamSpec
+) -> None:
+    """A failed batch handled one by one: the message that fails holds back those after it,
+    even when they would succeed now."""
+    js = nc.jetstream()
+    for n in range(1, 6):
+        await bus.publish(js, subject(stream), {"n": n}, msg_id=f"o-{n}")
+    spec = consumer_spec(stream, max_deliver=10, batch=5, max_ack_pending=5, ordered=True)
+    applied: list[int] = []
+    failed_once: set[int] = set()
+
+    async def one(msg: Msg) -> None:
+        n = bus.decode(msg)["n"]
+        if n == 3 and n not in failed_once:
+            failed_once.add(n)
+            raise ConnectionError("the database went away for a moment")
+        applied.append(n)
+
+    async def many(msgs: list[Msg]) -> None:
+        raise ConnectionError("the batch met the same moment")
+
+    consumer = bus.Consumer(js, spec, one, batch_handler=many)
+    await consumer.start()
+    try:
+        await eventually(lambda: _ready(applied, 5), "all five applied")
+    finally:
+        await consumer.stop()
+    assert applied == [1, 2, 3, 4, 5]
+
+
 async def test_an_outage_is_waited_out_past_max_deliver(nc: NATS, stream: StreamSpec) -> None:
     js = nc.jetstream()
     spec = consumer_spec(stream, max_deliver=2)
