@@ -15,7 +15,8 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from bench.common import Counts, Figure, Report, asyncpg_dsn, chunks, per_second, progress
+from bench.common import Counts, Figure, Report, chunks, per_second, progress
+from shared import db
 from shared.bus import MSG_ID, connect, ensure_streams
 from shared.topology import StreamSpec
 from waypost.embedded import EmbeddedNats, EmbeddedPostgres
@@ -311,7 +312,7 @@ async def postgres_figures(report: Report, data_dir: Path, counts: Counts) -> No
     progress("starting PostgreSQL")
     url = await asyncio.to_thread(server.start)
     try:
-        conn = await asyncpg.connect(asyncpg_dsn(url))
+        conn = await asyncpg.connect(db.asyncpg_dsn(url))
         try:
             version = await conn.fetchval("SHOW server_version")
             report.servers["postgres"] = f"PostgreSQL {version}"

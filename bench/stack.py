@@ -19,7 +19,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.common import Report, asyncpg_dsn, progress
+from bench.common import Report, progress
+from shared import db
 from waypost.embedded import EmbeddedNats, EmbeddedPostgres, die_with_parent, free_port
 
 ADMIN_KEY = "wp_bench-admin-key"
@@ -201,7 +202,7 @@ async def start_all(children: Processes) -> dict[str, str]:
 
 
 async def connect_db(database_url: str) -> asyncpg.Connection:
-    return await asyncpg.connect(asyncpg_dsn(database_url))
+    return await asyncpg.connect(db.asyncpg_dsn(database_url))
 
 
 class Connection:

@@ -13,9 +13,9 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-SUBJECTS = "activations.erase.>"
+from shared.events import SubjectToken
 
-SubjectToken = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+SUBJECTS = "activations.erase.>"
 
 
 class ProfileErased(BaseModel):

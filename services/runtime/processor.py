@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
@@ -131,10 +131,7 @@ class Processor:
         await self.catalogs.fresh(time.monotonic())
         async with db.raw_transaction(self.pool) as conn:
             store = Store(conn)
-            grouped: dict[str, list[FiredTimer]] = defaultdict(list)
-            for timer in fired:
-                grouped[timer.workspace_id].append(timer)
-            for workspace_id, timers in grouped.items():
+            for workspace_id, timers in _by_workspace(fired).items():
                 await self._timers_of_workspace(store, workspace_id, timers)
         self._notify()
 
@@ -275,10 +272,18 @@ def _shard(writes: _Writes) -> int:
     return zlib.crc32(first.encode()) % COUNTER_SHARDS
 
 
-def _by_workspace(events: Iterable[AcceptedEvent]) -> dict[str, list[AcceptedEvent]]:
-    grouped: dict[str, list[AcceptedEvent]] = defaultdict(list)
-    for event in events:
-        grouped[event.workspace_id].append(event)
+class _OfWorkspace(Protocol):
+    @property
+    def workspace_id(self) -> str: ...
+
+
+W = TypeVar("W", bound=_OfWorkspace)
+
+
+def _by_workspace(items: Iterable[W]) -> dict[str, list[W]]:
+    grouped: dict[str, list[W]] = defaultdict(list)
+    for item in items:
+        grouped[item.workspace_id].append(item)
     return grouped
 
 

@@ -17,9 +17,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 from nats.aio.client import Client as NATS
-from sqlalchemy import make_url
 
-from shared import bus
+from shared import bus, db
 from shared.settings import ClockMode
 from tests.conftest import Servers
 from tests.helpers import eventually
@@ -125,8 +124,8 @@ class System:
         await self.wait_ready([service])
 
     async def rows(self, sql: str, *args: object) -> list[asyncpg.Record]:
-        dsn = make_url(self.pg.url).set(drivername="postgresql")
-        conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+        dsn = db.asyncpg_dsn(self.pg.url)
+        conn = await asyncpg.connect(dsn)
         try:
             return list(await conn.fetch(sql, *args))
         finally:

@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg
 import pytest
 from nats.aio.client import Client as NATS
-from sqlalchemy.engine import make_url
 
+from shared import db
 from tests.helpers import eventually
 from tests.scenarios import load, make_concrete, scenario_names
 from tests.stack import Stack, Workspace
@@ -299,8 +299,8 @@ async def test_each_change_is_announced_exactly_once(
 
 
 async def _outbox_drained(stack: Stack) -> bool:
-    dsn = make_url(stack.servers.database_url).set(drivername="postgresql")
-    conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    dsn = db.asyncpg_dsn(stack.servers.database_url)
+    conn = await asyncpg.connect(dsn)
     try:
         pending = await conn.fetchval(
             "SELECT count(*) FROM designer.outbox WHERE published_at IS NULL"

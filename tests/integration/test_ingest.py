@@ -27,7 +27,6 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.ingest import (
@@ -63,10 +62,8 @@ def event(profile_id: str = "alice", **fields: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 async def pg(servers: Servers) -> AsyncIterator[asyncpg.Pool]:
-    dsn = make_url(servers.database_url).set(drivername="postgresql")
-    pool = await asyncpg.create_pool(
-        dsn.render_as_string(hide_password=False), min_size=1, max_size=4
-    )
+    dsn = db.asyncpg_dsn(servers.database_url)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
     yield pool
     await pool.close()
 

@@ -10,10 +10,10 @@ from contextlib import AsyncExitStack
 
 import asyncpg
 from nats.aio.client import Client as NATS
-from sqlalchemy.engine import make_url
 
 from services.runtime.app import create_app
 from services.runtime.settings import RuntimeSettings
+from shared import db
 from tests.helpers import eventually, serving
 from tests.integration.test_runtime import live_journey, send
 from tests.stack import Stack, Workspace
@@ -23,8 +23,8 @@ ABOUT_JOURNEY = "journeys @> jsonb_build_array(jsonb_build_object('journey_id', 
 
 
 async def _rows(stack: Stack, sql: str, *args: object) -> list[asyncpg.Record]:
-    dsn = make_url(stack.servers.database_url).set(drivername="postgresql")
-    conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    dsn = db.asyncpg_dsn(stack.servers.database_url)
+    conn = await asyncpg.connect(dsn)
     try:
         return list(await conn.fetch(sql, *args))
     finally:

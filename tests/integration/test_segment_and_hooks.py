@@ -16,10 +16,10 @@ import httpx
 import pytest
 from segment.analytics import Client
 from segment.analytics.request import APIError
-from sqlalchemy.engine import make_url
 from standardwebhooks import Webhook
 
 from gateway.models import EventInbox
+from shared import db
 from tests.conftest import Servers
 from tests.stack import Workspace
 
@@ -29,10 +29,8 @@ MAPPING = {"profile_id": "$.user.id", "name": "$.type", "timestamp": "$.ts"}
 
 @pytest.fixture(scope="module")
 async def pg(servers: Servers) -> AsyncIterator[asyncpg.Pool]:
-    dsn = make_url(servers.database_url).set(drivername="postgresql")
-    pool = await asyncpg.create_pool(
-        dsn.render_as_string(hide_password=False), min_size=1, max_size=2
-    )
+    dsn = db.asyncpg_dsn(servers.database_url)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     yield pool
     await pool.close()
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncpg
 import httpx
-from sqlalchemy.engine import make_url
 
+from shared import db
 from shared.tracking import Mark, sign
 from tests.stack import TRACKING_SECRET, Stack, Workspace
 
 
 async def tracked(stack: Stack, workspace_id: str) -> list[str]:
-    dsn = make_url(stack.servers.database_url).set(drivername="postgresql")
-    conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+    dsn = db.asyncpg_dsn(stack.servers.database_url)
+    conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
             "SELECT name FROM gateway.event_inbox WHERE workspace_id = $1 ORDER BY seq",
