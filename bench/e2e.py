@@ -144,25 +144,29 @@ class SteadyPoster:
     connections, open loop: each event's time is when its batch was due, so a slow answer
     delays nothing and hides nothing."""
 
-    def __init__(self, gateway: str, per_s: int, seconds: float) -> None:
-        self.gateway, self.per_s, self.seconds = gateway, per_s, seconds
+    def __init__(self, gateway: str, per_s: int, seconds: float, prefix: str = "lat") -> None:
+        self.gateway, self.per_s, self.seconds, self.prefix = gateway, per_s, seconds, prefix
         self.due: dict[str, float] = {}
+        self.accepted: dict[str, float] = {}  # wall clock of each event's 202
         self.started = 0.0  # wall clock of the first batch
 
     async def run(self) -> float:
         """Posts ``per_s * seconds`` events; the rate the posts actually went out at."""
         per_tick = max(1, self.per_s // TICKS_PER_S)
         ticks = int(self.seconds * self.per_s / per_tick)
-        batches = [[purchase(f"lat-{t}-{i}") for i in range(per_tick)] for t in range(ticks)]
+        batches = [
+            [purchase(f"{self.prefix}-{t}-{i}") for i in range(per_tick)] for t in range(ticks)
+        ]
         connections = [await Connection.open(self.gateway) for _ in range(LATENCY_CLIENTS)]
         pool: asyncio.Queue[Connection] = asyncio.Queue()
         for connection in connections:
             pool.put_nowait(connection)
 
-        async def post(body: bytes) -> None:
+        async def post(body: bytes, profiles: list[str]) -> None:
             connection = await pool.get()
             await connection.post_accepted("/v1/events/batch", body)
             pool.put_nowait(connection)
+            self.accepted |= dict.fromkeys(profiles, time.time())
 
         loop = asyncio.get_running_loop()
         start_mono, start_wall = loop.time(), time.time()
@@ -175,7 +179,8 @@ class SteadyPoster:
                 body = json.dumps({"events": batch}).encode()
                 for event in batch:
                     self.due[event["profile_id"]] = start_wall + tick * interval
-                posts.append(asyncio.create_task(post(body)))
+                profiles = [event["profile_id"] for event in batch]
+                posts.append(asyncio.create_task(post(body, profiles)))
             sent_for = loop.time() - start_mono + interval  # the last batch's tick included
             await asyncio.gather(*posts)
             return per_second(len(self.due), sent_for)
