@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 
 from services.activator import api, internal
@@ -19,7 +18,7 @@ from services.activator.intake import Intake
 from services.activator.metrics import ActivatorMetrics
 from services.activator.models import Outbox
 from services.activator.settings import ActivatorSettings
-from shared import bus, outbox
+from shared import bus, http, outbox
 from shared.app import Extension, ServiceState, create_service_app
 from shared.connectors import DestinationGuard
 
@@ -82,10 +81,9 @@ async def _clients(
     """One pooled client for every HTTP connector, so connections to a provider are reused
     across messages (each request sets its connector's own timeout); another for the
     designer, with its own timeout."""
-    limits = httpx.Limits(max_connections=settings.http_max_connections)
-    providers = httpx.AsyncClient(limits=limits, follow_redirects=False)
+    providers = http.session(settings.http_max_connections)  # each send sets its timeout
     state.extras[HTTP] = await stack.enter_async_context(providers)
-    own = httpx.AsyncClient(timeout=settings.designer_timeout_s)
+    own = http.session(timeout_s=settings.designer_timeout_s)
     designer = Designer(
         await stack.enter_async_context(own), settings.designer_url, settings.lookup_cache_s
     )

@@ -34,7 +34,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
+import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.activator import policy
@@ -105,7 +105,7 @@ class Deliverer:
         sessions: async_sessionmaker[AsyncSession],
         clock: Clock,
         designer: Designer,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         guard: DestinationGuard | None,
         relay: OutboxRelay,
         settings: ActivatorSettings,

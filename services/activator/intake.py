@@ -49,8 +49,8 @@ class Intake:
 
     async def take(self, requests: Sequence[ActivationRequested]) -> None:
         by_workspace = _by_workspace(_first_of_each(requests))
-        # Read after the requests arrived, so a settings change saved before they were
-        # requested applies to them.
+        # As of the revision the requests were made at (read again when it changed), so a
+        # settings change saved before they were requested applies to them.
         rules = await self._rules(by_workspace)
         now = self._clock.now()
         rows: list[dict[str, Any]] = []
@@ -70,7 +70,9 @@ class Intake:
     async def _rules(
         self, by_workspace: dict[str, list[ActivationRequested]]
     ) -> dict[str, WorkspaceRules]:
-        found = await asyncio.gather(*(self._designer.rules(ws) for ws in by_workspace))
+        found = await asyncio.gather(
+            *(self._designer.rules_at(ws, _revision(group)) for ws, group in by_workspace.items())
+        )
         return dict(zip(by_workspace, found, strict=True))
 
     async def _decide(
@@ -167,6 +169,13 @@ def _timer(row: dict[str, Any]) -> TimerSchedule:
         row["activation_id"], row["workspace_id"], row["profile_id"], row["journey_id"],
         row["attempts"], row["next_attempt_at"],
     )  # fmt: skip
+
+
+def _revision(requests: Sequence[ActivationRequested]) -> str | None:
+    """The designer revision the requests were made at; None when they do not all say the
+    same (the rules are read fresh then)."""
+    revisions = {r.rules_revision for r in requests}
+    return revisions.pop() if len(revisions) == 1 else None
 
 
 def _first_of_each(requests: Iterable[ActivationRequested]) -> list[ActivationRequested]:

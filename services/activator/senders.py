@@ -19,8 +19,8 @@ from email.utils import formatdate, parseaddr, parsedate_to_datetime
 from typing import Any, NoReturn
 from urllib.parse import quote
 
+import aiohttp
 import aiosmtplib
-import httpx
 from standardwebhooks import Webhook
 
 from shared.connectors import (
@@ -77,7 +77,7 @@ async def send(
     kind: ConnectorType | str,
     config: ConnectorConfig,
     message: OutgoingMessage,
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
     guard: DestinationGuard | None,
 ) -> SendResult:
     """Delivers ``message`` once through the connector; raises a ``DeliveryError`` subclass.
@@ -197,7 +197,7 @@ def payload(message: OutgoingMessage) -> bytes:
 
 
 async def send_http(
-    config: HttpConfig, message: OutgoingMessage, http: httpx.AsyncClient
+    config: HttpConfig, message: OutgoingMessage, http: aiohttp.ClientSession
 ) -> SendResult:
     headers = {"Idempotency-Key": message.activation_id}
     if config.token is not None:
@@ -206,7 +206,7 @@ async def send_http(
 
 
 async def send_webhook(
-    config: WebhookConfig, message: OutgoingMessage, http: httpx.AsyncClient
+    config: WebhookConfig, message: OutgoingMessage, http: aiohttp.ClientSession
 ) -> SendResult:
     body = payload(message)
     # Receivers check the timestamp against their own wall clock, so it is real time even
@@ -222,32 +222,35 @@ async def send_webhook(
 
 
 async def _post(
-    url: str, body: bytes, headers: dict[str, str], timeout_s: float, http: httpx.AsyncClient
+    url: str, body: bytes, headers: dict[str, str], timeout_s: float, http: aiohttp.ClientSession
 ) -> SendResult:
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
     try:
-        response = await http.post(url, content=body, headers=headers, timeout=timeout_s)
-    except httpx.TimeoutException:
+        async with http.post(
+            url, data=body, headers=headers, allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout_s),
+        ) as response:  # fmt: skip
+            status = response.status
+            text = await response.text(errors="replace") if status >= 300 else ""
+            hint = response.headers.get("Retry-After")
+    except TimeoutError:
         raise TransientDeliveryError(f"{url} timed out after {timeout_s:g}s") from None
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        raise PermanentDeliveryError(f"{url}: {exc}") from None
-    except httpx.TransportError as exc:
+    except aiohttp.InvalidURL as exc:
+        raise PermanentDeliveryError(f"{url}: invalid URL {exc}") from None
+    except (aiohttp.ClientError, OSError) as exc:
         detail = str(exc) or type(exc).__name__
         raise TransientDeliveryError(f"{url} unreachable: {detail}") from None
-    _check_status(response)
-    return SendResult(detail=f"HTTP {response.status_code}")
+    _check_status(status, text, hint)
+    return SendResult(detail=f"HTTP {status}")
 
 
-def _check_status(response: httpx.Response) -> None:
-    status = response.status_code
+def _check_status(status: int, text: str, retry_hint: str | None) -> None:
     if 200 <= status < 300:
         return
-    text = " ".join(response.text.split())[:REASON_SNIPPET]
+    text = " ".join(text.split())[:REASON_SNIPPET]
     reason = f"HTTP {status} from provider" + (f": {text}" if text else "")
-    if status == 429:
-        raise TransientDeliveryError(reason, retry_after(response.headers.get("Retry-After")))
-    if status >= 500:
-        raise TransientDeliveryError(reason, retry_after(response.headers.get("Retry-After")))
+    if status == 429 or status >= 500:
+        raise TransientDeliveryError(reason, retry_after(retry_hint))
     # Other 4xx and unexpected redirects: sending the same request again changes nothing.
     raise PermanentDeliveryError(reason)
 

@@ -19,6 +19,7 @@ from services.runtime.partitions import PartitionLeases
 from services.runtime.processor import Processor
 from services.runtime.settings import RuntimeSettings
 from shared import bus, db, outbox
+from shared import http as shared_http
 from shared.app import ServiceState, create_service_app
 
 PROCESSOR = "processor"
@@ -30,9 +31,10 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
     settings = state.settings
     assert isinstance(settings, RuntimeSettings)
     pool = await db.create_raw_pool(settings.database_url, settings.event_partitions + 4)
-    async with httpx.AsyncClient(timeout=30) as http, db.closing(pool):
+    designer = shared_http.session(timeout_s=30)
+    async with httpx.AsyncClient(timeout=30) as http, designer, db.closing(pool):
         state.extras[HTTP] = http
-        catalogs = CatalogCache(http, settings.designer_url)
+        catalogs = CatalogCache(designer, settings.designer_url)
         relay = outbox.OutboxRelay(
             state.sessions, Outbox, state.js, keep_published_s=settings.outbox_retention_s
         )

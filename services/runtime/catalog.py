@@ -10,10 +10,11 @@ import time
 from collections import defaultdict
 from typing import Any
 
-import httpx
+import aiohttp
 
 from services.runtime.engine.compiled import compile_journey
 from services.runtime.engine.engine import Catalog, LiveJourney
+from shared.http import get_json
 from shared.journey import JourneyBody
 from shared.logging import get_logger
 
@@ -21,7 +22,7 @@ log = get_logger(__name__)
 
 
 class CatalogCache:
-    def __init__(self, http: httpx.AsyncClient, designer_url: str) -> None:
+    def __init__(self, http: aiohttp.ClientSession, designer_url: str) -> None:
         self._http = http
         self._url = designer_url
         self._revision: str | None = None
@@ -29,6 +30,11 @@ class CatalogCache:
         self._checked_at = float("-inf")
         self._check: asyncio.Task[None] | None = None
         self._check_started = float("-inf")
+
+    @property
+    def revision(self) -> str | None:
+        """The designer revision the catalog was loaded at."""
+        return self._revision
 
     def find(self, journey_id: str) -> tuple[str, LiveJourney | None]:
         for workspace_id, catalog in self._by_workspace.items():
@@ -54,22 +60,24 @@ class CatalogCache:
         await asyncio.shield(self._check)
 
     async def _refresh(self, started: float) -> None:
-        r = await self._http.get(f"{self._url}/internal/journeys/revision", timeout=10)
-        r.raise_for_status()
-        revision = r.json()["revision"]
+        revision = (await self._get("/internal/journeys/revision"))["revision"]
         if revision != self._revision:
             await self._load()
             self._revision = revision
         self._checked_at = max(self._checked_at, started)
 
     async def _load(self) -> None:
-        r = await self._http.get(f"{self._url}/internal/journeys/live", timeout=30)
-        r.raise_for_status()
-        body = r.json()
+        body = await self._get("/internal/journeys/live")
         self._by_workspace = build(body["items"], body["workspaces"])
         log.info(
             "catalog.loaded", journeys=sum(len(c.journeys) for c in self._by_workspace.values())
         )
+
+    async def _get(self, path: str) -> Any:
+        status, body = await get_json(self._http, f"{self._url}{path}")
+        if status != 200 or not isinstance(body, dict):
+            raise RuntimeError(f"the designer answered {status} for {path}")
+        return body
 
 
 def build(items: list[dict[str, Any]], workspaces: list[dict[str, Any]]) -> dict[str, Catalog]:

@@ -247,7 +247,9 @@ class Processor:
             writes.states.setdefault(row.profile_id, {}).update(changed)
         writes.timeline += [(row.profile_id, entry) for entry in result.timeline]
         writes.counters.update(_counter_keys(result))
-        writes.outbox += _commands(workspace_id, row, result, self.clock.now())
+        writes.outbox += _commands(
+            workspace_id, row, result, self.clock.now(), self.catalogs.revision
+        )
 
     async def _flush(
         self, store: Store, workspace_id: str, writes: _Writes, catalog: Catalog
@@ -342,7 +344,7 @@ def _counter_keys(result: Result) -> Counter[tuple[str, int, str]]:
 
 
 def _commands(
-    workspace_id: str, row: ProfileRecord, result: Result, now: datetime
+    workspace_id: str, row: ProfileRecord, result: Result, now: datetime, revision: str | None
 ) -> list[Command]:
     """Outbox rows: (subject, payload, Nats-Msg-Id) for the scheduler and the activator."""
     out: list[Command] = []
@@ -363,7 +365,7 @@ def _commands(
                    "version": a.version, "step_id": a.step_id, "channel": a.channel,
                    "connector_id": a.connector_id, "template_id": a.template_id, "to": a.to,
                    "consent": dict(row.consent), "context": a.context,
-                   "requested_at": now.isoformat()}  # fmt: skip
+                   "requested_at": now.isoformat(), "rules_revision": revision}  # fmt: skip
         out.append(
             (f"activations.requested.{workspace_id}", payload, f"activation:{a.activation_id}")
         )
