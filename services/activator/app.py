@@ -16,9 +16,9 @@ from services.activator.erasures import Erasures
 from services.activator.holds import Releases
 from services.activator.intake import Intake
 from services.activator.metrics import ActivatorMetrics
-from services.activator.models import Outbox
+from services.activator.models import Delivery, Outbox
 from services.activator.settings import ActivatorSettings
-from shared import bus, http, outbox
+from shared import bus, db, http, outbox
 from shared.app import Extension, ServiceState, create_service_app
 from shared.connectors import DestinationGuard
 
@@ -48,15 +48,18 @@ def _extension(settings: ActivatorSettings) -> Extension:
             metrics = ActivatorMetrics(state.registry)
             relay = outbox.OutboxRelay(state.sessions, Outbox, state.js)
             await stack.enter_async_context(outbox.running(relay))
+            # The delivery groups' own connections: each holds one while its sends are out.
+            pool = await db.create_raw_pool(settings.database_url, settings.db_pool_size)
+            await stack.enter_async_context(db.closing(pool))
             deliverer = Deliverer(
-                state.sessions, state.clock, designer, state.extras[HTTP], guard, relay,
+                state.sessions, pool, state.clock, designer, state.extras[HTTP], guard, relay,
                 settings, metrics,
             )  # fmt: skip
             state.extras[DELIVERER] = deliverer
             await stack.enter_async_context(deliverer.running())
 
-            def stored() -> None:
-                deliverer.notify()
+            def stored(due_now: list[Delivery]) -> None:
+                deliverer.submit(due_now)
                 relay.notify()  # quiet-hours timers to schedule
 
             intake = Intake(state.sessions, designer, state.clock, settings, metrics, stored)

@@ -21,8 +21,8 @@ from services.activator import policy
 from services.activator.designer import Designer
 from services.activator.holds import hold_timer
 from services.activator.metrics import ActivatorMetrics
-from services.activator.models import SkipReason, Status
-from services.activator.repository import HELD, DeliveryRepository, budget_name
+from services.activator.models import Delivery, SkipReason, Status
+from services.activator.repository import HELD, PENDING, DeliveryRepository, budget_name
 from services.activator.schemas import ActivationRequested, WorkspaceRules
 from services.activator.settings import ActivatorSettings
 from shared import db
@@ -38,7 +38,7 @@ class Intake:
         clock: Clock,
         settings: ActivatorSettings,
         metrics: ActivatorMetrics,
-        on_stored: Callable[[], None],
+        on_stored: Callable[[list[Delivery]], None],
     ) -> None:
         self._sessions = sessions
         self._designer = designer
@@ -65,7 +65,14 @@ class Intake:
             await repo.put_timers([_timer(row) for row in held])
         for row in rows:
             self._metrics.deliveries.labels(row["channel"], row["status"]).inc()
-        self._on_stored()
+        # Due now: handed to the delivery loop at once rather than found by its next claim.
+        self._on_stored(
+            [
+                Delivery(**row)
+                for row in rows
+                if row["status"] == PENDING and row["activation_id"] in stored
+            ]
+        )
 
     async def _rules(
         self, by_workspace: dict[str, list[ActivationRequested]]

@@ -27,7 +27,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.activator.feedback import Feedback
 from services.activator.models import Delivery, Erasure, Outbox, SkipReason, Status
 from services.activator.ratelimit import ConnectorKey
 from shared.outbox import fit_msg_id
@@ -212,39 +211,6 @@ class DeliveryRepository:
                 )
                 .order_by(Delivery.next_attempt_at, Delivery.activation_id)
                 .with_for_update(skip_locked=True)
-            )
-        )
-
-    def record_sent(self, row: Delivery, now: datetime) -> None:
-        row.status = SENT
-        row.attempts += 1
-        row.sent_at = now
-        row.next_attempt_at = None
-        row.updated_at = now
-
-    def record_retry(self, row: Delivery, error: str, at: datetime, now: datetime) -> None:
-        row.attempts += 1
-        row.last_error = error
-        row.next_attempt_at = at
-        row.updated_at = now
-
-    def record_held(self, row: Delivery, error: str, at: datetime, now: datetime) -> None:
-        """A failed attempt whose retry falls in quiet hours: held until ``at``."""
-        self.record_retry(row, error, at, now)
-        row.status = HELD
-
-    def record_failed(self, row: Delivery, error: str, now: datetime, *, attempted: bool) -> None:
-        row.status = FAILED
-        row.attempts += 1 if attempted else 0
-        row.last_error = error
-        row.reason = error
-        row.next_attempt_at = None
-        row.updated_at = now
-
-    async def put_feedback(self, item: Feedback) -> None:
-        await self.session.execute(
-            insert(Outbox).values(
-                subject=item.subject, msg_id=fit_msg_id(item.msg_id), payload=item.payload
             )
         )
 

@@ -27,10 +27,12 @@ class FakeDesigner:
         self.port = free_port()
         self.answering = asyncio.Event()
         self.answering.set()
+        self.asked = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
     async def handle(self, request: web.Request) -> web.Response:
         self.calls.append(request.path)
+        self.asked.set()
         await self.answering.wait()
         answers: dict[str, Any] = {
             f"{WS}/connectors/c1": {"id": "c1", "type": "sms_http",
@@ -77,8 +79,7 @@ async def test_a_wave_of_lookups_on_a_cold_entry_asks_the_designer_once(
     state, designer = fake
     state.answering.clear()  # every lookup of the wave is under way before one answers
     wave = asyncio.gather(*(designer.connector("ws1", "c1") for _ in range(50)))
-    while not state.calls:
-        await asyncio.sleep(0.001)
+    await state.asked.wait()
     state.answering.set()
     found = await wave
     assert {c.id for c in found} == {"c1"}
