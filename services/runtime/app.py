@@ -18,7 +18,7 @@ from services.runtime.models import Outbox
 from services.runtime.partitions import PartitionLeases
 from services.runtime.processor import Processor
 from services.runtime.settings import RuntimeSettings
-from shared import bus, db, outbox
+from shared import beacon, bus, db, outbox
 from shared import http as shared_http
 from shared.app import ServiceState, create_service_app
 
@@ -34,7 +34,8 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
     designer = shared_http.session(timeout_s=30)
     async with httpx.AsyncClient(timeout=30) as http, designer, db.closing(pool):
         state.extras[HTTP] = http
-        catalogs = CatalogCache(designer, settings.designer_url)
+        await beacon.ensure(state.js, settings.stream_replicas)
+        catalogs = CatalogCache(designer, settings.designer_url, state.js)
         relay = outbox.OutboxRelay(
             state.sessions, Outbox, state.js, keep_published_s=settings.outbox_retention_s
         )

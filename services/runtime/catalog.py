@@ -1,7 +1,10 @@
 """The live journeys, compiled, and the workspaces, kept in memory and reloaded from the
 designer whenever its revision changes. Checked before every batch, so a publish, pause,
 resume or stop applies to every event accepted after the designer answered it, and an
-event of a workspace that does not exist is refused."""
+event of a workspace that does not exist is refused.
+
+The check is a read of the designer's change beacon (``shared.beacon``, one NATS request);
+only when it moved, or at least every ``recheck_s``, is the designer itself asked."""
 
 from __future__ import annotations
 
@@ -11,9 +14,11 @@ from collections import defaultdict
 from typing import Any
 
 import aiohttp
+from nats.js import JetStreamContext
 
 from services.runtime.engine.compiled import compile_journey
 from services.runtime.engine.engine import Catalog, LiveJourney
+from shared import beacon
 from shared.http import get_json
 from shared.journey import JourneyBody
 from shared.logging import get_logger
@@ -22,9 +27,21 @@ log = get_logger(__name__)
 
 
 class CatalogCache:
-    def __init__(self, http: aiohttp.ClientSession, designer_url: str) -> None:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        designer_url: str,
+        js: JetStreamContext | None = None,
+        recheck_s: float = 1.0,
+    ) -> None:
+        """With ``js``, the designer's change beacon says when to ask the designer (and it
+        is asked at least every ``recheck_s`` anyway); without, every check asks it."""
         self._http = http
         self._url = designer_url
+        self._js = js
+        self._recheck_s = recheck_s
+        self._beacon: str | None = None
+        self._asked_at = float("-inf")
         self._revision: str | None = None
         self._by_workspace: dict[str, Catalog] = {}
         self._checked_at = float("-inf")
@@ -60,11 +77,21 @@ class CatalogCache:
         await asyncio.shield(self._check)
 
     async def _refresh(self, started: float) -> None:
+        if self._js is None:
+            await self._ask_designer()
+        else:
+            signalled = await beacon.read(self._js)
+            if signalled != self._beacon or started - self._asked_at >= self._recheck_s:
+                await self._ask_designer()
+                self._beacon = signalled
+        self._checked_at = max(self._checked_at, started)
+
+    async def _ask_designer(self) -> None:
+        self._asked_at = time.monotonic()
         revision = (await self._get("/internal/journeys/revision"))["revision"]
         if revision != self._revision:
             await self._load()
             self._revision = revision
-        self._checked_at = max(self._checked_at, started)
 
     async def _load(self) -> None:
         body = await self._get("/internal/journeys/live")
