@@ -52,6 +52,7 @@ from services.activator.schemas import WorkspaceRules
 from services.activator.senders import (
     OutgoingMessage,
     PermanentDeliveryError,
+    SmtpConnections,
     TransientDeliveryError,
     send,
 )
@@ -130,6 +131,7 @@ class Deliverer:
         self._concurrency = ConcurrencyLimiter()
         self._jitter = jitter
         self._sends = asyncio.Semaphore(settings.send_concurrency)
+        self._smtp = SmtpConnections()
         self._held: dict[str, asyncio.Task[None]] = {}
         self._sending: set[str] = set()
         self._wake = asyncio.Event()
@@ -157,6 +159,7 @@ class Deliverer:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await self._drain()
+            await self._smtp.close()
 
     async def run(self) -> None:
         while True:
@@ -335,7 +338,9 @@ class Deliverer:
         assert config is not None
         started = time.perf_counter()
         try:
-            await send(plan.connector.type, config, plan.message, self._http, self._guard)
+            await send(
+                plan.connector.type, config, plan.message, self._http, self._guard, self._smtp
+            )
         except TransientDeliveryError as exc:
             return Outcome(exc.reason, transient=True, retry_after_s=exc.retry_after_s)
         except PermanentDeliveryError as exc:

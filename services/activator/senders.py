@@ -9,8 +9,10 @@ every message (Message-ID, Idempotency-Key, webhook-id) so a provider can drop a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,17 +81,19 @@ async def send(
     message: OutgoingMessage,
     http: aiohttp.ClientSession,
     guard: DestinationGuard | None,
+    smtp: SmtpConnections | None = None,
 ) -> SendResult:
     """Delivers ``message`` once through the connector; raises a ``DeliveryError`` subclass.
 
     With a ``guard``, a destination that is or resolves to a non-public address fails
     permanently before anything is sent; None lets connectors reach private addresses.
+    With ``smtp``, email goes over sessions kept open between messages.
     """
     kind = ConnectorType(kind)
     if guard is not None and (why := await guard.refusal(config)) is not None:
         raise PermanentDeliveryError(why)
     if kind is ConnectorType.SMTP and isinstance(config, SmtpConfig):
-        return await send_email(config, message)
+        return await send_email(config, message, smtp)
     if kind is ConnectorType.WEBHOOK and isinstance(config, WebhookConfig):
         return await send_webhook(config, message, http)
     http_kinds = (ConnectorType.SMS_HTTP, ConnectorType.PUSH_HTTP)
@@ -102,22 +106,102 @@ async def send(
 # --- SMTP -----------------------------------------------------------------------------------
 
 
-async def send_email(config: SmtpConfig, message: OutgoingMessage) -> SendResult:
-    email = build_email(config, message)
-    try:
-        _responses, reply = await aiosmtplib.send(
-            email,
-            hostname=config.host,
-            port=config.port,
-            username=config.username,
-            password=_password(config),
-            use_tls=config.use_tls,
-            start_tls=config.starttls,
+class SmtpConnections:
+    """Open SMTP sessions kept per server and account, so a connector sending many messages
+    logs in once and sends them one after another on a few connections instead of opening
+    one (TCP, EHLO, TLS, AUTH) per message. A session that failed is closed, never reused;
+    idle ones are closed after ``idle_s``."""
+
+    def __init__(self, idle_s: float = 30.0, per_server: int = 64) -> None:
+        self._idle_s = idle_s
+        self._per_server = per_server
+        self._idle: dict[tuple[object, ...], list[tuple[float, aiosmtplib.SMTP]]] = {}
+
+    @staticmethod
+    def _key(config: SmtpConfig) -> tuple[object, ...]:
+        return (config.host, config.port, config.username, _password(config), config.use_tls,
+                config.starttls)  # fmt: skip
+
+    async def take(self, config: SmtpConfig) -> tuple[aiosmtplib.SMTP, bool]:
+        """A connected session (and whether it was reused) for ``config``."""
+        now = time.monotonic()
+        pool = self._idle.get(self._key(config), [])
+        while pool:
+            since, client = pool.pop()
+            if now - since < self._idle_s and client.is_connected:
+                return client, True
+            await _quietly_close(client)
+        client = aiosmtplib.SMTP(
+            hostname=config.host, port=config.port, username=config.username,
+            password=_password(config), use_tls=config.use_tls, start_tls=config.starttls,
             timeout=config.timeout_s,
-        )
-    except Exception as exc:
-        _raise_smtp(exc, config)
-    return SendResult(detail=reply.strip() or "accepted", message_id=email["Message-ID"])
+        )  # fmt: skip
+        await client.connect()
+        return client, False
+
+    async def give_back(self, config: SmtpConfig, client: aiosmtplib.SMTP) -> None:
+        pool = self._idle.setdefault(self._key(config), [])
+        if len(pool) < self._per_server and client.is_connected:
+            pool.append((time.monotonic(), client))
+        else:
+            await _quietly_close(client)
+
+    async def close(self) -> None:
+        for pool in self._idle.values():
+            for _since, client in pool:
+                await _quietly_close(client)
+        self._idle.clear()
+
+
+async def _quietly_close(client: aiosmtplib.SMTP) -> None:
+    with contextlib.suppress(Exception):
+        await client.quit()
+    client.close()
+
+
+async def send_email(
+    config: SmtpConfig, message: OutgoingMessage, smtp: SmtpConnections | None = None
+) -> SendResult:
+    email = build_email(config, message)
+    if smtp is None:
+        try:
+            _responses, reply = await aiosmtplib.send(
+                email,
+                hostname=config.host,
+                port=config.port,
+                username=config.username,
+                password=_password(config),
+                use_tls=config.use_tls,
+                start_tls=config.starttls,
+                timeout=config.timeout_s,
+            )
+        except Exception as exc:
+            _raise_smtp(exc, config)
+        return SendResult(detail=reply.strip() or "accepted", message_id=email["Message-ID"])
+    return await _send_on_session(config, email, smtp)
+
+
+async def _send_on_session(
+    config: SmtpConfig, email: EmailMessage, smtp: SmtpConnections
+) -> SendResult:
+    for _ in range(2):  # a kept session the server has closed meanwhile: once more, anew
+        client = None
+        try:
+            client, reused = await smtp.take(config)
+            _responses, reply = await client.send_message(email)
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            if client is not None:
+                client.close()
+            if client is not None and reused:
+                continue
+            _raise_smtp(exc, config)
+        except Exception as exc:
+            if client is not None:
+                await _quietly_close(client)
+            _raise_smtp(exc, config)
+        await smtp.give_back(config, client)
+        return SendResult(detail=reply.strip() or "accepted", message_id=email["Message-ID"])
+    raise TransientDeliveryError(f"SMTP server {config.host}:{config.port} closed the session")
 
 
 def build_email(config: SmtpConfig, message: OutgoingMessage) -> EmailMessage:

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from fastapi import FastAPI, Request, Response
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -20,6 +21,7 @@ from services.activator.app import create_app
 from services.activator.senders import (
     OutgoingMessage,
     PermanentDeliveryError,
+    SmtpConnections,
     TransientDeliveryError,
     send,
 )
@@ -168,6 +170,45 @@ async def test_email_is_multipart_text_and_html_with_a_stable_message_id(
     assert text.get_content().strip() == "Hi Ada, 2 items wait for you."
     assert html.get_content().strip() == "<p>Hi <b>Ada</b>, 2 items wait for you.</p>"
     assert mailbox.envelopes[0] == ("shop@example.com", ["ada@example.org"])
+
+
+async def test_emails_of_one_connector_share_one_kept_session(
+    mailbox: Mailbox, http: aiohttp.ClientSession
+) -> None:
+    sessions = SmtpConnections()
+    config = smtp_config(mailbox.port)
+    try:
+        for n in range(5):
+            message = outgoing(activation_id=f"act-{n}")
+            await send(ConnectorType.SMTP, config, message, http, LOCAL, sessions)
+        await eventually(lambda: _ready(len(mailbox.messages) == 5), "five emails")
+        assert len(set(mailbox.peers)) == 1  # one connection, one login, five messages
+        assert [m["Message-ID"] for m in mailbox.messages] == [
+            f"<act-{n}@example.com>" for n in range(5)
+        ]
+    finally:
+        await sessions.close()
+
+
+async def test_a_kept_session_the_server_closed_is_replaced_without_losing_the_message(
+    http: aiohttp.ClientSession,
+) -> None:
+    sessions = SmtpConnections()
+    box = Mailbox(port=free_port())
+    config = smtp_config(box.port)
+    server = Controller(box, hostname="127.0.0.1", port=box.port)
+    server.start()
+    try:
+        await send(ConnectorType.SMTP, config, outgoing(activation_id="a1"), http, LOCAL, sessions)
+        server.stop()  # the server goes away, and the session kept open with it
+        server = Controller(box, hostname="127.0.0.1", port=box.port)
+        server.start()
+        await send(ConnectorType.SMTP, config, outgoing(activation_id="a2"), http, LOCAL, sessions)
+        await eventually(lambda: _ready(len(box.messages) == 2), "both emails")
+        assert len(set(box.peers)) == 2
+    finally:
+        server.stop()
+        await sessions.close()
 
 
 async def test_email_without_html_is_plain_text(
