@@ -60,12 +60,16 @@ class Processes:
         command = [sys.executable, "-m", "waypost", *args]
         subprocess.run(command, env=self.env, check=True, capture_output=True)
 
-    def start(self, service: str, env: Mapping[str, str] | None = None, port: int = 0) -> str:
+    def start(
+        self, service: str, env: Mapping[str, str] | None = None, port: int = 0,
+        name: str | None = None,
+    ) -> str:  # fmt: skip
         """Start ``waypost <service>`` with ``env`` added, on ``port`` (a free one by
-        default); its base URL."""
+        default), known as ``name`` (the service's by default); its base URL."""
         port = port or free_port()
-        with (self.data_dir / f"{service}.log").open("ab") as log:
-            self.children[service] = subprocess.Popen(
+        name = name or service
+        with (self.data_dir / f"{name}.log").open("ab") as log:
+            self.children[name] = subprocess.Popen(
                 [sys.executable, "-m", "waypost", service],
                 env=self.env | dict(env or {}) | {"WAYPOST_PORT": str(port)},
                 stdout=log,
@@ -73,7 +77,7 @@ class Processes:
                 preexec_fn=die_with_parent,
             )
         if self.profile_dir is not None:
-            self._profile(service)
+            self._profile(name)
         return f"http://127.0.0.1:{port}"
 
     def _profile(self, service: str) -> None:
