@@ -60,7 +60,9 @@ def declaration(properties: Mapping[str, Any], required: Sequence[str] = ()) -> 
 def parse(raw: object, path: str = "$") -> tuple[Schema | None, list[FieldError]]:
     """The schema ``raw`` declares and every problem in it (paths below ``path``)."""
     errors = list(_problems(raw, path, 1))
-    return (None, errors) if errors else (_build(raw), [])
+    if errors or not isinstance(raw, dict):
+        return None, errors
+    return _build(raw), []
 
 
 def _problems(raw: object, path: str, depth: int) -> Iterator[FieldError]:
@@ -111,9 +113,7 @@ def _format_problems(raw: dict[str, Any], path: str, kind: str) -> Iterator[Fiel
         yield FieldError(where, "a string has either an enum or a format")
 
 
-def _object_problems(
-    raw: dict[str, Any], path: str, kind: str, depth: int
-) -> Iterator[FieldError]:
+def _object_problems(raw: dict[str, Any], path: str, kind: str, depth: int) -> Iterator[FieldError]:
     if kind != "object":
         for key in ("properties", "required"):
             if key in raw:
@@ -275,9 +275,9 @@ def comparison_problem(schema: Schema, op: Op, value: object) -> str | None:
             continue
         if not fits("number" if target == "integer" else target, v):
             return f"compares a property of type {_declared(schema)} with {_shown(v)}"
-        if op in (Op.EQ, Op.IN) and schema.enum is not None and target == schema.type:
-            if not any(_equal(v, e) for e in schema.enum):
-                return f"{_shown(v)} is not one of the property's enum values"
+        known = schema.enum if op in (Op.EQ, Op.IN) and target == schema.type else None
+        if known is not None and not any(_equal(v, e) for e in known):
+            return f"{_shown(v)} is not one of the property's enum values"
     return None
 
 

@@ -30,6 +30,11 @@ class CatalogCache:
         self._check: asyncio.Task[None] | None = None
         self._check_started = float("-inf")
 
+    @property
+    def revision(self) -> str | None:
+        """The designer's revision the catalog was last loaded at."""
+        return self._revision
+
     def find(self, journey_id: str) -> tuple[str, LiveJourney | None]:
         for workspace_id, catalog in self._by_workspace.items():
             if journey_id in catalog.journeys:

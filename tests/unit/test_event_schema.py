@@ -62,11 +62,11 @@ def test_a_valid_declaration_parses_into_its_tree() -> None:
         ({"a": {"type": "integer", "enum": [True]}}, [], "properties.a.enum[0]", "not of type"),
         ({"a": {"type": "string", "enum": []}}, [], "properties.a.enum", "1 to 100"),
         ({"a": {"type": "object", "enum": [{}]}}, [], "properties.a.enum", "no enum"),
-        ({"a": {"type": "number", "format": "date-time"}}, [], "properties.a.format", "only strings"),
+        ({"a": {"type": "number", "format": "date-time"}}, [], "properties.a.format", "strings"),
         ({"a": {"type": "string", "format": "email"}}, [], "properties.a.format", "date-time"),
-        ({"a": {"type": "string", "properties": {}}}, [], "properties.a.properties", "only objects"),
+        ({"a": {"type": "string", "properties": {}}}, [], "properties.a.properties", "objects"),
         ({"a": {"type": "object", "required": ["b"]}}, [], "properties.a.required[0]", "declared"),
-        ({"a": {"type": "string", "items": {"type": "string"}}}, [], "properties.a.items", "arrays"),
+        ({"a": {"type": "string", "items": {"type": "int"}}}, [], "properties.a.items", "arrays"),
         ({"a": {"type": "array", "items": {"type": "x"}}}, [], "properties.a.items.type", "one of"),
         ({"a.b": {"type": "string"}}, [], "properties.a.b", "without dots"),
         ({"a": {"type": "string"}}, ["a", "a"], "required[1]", "listed twice"),
@@ -108,7 +108,8 @@ def test_all_problems_come_at_once_and_nesting_is_bounded() -> None:
         ({"cart": {"total": 1, "items": [{"qty": 1.5}]}},
          ["properties.cart.items[0].sku: required",
           "properties.cart.items[0].qty: expected integer, found number"]),
-        ({"cart": {"total": 1}, "currency": "GBP"}, ["properties.currency: 'GBP' is not one of the enum"]),
+        ({"cart": {"total": 1}, "currency": "GBP"},
+         ["properties.currency: 'GBP' is not one of the enum"]),
         ({"cart": {"total": 1}, "at": "2026-03-08"},
          ["properties.at: not an RFC 3339 date-time with an offset"]),
         ({"cart": {"total": 1}, "at": "2026-03-08T10:00:00"},
@@ -176,4 +177,5 @@ def test_a_criterion_compares_a_property_with_a_value_of_its_type(
     if problem is None:
         assert answer is None
     else:
-        assert answer is not None and problem in answer, answer
+        assert answer is not None
+        assert problem in answer, answer
