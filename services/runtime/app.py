@@ -18,6 +18,7 @@ from services.runtime.models import Outbox
 from services.runtime.partitions import PartitionLeases
 from services.runtime.processor import Processor
 from services.runtime.settings import RuntimeSettings
+from services.runtime.triggers import TriggerSchemas
 from shared import beacon, bus, db, outbox
 from shared import http as shared_http
 from shared.app import ServiceState, create_service_app
@@ -39,7 +40,8 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
         relay = outbox.OutboxRelay(
             state.sessions, Outbox, state.js, keep_published_s=settings.outbox_retention_s
         )
-        processor = Processor(pool, catalogs, relay, state.clock)
+        triggers = TriggerSchemas(http, settings.designer_url)
+        processor = Processor(pool, catalogs, relay, state.clock, triggers)
         state.extras[PROCESSOR] = processor
         async with outbox.running(relay):
             if not settings.consumers:

@@ -50,7 +50,7 @@ class CatalogCache:
 
     @property
     def revision(self) -> str | None:
-        """The designer revision the catalog was loaded at."""
+        """The designer's revision the catalog was last loaded at."""
         return self._revision
 
     def find(self, journey_id: str) -> tuple[str, LiveJourney | None]:

@@ -30,6 +30,7 @@ from services.runtime.engine.state import (
     Timer,
 )
 from services.runtime.store import Command, EventExplained, ProfileRecord, Store
+from services.runtime.triggers import Tally, TriggerSchemas
 from shared import db, outbox
 from shared.clock import Clock
 from shared.erasure import ProfileErased
@@ -65,11 +66,13 @@ class Processor:
         catalogs: CatalogCache,
         relay: outbox.OutboxRelay | None,
         clock: Clock,
+        triggers: TriggerSchemas | None = None,
     ) -> None:
         self.pool = pool
         self.catalogs = catalogs
         self.relay = relay
         self.clock = clock
+        self.triggers = triggers
 
     async def apply_events(
         self, events: Sequence[AcceptedEvent], fetched_at: float
@@ -84,20 +87,23 @@ class Processor:
         }
         usable = [e for i, e in enumerate(events) if i not in refused]
         if usable:
+            tally = await self.triggers.tally(self.catalogs.revision) if self.triggers else Tally()
             async with db.raw_transaction(self.pool) as conn:
                 store = Store(conn)
                 for workspace_id, batch in _by_workspace(usable).items():
-                    await self._events_of_workspace(store, workspace_id, batch)
+                    await self._events_of_workspace(store, workspace_id, batch, tally)
+                await tally.save(conn)
             self._notify()
         return refused
 
     async def _events_of_workspace(
-        self, store: Store, workspace_id: str, events: list[AcceptedEvent]
+        self, store: Store, workspace_id: str, events: list[AcceptedEvent], tally: Tally
     ) -> None:
         fresh = await store.claim_events(workspace_id, (e.event_id for e in events))
         todo = _first_of_each(e for e in events if e.event_id in fresh)
         if not todo:
             return
+        tally.add(workspace_id, todo)
         rows = await store.lock_profiles(workspace_id, (e.profile_id for e in todo), create=True)
         states = await store.states(workspace_id, sorted(rows))
         catalog = self.catalogs.for_workspace(workspace_id)
