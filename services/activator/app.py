@@ -48,8 +48,9 @@ def _extension(settings: ActivatorSettings) -> Extension:
             metrics = ActivatorMetrics(state.registry)
             relay = outbox.OutboxRelay(state.sessions, Outbox, state.js)
             await stack.enter_async_context(outbox.running(relay))
-            # The delivery groups' own connections: each holds one while its sends are out.
-            pool = await db.create_raw_pool(settings.database_url, settings.db_pool_size)
+            # The hot path: intake batches, and delivery groups (each holds a connection
+            # while its sends are out).
+            pool = await db.create_raw_pool(settings.database_url, settings.db_pool_size + 4)
             await stack.enter_async_context(db.closing(pool))
             deliverer = Deliverer(
                 state.sessions, pool, state.clock, designer, state.extras[HTTP], guard, relay,
@@ -62,7 +63,7 @@ def _extension(settings: ActivatorSettings) -> Extension:
                 deliverer.submit(due_now)
                 relay.notify()  # quiet-hours timers to schedule
 
-            intake = Intake(state.sessions, designer, state.clock, settings, metrics, stored)
+            intake = Intake(pool, designer, state.clock, settings, metrics, stored)
             releases = Releases(state.sessions, state.clock, deliverer.notify)
             consumer_metrics = bus.ConsumerMetrics(state.registry)
             for consumer in (

@@ -38,7 +38,7 @@ import aiohttp
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.activator import policy, sending
+from services.activator import policy, store
 from services.activator.concurrency import ConcurrencyLimiter
 from services.activator.designer import Connector, Designer, DesignerUnavailable, Missing
 from services.activator.feedback import MESSAGE_FAILED, MESSAGE_SENT, Feedback, feedback
@@ -232,7 +232,7 @@ class Deliverer:
         try:
             plans = {row.activation_id: await self._prepare(row) for row in claimed}
             async with db.raw_transaction(self._pool) as conn:
-                rows = await sending.lock_due(conn, [*plans], self._clock.now())
+                rows = await store.lock_due(conn, [*plans], self._clock.now())
                 outcomes = await asyncio.gather(
                     *(self._attempt(row, plans[row.activation_id]) for row in rows)
                 )
@@ -241,8 +241,8 @@ class Deliverer:
                     self._record(row, plans[row.activation_id], outcome) for row, outcome in done
                 ]
                 statuses = [status for status, _ in records]
-                await sending.save(conn, [row for row, _ in done])
-                await sending.put_outbox(conn, [item for _, item in records if item is not None])
+                await store.save(conn, [row for row, _ in done])
+                await store.put_outbox(conn, [item for _, item in records if item is not None])
             self._relay.notify()
             for (row, outcome), status in zip(done, statuses, strict=True):
                 self._count(row, outcome, status)

@@ -15,16 +15,17 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import asyncpg
 
 from services.activator import policy
 from services.activator.designer import Designer
 from services.activator.holds import hold_timer
 from services.activator.metrics import ActivatorMetrics
 from services.activator.models import Delivery, SkipReason, Status
-from services.activator.repository import HELD, PENDING, DeliveryRepository, budget_name
+from services.activator.repository import HELD, PENDING, budget_name
 from services.activator.schemas import ActivationRequested, WorkspaceRules
 from services.activator.settings import ActivatorSettings
+from services.activator.store import IntakeStore
 from shared import db
 from shared.clock import Clock
 from shared.timers import TimerSchedule
@@ -33,14 +34,14 @@ from shared.timers import TimerSchedule
 class Intake:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        pool: asyncpg.Pool,
         designer: Designer,
         clock: Clock,
         settings: ActivatorSettings,
         metrics: ActivatorMetrics,
         on_stored: Callable[[list[Delivery]], None],
     ) -> None:
-        self._sessions = sessions
+        self._pool = pool
         self._designer = designer
         self._clock = clock
         self._spread_s = settings.quiet_hours_spread_s
@@ -54,8 +55,8 @@ class Intake:
         rules = await self._rules(by_workspace)
         now = self._clock.now()
         rows: list[dict[str, Any]] = []
-        async with db.transaction(self._sessions) as session:
-            repo = DeliveryRepository(session)
+        async with db.raw_transaction(self._pool) as conn:
+            repo = IntakeStore(conn)
             known = await repo.known([r.activation_id for r in requests])
             for workspace_id, group in by_workspace.items():
                 fresh = [r for r in group if r.activation_id not in known]
@@ -84,7 +85,7 @@ class Intake:
 
     async def _decide(
         self,
-        repo: DeliveryRepository,
+        repo: IntakeStore,
         requests: Sequence[ActivationRequested],
         rules: WorkspaceRules,
         now: datetime,
@@ -102,9 +103,7 @@ class Intake:
             rows.append(self._row(r, rules, reason, now))
         return rows
 
-    async def _erased(
-        self, repo: DeliveryRepository, requests: Sequence[ActivationRequested]
-    ) -> set[str]:
+    async def _erased(self, repo: IntakeStore, requests: Sequence[ActivationRequested]) -> set[str]:
         """The requests made for a profile before it was erased (or that do not say when
         they were made, for a profile that was)."""
         if not requests:
@@ -119,7 +118,7 @@ class Intake:
 
     async def _over_caps(
         self,
-        repo: DeliveryRepository,
+        repo: IntakeStore,
         requests: Sequence[ActivationRequested],
         rules: WorkspaceRules,
         now: datetime,
