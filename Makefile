@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install up test test-fast lint format bench clean
+.PHONY: install up test test-fast lint format bench screenshots clean
 
 install: $(STAMP) $(CHROMIUM)
 
@@ -45,6 +45,9 @@ format: install
 
 bench: install  ## the performance figures beside the raw NATS and PostgreSQL rates (ARGS="--quick")
 	$(PY) -m bench $(ARGS)
+
+screenshots: install  ## the console's pictures in docs/ (a seeded workspace in headless Chromium)
+	$(PY) -m tests.browser.screenshots docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,7 @@ with folders, journeys, profiles and deliveries, and captures each page in headl
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from playwright.async_api import Page, expect
 
-from tests.browser.console import cart_journey, chromium, resources, sign_in
+from tests.browser.console import VIEWPORT, cart_journey, chromium, resources, sign_in
 from tests.conftest import Servers
 from tests.helpers import eventually, serving
 from tests.sinks import HttpSink
@@ -77,9 +78,18 @@ async def _seed(workspace: Workspace, sms_url: str) -> tuple[str, str]:
     return live, "ada"
 
 
-async def _shoot(page: Page, path: Path) -> None:
+SIMULATED = [
+    {"profile_id": "sim-1", "name": "cart_add", "timestamp": "2026-12-01T09:00:00Z"},
+    {"profile_id": "sim-1", "name": "link_clicked", "timestamp": "2026-12-01T09:20:00Z"},
+]
+MAX_HEIGHT = 1500  # px: a picture of the page's top, kept small
+
+
+async def _shoot(page: Page, path: Path, max_height: int = MAX_HEIGHT) -> None:
     await page.wait_for_timeout(300)  # let the last refresh paint; a picture, not a test
-    await page.screenshot(path=str(path), full_page=True)
+    height = min(max_height, await page.evaluate("document.documentElement.scrollHeight"))
+    clip = {"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height}
+    await page.screenshot(path=str(path), full_page=True, clip=clip)  # type: ignore[arg-type]
     print(f"wrote {path}")
 
 
@@ -107,9 +117,10 @@ async def capture(out: Path, servers: Servers) -> None:
                 await _shoot(page, out / "console-deliveries.png")
                 await page.goto(f"{stack.url}/console#/simulate/{live}")
                 await expect(page.locator("#sim-events")).not_to_have_value("")
+                await page.locator("#sim-events").fill(json.dumps(SIMULATED, indent=2))
                 await page.get_by_role("button", name="Run simulation").click()
                 await expect(page.locator(".sim-profile").first).to_be_visible()
-                await _shoot(page, out / "console-simulate.png")
+                await _shoot(page, out / "console-simulate.png", 2300)
                 await page.get_by_role("button", name="Sign out").click()
                 await sign_in(page, stack.url, viewer)
                 await page.goto(f"{stack.url}/console#/journeys/{live}")

@@ -62,13 +62,13 @@ export async function renderJourneys(root, ctx) {
     return;
   }
   const columns = [
-    { title: "Journey", cell: (r) => h("a", { href: `#/journeys/${encodeURIComponent(r.journey.id)}`, class: "strong" }, r.journey.name) },
-    { title: "Status", cell: (r) => badge(r.status) },
-    { title: "Version", cell: (r) => versionText(r.journey, r.live) },
+    { title: "Journey", class: "col-name", cell: (r) => h("a", { href: `#/journeys/${encodeURIComponent(r.journey.id)}`, class: "strong" }, r.journey.name) },
+    { title: "Status", class: "col-status", cell: (r) => badge(r.status) },
+    { title: "Version", class: "col-version", cell: (r) => versionText(r.journey, r.live) },
     { title: "In journey", class: "num", cell: (r) => (r.cells.active = h("span", { "data-testid": "active-count" }, r.live ? "…" : "–")) },
     { title: "Entered", class: "num", cell: (r) => (r.cells.entered = h("span", {}, r.live ? "…" : "–")) },
     { title: "Goal", class: "num", cell: (r) => (r.cells.goal = h("span", {}, "–")) },
-    { title: "Updated", cell: (r) => fmtTime(r.journey.updated_at) },
+    { title: "Updated", class: "col-time", cell: (r) => fmtTime(r.journey.updated_at) },
   ];
   const sorted = [...groups.entries()].sort(([a], [b]) => (a === "No folder" ? -1 : b === "No folder" ? 1 : a.localeCompare(b)));
   for (const [folder, list] of sorted) {

@@ -48,9 +48,9 @@ export async function renderSimulate(root, ctx, journeyId) {
   const journeys = await all(paths.journeys);
   const pick = h("select", { "aria-label": "Journey", id: "sim-journey" }, h("option", { value: "" }, "choose a journey…"),
     journeys.map((j) => h("option", { value: j.id, selected: j.id === journeyId }, `${j.name} (v${j.version} ${j.status})`)));
-  const journeyText = h("textarea", { id: "sim-body", rows: 16, spellcheck: "false", "aria-label": "Journey definition" }, "");
-  const eventsText = h("textarea", { id: "sim-events", rows: 10, spellcheck: "false", "aria-label": "Events" }, "");
-  const profilesText = h("textarea", { id: "sim-profiles", rows: 8, spellcheck: "false", "aria-label": "Profiles" }, pretty(SAMPLE_PROFILES));
+  const journeyText = h("textarea", { id: "sim-body", rows: 13, spellcheck: "false", "aria-label": "Journey definition" }, "");
+  const eventsText = h("textarea", { id: "sim-events", rows: 7, spellcheck: "false", "aria-label": "Events" }, "");
+  const profilesText = h("textarea", { id: "sim-profiles", rows: 5, spellcheck: "false", "aria-label": "Profiles" }, pretty(SAMPLE_PROFILES));
   const output = h("div", { class: "sim-output" });
   const fill = async () => {
     if (!pick.value) return;
@@ -104,7 +104,7 @@ async function simulate(ctx, inputs, output) {
       timelineList(profile.path, null)));
   }
   output.append(
-    card("Path on the map", h("p", { class: "muted small" }, "Steps the selected profile went through are outlined."), h("div", { class: "map-scroll" }, map.svg)),
+    card("Path on the map", h("p", { class: "muted small" }, "The steps the selected profile went through are outlined."), h("div", { class: "map-scroll" }, map.svg)),
     h("div", { class: "sim-grid" }, pathCards,
       card("Messages that would be sent", table([
         { title: "Profile", cell: (a) => a.profile_id },
