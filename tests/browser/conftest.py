@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import ConsoleMessage, Page, expect
 
 from tests.browser.console import chromium
 
@@ -15,8 +15,19 @@ TIMEOUT_MS = 20_000  # deadlines for conditions polled in the page; never a fixe
 
 @pytest.fixture
 async def page(tmp_path: Path) -> AsyncIterator[Page]:
+    """Fails the test on any script error or policy violation the page reports; answers
+    the API refused (403, 404) are part of what the tests look at and are not errors."""
     expect.set_options(timeout=TIMEOUT_MS)
+    errors: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            errors.append(message.text)
+
     async with chromium(tmp_path / "chromium-profile") as context:
         page = context.pages[0] if context.pages else await context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
+        page.on("console", on_console)
+        page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
         yield page
+    assert not errors, errors

@@ -162,3 +162,51 @@ async def test_a_wrong_key_is_refused_at_sign_in(page: Page, workspace: Workspac
         "This key is unknown or has been revoked."
     )
     assert await page.evaluate("sessionStorage.length") == 0
+
+
+async def test_pause_resume_a_new_version_and_a_refused_publish(
+    page: Page, workspace: Workspace
+) -> None:
+    journey = await live(workspace)
+    await sign_in(page, workspace.stack.url, workspace.admin_key)
+    await page.goto(f"{workspace.stack.url}/console#/journeys/{journey['id']}")
+    badge = page.locator("h1 .badge")
+    await page.get_by_role("button", name="Pause").click()
+    await expect(badge).to_have_text("paused")
+    await page.get_by_role("button", name="Resume").click()
+    await expect(badge).to_have_text("live")
+    await page.get_by_role("button", name="New version").click()
+    await expect(page.get_by_role("button", name="Publish v2")).to_be_visible()
+    await expect(page.get_by_label("Profiles already inside")).to_be_visible()
+    await expect(page.get_by_role("button", name="New version")).to_have_count(0)
+    await page.get_by_role("button", name="Publish v2").click()
+    await expect(page.get_by_label("Version")).to_contain_text("version 2 (live)")
+    await page.get_by_role("button", name="Stop").click()
+    await page.get_by_role("button", name="Stop journey").click()
+    await expect(badge).to_have_text("stopped")
+    await expect(page.get_by_test_id("no-step-counts")).to_be_visible()
+
+    async with workspace.client() as c:
+        connector, template = await resources(c, SMS_URL)
+        r = await c.put(f"/v1/templates/{template}",
+                        json={"name": "not ready", "channel": "sms", "body": "x",
+                              "status": "draft"})  # fmt: skip
+        assert r.status_code == 200, r.text
+        r = await c.post("/v1/journeys", json=cart_journey(connector, template))
+        refused = r.json()["id"]
+    await page.goto(f"{workspace.stack.url}/console#/journeys/{refused}")
+    await page.get_by_role("button", name="Publish").click()
+    problem = page.locator(".problem-422")
+    await expect(problem).to_be_visible()
+    await expect(problem.locator(".field-errors li").first).to_contain_text(
+        "stages[0].steps[0].template_id"
+    )
+    await expect(page.locator("h1 .badge")).to_have_text("draft")
+
+
+async def test_an_ingest_key_is_told_what_the_pages_need(page: Page, workspace: Workspace) -> None:
+    ingest = await workspace.key("ingest")
+    await sign_in(page, workspace.stack.url, ingest)
+    await expect(page.get_by_text("Not available to an ingest key")).to_be_visible()
+    await page.get_by_role("link", name="Deliveries").click()
+    await expect(page.get_by_text("to see deliveries sign in with a viewer")).to_be_visible()

@@ -93,6 +93,7 @@ function showConsole(who) {
   $("who-role").className = `role role-${who.role}`;
   $("who-workspace").textContent = `workspace ${who.workspace_id.slice(0, 8)}${who.folder_ids.length ? ` · ${who.folder_ids.length} folder grant(s)` : ""}`;
   $("who-workspace").title = who.workspace_id;
+  $("who-clock").hidden = who.clock !== "virtual";
   route();
 }
 

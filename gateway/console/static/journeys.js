@@ -236,10 +236,15 @@ export async function renderJourney(root, ctx, id) {
     h("div", { class: "stat" }, h("div", { class: "stat-label" }, "Messages sent"), h("div", { class: "stat-value" }, stats.messages), stats.messagesNote)));
   const map = drawJourney(shown, { templates: await templateNames() });
   const updated = h("span", { class: "muted refresh" }, "");
+  const countsNote = h("p", { class: "muted small", hidden: true, "data-testid": "no-step-counts" },
+    shown.status === "draft"
+      ? "This version is a draft: no one is in it until it is published."
+      : "Per-step counts are reported while a version is live or paused; the totals above stay.");
   const trouble = h("div", {});
   root.append(h("section", { class: "card" },
     h("div", { class: "card-head" }, h("h2", {}, "Journey map"), updated),
     facts(shown),
+    countsNote,
     h("div", { class: "map-scroll" }, map.svg),
     h("div", { class: "legend" }, ["wait", "activation", "branch", "split", "jump", "end"].map((t) =>
       h("span", { class: `legend-item legend-${t}` }, t)), h("span", { class: "legend-item legend-here" }, "profiles here now")),
@@ -258,6 +263,7 @@ export async function renderJourney(root, ctx, id) {
       stats.messagesNote.textContent = `skipped ${a.activations.skipped} · failed ${a.activations.failed} · pending ${a.activations.pending}`;
       goal.update(a.goal);
       map.update(a);
+      countsNote.hidden = a.stages.length > 0;
       updated.textContent = `updated ${fmtTime(new Date().toISOString())}`;
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
