@@ -8,13 +8,13 @@ import binascii
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.middleware import Middleware
 from starlette.responses import Response
 
@@ -182,8 +182,8 @@ class Me(BaseModel):
     key_id: str
     workspace_id: str
     role: Role
-    folder_ids: list[str]
-    clock: str
+    folder_ids: list[str] = Field(description="Empty: the whole workspace.")
+    clock: Literal["real", "virtual"]
 
 
 @me_router.get("/me", summary="The calling key: its workspace, role and folder grants")
