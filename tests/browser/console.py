@@ -51,7 +51,9 @@ async def sign_in(page: Page, base_url: str, key: str) -> None:
     await expect(page.locator("#who-role")).to_be_visible()
 
 
-async def resources(client: httpx.AsyncClient, sms_url: str) -> tuple[str, str]:
+async def resources(
+    client: httpx.AsyncClient, sms_url: str, template_name: str | None = None
+) -> tuple[str, str]:
     """An SMS connector and a ready template: the (connector id, template id)."""
     r = await client.post(
         "/v1/connectors",
@@ -62,7 +64,7 @@ async def resources(client: httpx.AsyncClient, sms_url: str) -> tuple[str, str]:
     connector = r.json()["id"]
     r = await client.post(
         "/v1/templates",
-        json={"name": f"cart-{uuid.uuid4().hex[:6]}", "channel": "sms",
+        json={"name": template_name or f"cart-{uuid.uuid4().hex[:6]}", "channel": "sms",
               "body": "Your cart is waiting, {{ profile.first_name }}", "status": "ready"},
     )  # fmt: skip
     assert r.status_code == 201, r.text
@@ -92,6 +94,7 @@ def cart_journey(connector: str, template: str, folder_id: str | None = None) ->
                 "name": "Cart",
                 "entry": {"event": "cart_add"},
                 "milestone": {"event": "checkout_started"},
+                "exit_criteria": [{"criteria": {"event": "cart_emptied"}}],
                 "steps": [
                     sms("sms-1"),
                     {"id": "clicked", "type": "branch", "criteria": {"event": "link_clicked"},

@@ -43,7 +43,7 @@ async def _seed(workspace: Workspace, sms_url: str) -> tuple[str, str]:
         cart = (await c.post("/v1/folders", json={"name": "Cart", "parent_id": marketing})).json()[
             "id"
         ]
-        connector, template = await resources(c, sms_url)
+        connector, template = await resources(c, sms_url, "Cart reminder")
         journey = cart_journey(connector, template, cart) | {"name": "Cart recovery"}
         live = (await c.post("/v1/journeys", json=journey)).json()["id"]
         assert (await c.post(f"/v1/journeys/{live}/publish")).status_code == 200

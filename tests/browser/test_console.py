@@ -61,7 +61,7 @@ async def test_publish_then_events_move_the_counts_on_the_map(
     await row.get_by_role("link", name=journey["name"]).click()
 
     await page.get_by_role("button", name="Publish").click()
-    await expect(page.locator("h1 .badge")).to_have_text("live")
+    await expect(page.get_by_test_id("status")).to_have_text("live")
     await expect(page.get_by_role("button", name="Pause")).to_be_visible()
     await expect(page.get_by_test_id("entered")).to_have_text("0")
     await expect(step_count(page, "clicked")).to_have_text("0")
@@ -125,6 +125,8 @@ async def test_a_viewer_sees_no_publish_button_and_the_403_is_explained(
 
     await expect(page.get_by_test_id("read-only-note")).to_be_visible()
     await expect(page.get_by_test_id("step-sms-1")).to_be_visible()
+    await expect(page.get_by_test_id("exits-0")).to_have_text("exits: cart_emptied → leave")
+    await expect(page.get_by_test_id("exits-1")).to_have_text("exits: stale after 3 d")
     for action in ("Publish", "Pause", "Resume", "Stop", "New version"):
         await expect(page.get_by_role("button", name=action)).to_have_count(0)
     await expect(page.get_by_text("Not allowed for this key")).to_be_visible()
@@ -170,7 +172,7 @@ async def test_pause_resume_a_new_version_and_a_refused_publish(
     journey = await live(workspace)
     await sign_in(page, workspace.stack.url, workspace.admin_key)
     await page.goto(f"{workspace.stack.url}/console#/journeys/{journey['id']}")
-    badge = page.locator("h1 .badge")
+    badge = page.get_by_test_id("status")
     await page.get_by_role("button", name="Pause").click()
     await expect(badge).to_have_text("paused")
     await page.get_by_role("button", name="Resume").click()
@@ -179,6 +181,7 @@ async def test_pause_resume_a_new_version_and_a_refused_publish(
     await expect(page.get_by_role("button", name="Publish v2")).to_be_visible()
     await expect(page.get_by_label("Profiles already inside")).to_be_visible()
     await expect(page.get_by_role("button", name="New version")).to_have_count(0)
+    await expect(page.get_by_text("draft v2 pending")).to_be_visible()
     await page.get_by_role("button", name="Publish v2").click()
     await expect(page.get_by_label("Version")).to_contain_text("version 2 (live)")
     await page.get_by_role("button", name="Stop").click()
@@ -201,7 +204,7 @@ async def test_pause_resume_a_new_version_and_a_refused_publish(
     await expect(problem.locator(".field-errors li").first).to_contain_text(
         "stages[0].steps[0].template_id"
     )
-    await expect(page.locator("h1 .badge")).to_have_text("draft")
+    await expect(page.get_by_test_id("status")).to_have_text("draft")
 
 
 async def test_an_ingest_key_is_told_what_the_pages_need(page: Page, workspace: Workspace) -> None:

@@ -216,7 +216,8 @@ export async function renderJourney(root, ctx, id) {
   root.append(h("div", { class: "page-head" },
     h("div", {},
       h("a", { href: "#/journeys", class: "back" }, "← Journeys"),
-      h("h1", {}, newest.name, " ", badge(status, status)),
+      h("h1", {}, newest.name, " ", badge(status, status, { "data-testid": "status" }),
+        live && newest.status === "draft" ? badge(`draft v${newest.version} pending`, "draft") : null),
       h("p", { class: "muted" }, newest.description || "No description.")),
     h("div", { class: "head-side" }, versions,
       h("a", { href: `#/simulate/${encodeURIComponent(id)}`, class: "button-link" }, "Simulate"))));
@@ -261,7 +262,9 @@ export async function renderJourney(root, ctx, id) {
       stats.exits.textContent = exits.length ? `left: ${exits.join(", ")}` : "no one has left";
       stats.messages.textContent = fmtNumber(a.activations.sent);
       stats.messagesNote.textContent = `skipped ${a.activations.skipped} · failed ${a.activations.failed} · pending ${a.activations.pending}`;
-      goal.update(a.goal);
+      // A draft or stopped version is not compiled by the runtime: its target is the body's.
+      const target = a.goal.target_percent ?? shown.goal?.target_percent ?? null;
+      goal.update({ ...a.goal, target_percent: target, target_met: target == null ? null : a.goal.percent >= target });
       map.update(a);
       countsNote.hidden = a.stages.length > 0;
       updated.textContent = `updated ${fmtTime(new Date().toISOString())}`;

@@ -8,7 +8,7 @@ const VGAP = 30;        // between steps
 const HGAP = 22;        // between paths of a fork
 const FORK = 40;        // from a fork to its paths (room for the path label)
 const PAD = 18;         // inside a lane
-const HEAD = 92;        // lane header
+const HEAD = 108;       // lane header
 const LANE_GAP = 64;
 
 function paths(step) {
@@ -157,10 +157,10 @@ class Drawing {
 function laneHeader(stage, index, journey) {
   const entry = stage.entry ? describe(stage.entry)
     : index === 0 ? "—" : `milestone of ${journey.stages[index - 1].name}`;
-  const rules = [];
-  if ((stage.exit_criteria || []).length) rules.push(`${stage.exit_criteria.length} exit rule(s)`);
+  const rules = (stage.exit_criteria || []).map((rule) =>
+    `${describe(rule.criteria)} → ${rule.to_stage ? `stage ${rule.to_stage}` : "leave"}`);
   if (stage.max_time_in_stage) rules.push(`stale after ${fmtDuration(stage.max_time_in_stage)}`);
-  return { entry, rules: rules.join(" · ") || "no stage exit rules" };
+  return { entry, rules: rules.length ? `exits: ${rules.join("; ")}` : "no stage exit rules" };
 }
 
 // `names.templates`: template id -> name, for the activation cards.
@@ -190,7 +190,7 @@ export function drawJourney(journey, names = {}) {
   });
   for (const lane of laneBoxes) {
     const { entry, rules } = laneHeader(lane.stage, lane.index, journey);
-    const counts = s("text", { class: "lane-counts", x: 14, y: 80 }, "entered – · in stage –");
+    const counts = s("text", { class: "lane-counts", x: 14, y: 97 }, "entered – · in stage –");
     stageCounts.set(lane.stage.name, counts);
     lanes.append(s("g", { class: "lane", transform: `translate(${lane.x},0)`, "data-stage": lane.stage.name },
       s("rect", { class: "lane-box", width: lane.width, height, rx: 12 }),
@@ -198,6 +198,7 @@ export function drawJourney(journey, names = {}) {
       s("text", { class: "lane-index", x: 14, y: 22 }, `STAGE ${lane.index + 1}`),
       s("text", { class: "lane-name", x: 14, y: 42 }, truncate(lane.stage.name, Math.floor(lane.width / 8.5))),
       s("text", { class: "lane-detail", x: 14, y: 61 }, truncate(`entry: ${entry}`, Math.floor(lane.width / 6.6))),
+      s("text", { class: "lane-detail", x: 14, y: 78, "data-testid": `exits-${lane.index}` }, truncate(rules, Math.floor(lane.width / 6.6))),
       s("title", {}, `entry: ${entry}\n${rules}`),
       counts,
       lane.milestone ? s("text", { class: "lane-milestone", x: 14, y: height - 16 },

@@ -35,8 +35,8 @@ export function clear(el) {
   return el;
 }
 
-export function badge(text, kind = text) {
-  return h("span", { class: `badge badge-${String(kind).replace(/[^a-z_]/gi, "")}` }, text);
+export function badge(text, kind = text, attrs = {}) {
+  return h("span", { class: `badge badge-${String(kind).replace(/[^a-z_]/gi, "")}`, ...attrs }, text);
 }
 
 export function fmtTime(iso) {
