@@ -1,4 +1,8 @@
-"""A fresh headless Chromium per test; the whole system comes from the ``stack`` fixture."""
+"""A fresh headless Chromium per test, and the whole system for this package alone.
+
+The system is this module's own, stopped when its tests end: the suite's session-wide stack
+would otherwise start here, before ``tests/e2e`` runs its virtual-clock stack on the same
+PostgreSQL and NATS, and two clocks must never share the same consumers."""
 
 from __future__ import annotations
 
@@ -9,8 +13,16 @@ import pytest
 from playwright.async_api import ConsoleMessage, Page, expect
 
 from tests.browser.console import chromium
+from tests.conftest import Servers
+from tests.stack import Stack, running_stack
 
 TIMEOUT_MS = 20_000  # deadlines for conditions polled in the page; never a fixed sleep
+
+
+@pytest.fixture(scope="module")
+async def stack(servers: Servers) -> AsyncIterator[Stack]:
+    async with running_stack(servers) as running:
+        yield running
 
 
 @pytest.fixture
