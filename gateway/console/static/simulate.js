@@ -1,5 +1,5 @@
 // Simulate: run a journey definition on a few events in simulated time and show each path.
-import { ApiError, all, get, may, paths, post } from "./api.js";
+import { ApiError, all, may, paths, post } from "./api.js";
 import { effective, readerOnly, templateNames } from "./journeys.js";
 import { drawJourney } from "./map.js";
 import { timelineList } from "./profiles.js";
