@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -14,9 +15,11 @@ from pathlib import Path
 from bench.activator import activator_figures
 from bench.common import STARTED, Counts, Report, progress
 from bench.e2e import e2e_figures
+from bench.hops import hops_figures
 from bench.ingest import ingest_figures
 from bench.raw import jetstream_figures, postgres_figures
 from bench.report import document, markdown_table, memory_figures, write_json
+from bench.stack import PROFILE_ENV
 from bench.timers import timer_figures
 from shared.logging import configure_logging
 
@@ -37,6 +40,7 @@ PARTS: dict[str, Part] = {
     "nats-sync": nats_sync_always,
     "postgres": postgres_figures,
     "ingest": ingest_figures,
+    "hops": hops_figures,
     "e2e": e2e_figures,
     "activator": activator_figures,
     "timers": timer_figures,
@@ -58,6 +62,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dir", type=Path, default=None, help="where the servers' throwaway data goes"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="sample every service with py-spy; collapsed stacks go to this folder",
+    )
     return parser.parse_args(argv)
 
 
@@ -65,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging("bench", level="ERROR", fmt="console")
     counts = Counts().divided(10) if args.quick else Counts()
+    if args.profile is not None:
+        os.environ[PROFILE_ENV] = str(args.profile.resolve())
     report = Report()
     with tempfile.TemporaryDirectory(prefix="waypost-bench-", dir=args.dir) as tmp:
         asyncio.run(run(report, Path(tmp), counts, args.only))

@@ -43,10 +43,12 @@ async def deliver(
     children: Processes,
     batch: list[ActivationRequested],
     arrivals: list[tuple[float, bytes]],
-) -> float:
+) -> tuple[float, float]:
     """Publish every request (as the runtime does: Nats-Msg-Id = activation id); seconds from
-    the first publish until every message has reached the sink and is recorded as sent."""
+    the first publish until every message has reached the sink and is recorded as sent, and
+    the activator's CPU seconds meanwhile."""
     connector, first_arrival = batch[0].connector_id, len(arrivals)
+    cpu_before = children.cpu_seconds().get("activator", 0.0)
     start = time.perf_counter()
     acks = [
         await js.publish_async(
@@ -63,10 +65,26 @@ async def deliver(
         return min(at_sink, await conn.fetchval(SENT, connector)), len(batch)
 
     await wait_until(sent, f"{batch[0].channel} deliveries", max(600, len(batch) / 10), children)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    cpu = children.cpu_seconds().get("activator", 0.0) - cpu_before
+    return seconds, cpu
 
 
-def figure(channel: str, how: str, count: int, seconds: float, target: str = "") -> Figure:
+def figures(
+    channel: str, how: str, count: int, timing: tuple[float, float], target: str = ""
+) -> list[Figure]:
+    seconds, cpu = timing
+    cpu_figure = Figure(
+        f"Activator CPU per message, {channel}",
+        cpu / count * 1e6,
+        "µs",
+        f"user + system CPU time of the `waypost activator` process over the {channel} "
+        "deliveries above, divided by the messages",
+    )
+    return [rate_figure(channel, how, count, seconds, target), cpu_figure]
+
+
+def rate_figure(channel: str, how: str, count: int, seconds: float, target: str = "") -> Figure:
     return Figure(
         f"Deliveries, {channel}",
         per_second(count, seconds),
@@ -93,9 +111,10 @@ async def deliveries(
         batch = requests(workspace, connector, template, "sms", counts.deliveries_http,
                          lambda i: f"+1555{i:07d}")  # fmt: skip
         progress(f"delivering {len(batch):,} SMS over HTTP")
-        seconds = await deliver(js, conn, children, batch, sink.arrivals)
-        report.add(figure("sms_http", "SMS through sms_http to an HTTP sink", len(batch),
-                          seconds, "2,000 msgs/s"))  # fmt: skip
+        timing = await deliver(js, conn, children, batch, sink.arrivals)
+        for f in figures("sms_http", "SMS through sms_http to an HTTP sink", len(batch),
+                         timing, "2,000 msgs/s"):  # fmt: skip
+            report.add(f)
     with Mailbox().running() as box:
         config = {"host": "127.0.0.1", "port": box.port, "from": "bench@example.com"}
         connector = await api.connector("bench-smtp", "smtp", config)
@@ -103,8 +122,10 @@ async def deliveries(
         batch = requests(workspace, connector, template, "email", counts.deliveries_smtp,
                          lambda i: f"p{i}@example.com")  # fmt: skip
         progress(f"delivering {len(batch):,} emails over SMTP")
-        seconds = await deliver(js, conn, children, batch, box.arrivals)
-        report.add(figure("smtp", "email through smtp to aiosmtpd", len(batch), seconds))
+        timing = await deliver(js, conn, children, batch, box.arrivals)
+        for f in figures("smtp", "email through smtp to aiosmtpd", len(batch), timing,
+                         "1,000 msgs/s"):  # fmt: skip
+            report.add(f)
 
 
 async def activator_figures(report: Report, data_dir: Path, counts: Counts) -> None:

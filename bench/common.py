@@ -32,6 +32,10 @@ class Counts:
     e2e_events_per_profile: int = 2
     latency_per_s: int = 2_000
     latency_seconds: float = 15.0
+    hops_per_s: int = 200
+    wait_profiles: int = 3_000
+    replica_events: int = 40_000
+    hops_seconds: float = 10.0
     deliveries_http: int = 20_000
     deliveries_smtp: int = 5_000
     timers_pending: int = 1_000_000
@@ -56,6 +60,9 @@ class Counts:
             e2e_profiles=self.e2e_profiles // by,
             latency_per_s=self.latency_per_s // by,
             latency_seconds=min(self.latency_seconds, 10.0),
+            hops_seconds=min(self.hops_seconds, 5.0),
+            wait_profiles=self.wait_profiles // by,
+            replica_events=self.replica_events // by,
             deliveries_http=self.deliveries_http // by,
             deliveries_smtp=self.deliveries_smtp // by,
             timers_pending=self.timers_pending // by,

@@ -21,6 +21,7 @@ from bench.stack import (
     Api,
     Connection,
     Processes,
+    Servers,
     connect_db,
     post_all,
     servers,
@@ -125,17 +126,21 @@ async def throughput(
 # Latency: event posted -> message at the provider
 
 
-async def latency_journey(api: Api, sink: HttpSink) -> None:
-    connector = await api.connector("bench-sms", "sms_http", {"url": sink.url})
-    template = await api.template("bench-sms", "sms")
+async def latency_journey(
+    api: Api, sink: HttpSink, event: str = "purchase", wait: str | None = None
+) -> None:
+    """A live journey entered on ``event`` whose one step is an SMS (after ``wait``)."""
+    connector = await api.connector(f"bench-sms-{event}", "sms_http", {"url": sink.url})
+    template = await api.template(f"bench-sms-{event}", "sms")
     step = {"id": "sms", "type": "activation", "channel": "sms", "connector_id": connector,
             "template_id": template, "to_attribute": "phone"}  # fmt: skip
-    stage = {"name": "Bought", "entry": {"event": "purchase"}, "steps": [step]}
-    await api.live_journey({"name": "Bench latency", "stages": [stage]})
+    steps = [step] if wait is None else [{"id": "wait", "type": "wait", "duration": wait}, step]
+    stage = {"name": "Entered", "entry": {"event": event}, "steps": steps}
+    await api.live_journey({"name": f"Bench {event}", "stages": [stage]})
 
 
-def purchase(profile: str) -> dict[str, Any]:
-    return {"event_id": uuid.uuid4().hex, "profile_id": profile, "name": "purchase",
+def purchase(profile: str, name: str = "purchase") -> dict[str, Any]:
+    return {"event_id": uuid.uuid4().hex, "profile_id": profile, "name": name,
             "traits": {"phone": "+15550100"}}  # fmt: skip
 
 
@@ -144,25 +149,33 @@ class SteadyPoster:
     connections, open loop: each event's time is when its batch was due, so a slow answer
     delays nothing and hides nothing."""
 
-    def __init__(self, gateway: str, per_s: int, seconds: float) -> None:
-        self.gateway, self.per_s, self.seconds = gateway, per_s, seconds
+    def __init__(
+        self, gateway: str, per_s: int, seconds: float, prefix: str = "lat", name: str = "purchase"
+    ) -> None:
+        self.gateway, self.per_s, self.seconds, self.prefix = gateway, per_s, seconds, prefix
+        self.name = name
         self.due: dict[str, float] = {}
+        self.accepted: dict[str, float] = {}  # wall clock of each event's 202
         self.started = 0.0  # wall clock of the first batch
 
     async def run(self) -> float:
         """Posts ``per_s * seconds`` events; the rate the posts actually went out at."""
         per_tick = max(1, self.per_s // TICKS_PER_S)
         ticks = int(self.seconds * self.per_s / per_tick)
-        batches = [[purchase(f"lat-{t}-{i}") for i in range(per_tick)] for t in range(ticks)]
+        batches = [
+            [purchase(f"{self.prefix}-{t}-{i}", self.name) for i in range(per_tick)]
+            for t in range(ticks)
+        ]
         connections = [await Connection.open(self.gateway) for _ in range(LATENCY_CLIENTS)]
         pool: asyncio.Queue[Connection] = asyncio.Queue()
         for connection in connections:
             pool.put_nowait(connection)
 
-        async def post(body: bytes) -> None:
+        async def post(body: bytes, profiles: list[str]) -> None:
             connection = await pool.get()
             await connection.post_accepted("/v1/events/batch", body)
             pool.put_nowait(connection)
+            self.accepted |= dict.fromkeys(profiles, time.time())
 
         loop = asyncio.get_running_loop()
         start_mono, start_wall = loop.time(), time.time()
@@ -175,7 +188,8 @@ class SteadyPoster:
                 body = json.dumps({"events": batch}).encode()
                 for event in batch:
                     self.due[event["profile_id"]] = start_wall + tick * interval
-                posts.append(asyncio.create_task(post(body)))
+                profiles = [event["profile_id"] for event in batch]
+                posts.append(asyncio.create_task(post(body, profiles)))
             sent_for = loop.time() - start_mono + interval  # the last batch's tick included
             await asyncio.gather(*posts)
             return per_second(len(self.due), sent_for)
@@ -185,13 +199,16 @@ class SteadyPoster:
             for connection in connections:
                 await connection.close()
 
-    def latencies_ms(self, arrivals: list[tuple[float, bytes]]) -> list[float]:
-        """Arrival at the sink minus when the event was due to be posted, per message."""
+    def latencies_ms(
+        self, arrivals: list[tuple[float, bytes]], after_s: float = 0.0
+    ) -> list[float]:
+        """Arrival at the sink minus when the event was due to be posted (plus ``after_s``,
+        a wait of the journey), per message."""
         found = []
         for at, body in arrivals:
             due = self.due.get(json.loads(body).get("profile_id"))
             if due is not None:
-                found.append((at - due) * 1000)
+                found.append((at - due - after_s) * 1000)
         return found
 
 
@@ -257,6 +274,110 @@ async def latency(
         )
 
 
+WAIT_S = 10
+
+
+async def wait_lateness(
+    report: Report, api: Api, gateway: str, sink: HttpSink, children: Processes, counts: Counts
+) -> None:
+    """Profiles entering a journey that waits 10 s and then sends an SMS: how late the SMS
+    is after its due time (entry + 10 s), so timers released into deliveries are measured."""
+    await latency_journey(api, sink, event="trial_started", wait=f"PT{WAIT_S}S")
+    first = len(sink.arrivals)
+    seconds = counts.wait_profiles / counts.latency_per_s
+    poster = SteadyPoster(gateway, counts.latency_per_s, seconds, "wait", "trial_started")
+    progress(
+        f"{counts.wait_profiles:,} profiles into a {WAIT_S} s wait at {counts.latency_per_s:,}/s"
+    )
+    await poster.run()
+    wanted = first + len(poster.due)
+
+    async def delivered() -> tuple[int, int]:
+        return len(sink.arrivals), wanted
+
+    await wait_until(delivered, "messages after the wait", max(600, wanted / 20), children)
+    values = poster.latencies_ms(sink.arrivals[first:], after_s=WAIT_S)
+    method = (
+        f"{len(values):,} trial_started events, each a new profile, posted at "
+        f"{counts.latency_per_s:,}/s into a live journey that waits PT{WAIT_S}S and then "
+        "sends an SMS through sms_http to an HTTP sink in the bench process; arrival at the "
+        f"sink minus (when the event's batch was due to be posted + {WAIT_S} s)"
+    )
+    for p, target in ((50, "< 500 ms"), (99, "< 1,250 ms")):
+        report.add(
+            Figure(
+                f"Wait PT{WAIT_S}S -> SMS lateness, p{p}",
+                percentile(values, p),
+                "ms",
+                method,
+                target=f"{target} at 2,000 entries/s",
+            )
+        )
+
+
+async def partition_owners(conn: asyncpg.Connection) -> int:
+    """Runtime processes holding partition locks now."""
+    owners: int = await conn.fetchval(
+        "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND pid <> pg_backend_pid()"
+    )
+    return owners
+
+
+async def committed_rate(
+    gateway: str, conn: asyncpg.Connection, children: Processes,
+    events: list[dict[str, Any]], counts: Counts,
+) -> float:  # fmt: skip
+    """Post ``events`` at full speed; events/s from the first post until all committed."""
+    bodies = [("/v1/events/batch", {"events": b}) for b in chunks(events, counts.ingest_batch)]
+    wanted = await processed(conn) + len(events)
+    start = time.perf_counter()
+    posting = asyncio.create_task(post_all(gateway, bodies, counts.ingest_batch_clients))
+
+    async def committed() -> tuple[int, int]:
+        if posting.done():
+            posting.result()  # a failed post fails the run now
+        return await processed(conn), wanted
+
+    await wait_until(committed, "runtime committed", max(600, len(events) / 100), children)
+    await posting
+    return per_second(len(events), time.perf_counter() - start)
+
+
+async def replicas(
+    report: Report, gateway: str, conn: asyncpg.Connection, stack: Servers, urls: dict[str, str],
+    counts: Counts,
+) -> None:  # fmt: skip
+    """The same load with one runtime, then with a second replica sharing the partitions."""
+    rates = []
+    for n in (1, 2):
+        if n == 2:
+            env = {f"WAYPOST_{s.upper()}_URL": u for s, u in urls.items() if s != "gateway"}
+            stack.children.start("runtime", env, name="runtime-2")
+
+            async def shared() -> tuple[int, int]:
+                return await partition_owners(conn), 2
+
+            await wait_until(shared, "a second runtime owning partitions", 120, stack.children)
+        profiles = counts.replica_events // counts.e2e_events_per_profile
+        events = bench_events(counts.replica_events, profiles, (n + 2) * counts.e2e_profiles)
+        progress(f"{len(events):,} events with {n} runtime replica(s)")
+        rates.append(await committed_rate(gateway, conn, stack.children, events, counts))
+    for n, rate in zip((1, 2), rates, strict=True):
+        report.add(
+            Figure(
+                f"End to end, gateway batch -> runtime committed, {n} runtime replica(s)",
+                rate,
+                "events/s",
+                f"{counts.replica_events:,} page_viewed events of new profiles, the ten "
+                f"journeys of the throughput run, {n} `waypost runtime` process(es) sharing the "
+                "16 partitions, the other services as above; first post until "
+                "runtime.processed holds every event",
+                target="2 replicas > 1",
+            )
+        )
+
+
 async def entries(conn: asyncpg.Connection) -> int:
     count: int = await conn.fetchval("SELECT count(*) FROM runtime.memberships WHERE active")
     return count
@@ -275,5 +396,7 @@ async def e2e_figures(report: Report, data_dir: Path, counts: Counts) -> None:
                 progress(f"{await entries(conn):,} journey entries so far")
                 with HttpSink().running() as sink:
                     await latency(report, api, gateway, sink, children, counts)
+                    await wait_lateness(report, api, gateway, sink, children, counts)
+                await replicas(report, gateway, conn, stack, urls, counts)
         finally:
             await conn.close()

@@ -24,6 +24,7 @@ from shared import db
 from waypost.embedded import EmbeddedNats, EmbeddedPostgres, die_with_parent, free_port
 
 ADMIN_KEY = "wp_bench-admin-key"
+PROFILE_ENV = "WAYPOST_BENCH_PROFILE"
 UNLIMITED = {"WAYPOST_RATE_LIMIT_PER_S": "1e9", "WAYPOST_RATE_LIMIT_BURST": "1000000000"}
 
 
@@ -50,24 +51,46 @@ class Processes:
             "WAYPOST_ALLOW_PRIVATE_CONNECTORS": "true",  # the sinks are on loopback
         }
         self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.profilers: list[subprocess.Popen[bytes]] = []
+        # ``python -m bench --profile DIR``: py-spy samples every child while it runs.
+        profile = os.environ.get(PROFILE_ENV)
+        self.profile_dir = Path(profile) if profile else None
 
     def run(self, *args: str) -> None:
         command = [sys.executable, "-m", "waypost", *args]
         subprocess.run(command, env=self.env, check=True, capture_output=True)
 
-    def start(self, service: str, env: Mapping[str, str] | None = None, port: int = 0) -> str:
+    def start(
+        self, service: str, env: Mapping[str, str] | None = None, port: int = 0,
+        name: str | None = None,
+    ) -> str:  # fmt: skip
         """Start ``waypost <service>`` with ``env`` added, on ``port`` (a free one by
-        default); its base URL."""
+        default), known as ``name`` (the service's by default); its base URL."""
         port = port or free_port()
-        with (self.data_dir / f"{service}.log").open("ab") as log:
-            self.children[service] = subprocess.Popen(
+        name = name or service
+        with (self.data_dir / f"{name}.log").open("ab") as log:
+            self.children[name] = subprocess.Popen(
                 [sys.executable, "-m", "waypost", service],
                 env=self.env | dict(env or {}) | {"WAYPOST_PORT": str(port)},
                 stdout=log,
                 stderr=log,
                 preexec_fn=die_with_parent,
             )
+        if self.profile_dir is not None:
+            self._profile(name)
         return f"http://127.0.0.1:{port}"
+
+    def _profile(self, service: str) -> None:
+        """py-spy on the child until it exits: collapsed stacks (one line a stack and its
+        sample count) in ``<profile dir>/<part>-<service>.txt``."""
+        assert self.profile_dir is not None
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        out = self.profile_dir / f"{self.data_dir.name}-{service}.txt"
+        command = ["py-spy", "record", "--pid", str(self.pid(service)), "--format", "raw",
+                   "--rate", "200", "--nonblocking", "--output", str(out)]  # fmt: skip
+        self.profilers.append(
+            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
 
     def pid(self, service: str) -> int:
         return self.children[service].pid
@@ -75,6 +98,16 @@ class Processes:
     def rss(self, service: str) -> int:
         """Resident memory of a running child now, in bytes."""
         return proc_status_kib(self.pid(service), "VmRSS") * 1024
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time (user + system) each running child has used so far."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        found = {}
+        for name, child in self.children.items():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{child.pid}/stat").read_text().rpartition(")")[2].split()
+                found[name] = (int(fields[11]) + int(fields[12])) / ticks
+        return found
 
     def peaks(self) -> dict[str, int]:
         """Each running child's resident-memory high-water mark (VmHWM), in bytes."""
@@ -100,6 +133,11 @@ class Processes:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        for profiler in self.profilers:  # each writes its file once its child is gone
+            try:
+                profiler.wait(30)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
 
 
 @dataclass
@@ -271,6 +309,11 @@ class Api:
         self.client = httpx.AsyncClient(base_url=gateway, headers=headers, timeout=30)
 
     async def __aenter__(self) -> Api:
+        # The bench's journeys use events it declares no triggers for.
+        settings = {"require_event_triggers": False}
+        answer = await self.client.put("/v1/workspace/settings", json=settings)
+        if answer.status_code != 200:
+            raise RuntimeError(f"PUT settings answered {answer.status_code}: {answer.text}")
         return self
 
     async def __aexit__(self, *exc: object) -> None:

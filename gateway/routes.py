@@ -51,6 +51,8 @@ ROUTES: tuple[Route, ...] = (
     _r(f"/v1/templates(/{ID})?", GET, "designer", READ),
     _r(f"/v1/templates/{ID}/preview", frozenset({"POST"}), "designer", READ),
     _r(f"/v1/templates(/{ID})?", CHANGE, "designer", WRITE),
+    _r(f"/v1/event-triggers(/{ID})?", GET, "designer", READ),
+    _r(f"/v1/event-triggers(/{ID})?", CHANGE, "designer", WRITE),
     _r(f"/v1/connectors(/{ID})?", GET, "designer", READ),
     _r(f"/v1/connectors(/{ID}(/test)?)?", CHANGE, "designer", ADMIN),
     _r("/v1/workspace/settings", GET, "designer", READ),

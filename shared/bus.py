@@ -43,6 +43,7 @@ DEAD_REASON = "Waypost-Dead-Reason"
 DEAD_SUBJECT = "Waypost-Original-Subject"
 DEAD_SEQ = "Waypost-Original-Seq"
 DEAD_DELIVERIES = "Waypost-Deliveries"
+PULL_EXPIRES_S = 1.0  # how long one pull request stays open at the server
 
 
 class Poison(Exception):
@@ -122,6 +123,100 @@ async def publish(
     return await js.publish(subject, data, headers=all_headers, timeout=ack_timeout_s)
 
 
+class ReadyFetcher:
+    """Pulls from a durable consumer and hands over messages as soon as there are any.
+
+    ``PullSubscription.fetch(n)`` waits, once its first message arrived on a lingering pull,
+    for the other ``n - 1`` or the timeout: a trickle of messages waits up to the whole
+    timeout to fill a batch. Here one pull request of ``batch`` messages is kept open at a
+    time and whatever of it has arrived is taken at once (at least one message), so a
+    message waits only while the batch before it is handled, and batches grow by
+    themselves when messages come faster than they are handled.
+    """
+
+    def __init__(
+        self, sub: JetStreamContext.PullSubscription, batch: int, expires_s: float
+    ) -> None:
+        self._sub = sub
+        self._batch = batch
+        self._expires_s = expires_s
+        self._open_until = 0.0  # monotonic time the open pull request expires
+        self._left = 0  # messages the open pull request may still deliver
+
+    def open_for(self) -> float:
+        """Seconds until the open pull request expires (0 if none is open): until then the
+        server may still deliver messages to this subscriber."""
+        if self._left <= 0:
+            return 0.0
+        return max(0.0, self._open_until - asyncio.get_running_loop().time())
+
+    def delivering(self) -> bool:
+        """Whether messages delivered here are waiting, or the open request may bring more."""
+        return not self._core._pending_queue.empty() or self.open_for() > 0
+
+    async def fetch(self, timeout_s: float, more: bool = True) -> list[Msg]:
+        """At least one message, at most ``batch``; ``TimeoutError`` after ``timeout_s``.
+        With ``more`` false no new pull request is made: only what the open one brings."""
+        msgs = self._take_queued(self._batch)
+        if msgs or (not more and self.open_for() <= 0):
+            if not msgs:
+                raise TimeoutError
+            return msgs
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            if self._left <= 0 or loop.time() >= self._open_until:
+                if not more:
+                    raise TimeoutError
+                await self._request(loop.time())
+            wait = min(deadline, self._open_until) - loop.time()
+            if wait <= 0:
+                if loop.time() >= deadline:
+                    raise TimeoutError
+                continue
+            try:
+                msg = await self._core.next_msg(timeout=wait)
+            except nats.errors.TimeoutError:
+                if loop.time() >= deadline:
+                    raise TimeoutError from None
+                continue
+            if self._settle(msg):
+                return [msg, *self._take_queued(self._batch - 1)]
+
+    @property
+    def _core(self) -> Any:
+        return self._sub._sub  # the inbox subscription the server delivers the pull to
+
+    async def _request(self, now: float) -> None:
+        request = {"batch": self._batch, "expires": int(self._expires_s * 1e9)}
+        await self._sub._nc.publish(
+            self._sub._nms, json.dumps(request).encode(), self._sub._deliver
+        )
+        self._open_until = now + self._expires_s
+        self._left = self._batch
+
+    def _settle(self, msg: Msg) -> bool:
+        """Whether ``msg`` is a message to handle; a status ends the open request (but a
+        heartbeat)."""
+        status = JetStreamContext.is_status_msg(msg)
+        if not status:
+            self._left -= 1
+            return True
+        if status != "100":  # 100 is an idle heartbeat; 404/408/409 end a pull request
+            self._left = 0
+        return False
+
+    def _take_queued(self, most: int) -> list[Msg]:
+        queue = self._core._pending_queue
+        msgs: list[Msg] = []
+        while len(msgs) < most and not queue.empty():
+            msg = queue.get_nowait()
+            self._core._pending_size -= len(msg.data)
+            if self._settle(msg):
+                msgs.append(msg)
+        return msgs
+
+
 Handler = Callable[[Msg], Awaitable[None]]
 # A batch handler may name messages of the batch it could not use (index -> reason): those
 # are dead-lettered and the rest acked. Raising instead retries the batch one by one.
@@ -183,6 +278,7 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._fetcher: ReadyFetcher | None = None
 
     def config(self) -> ConsumerConfig:
         s = self.spec
@@ -202,6 +298,7 @@ class Consumer:
         self._sub = await self._js.pull_subscribe_bind(
             durable=self.spec.durable, stream=self.spec.stream
         )
+        self._fetcher = ReadyFetcher(self._sub, self.spec.batch, PULL_EXPIRES_S)
         self._task = asyncio.create_task(self._run(), name=f"consumer:{self.spec.durable}")
 
     async def stop(self, grace_s: float = 10.0) -> None:
@@ -219,22 +316,31 @@ class Consumer:
                 await self._sub.unsubscribe()
 
     async def _run(self) -> None:
-        assert self._sub is not None
+        assert self._fetcher is not None
         while not self._stopping.is_set():
-            try:
-                msgs = await self._sub.fetch(self.spec.batch, timeout=1.0)
-            except TimeoutError:  # nats.errors.TimeoutError is one too: nothing to do now
-                continue
-            except Exception as exc:
-                # The loop must outlive any fetch failure (NATS restarting, a slow server).
-                log.warning("bus.fetch_failed", consumer=self.spec.durable, error=repr(exc))
-                await asyncio.sleep(0.5)
-                continue
-            try:
-                await self._handle(msgs)
-            except Exception as exc:
-                # An ack that could not be sent: the message comes back after ack_wait.
-                log.warning("bus.ack_failed", consumer=self.spec.durable, error=repr(exc))
+            await self._fetch_and_handle(more=True)
+        # What the open pull request still delivers is handled too: left unacked, it would
+        # come back only after ack_wait, behind newer messages another replica took.
+        while self._fetcher.delivering():
+            await self._fetch_and_handle(more=False)
+
+    async def _fetch_and_handle(self, more: bool) -> None:
+        assert self._fetcher is not None
+        try:
+            timeout = 1.0 if more else max(self._fetcher.open_for(), 0.001)
+            msgs = await self._fetcher.fetch(timeout_s=timeout, more=more)
+        except TimeoutError:  # nats.errors.TimeoutError is one too: nothing to do now
+            return
+        except Exception as exc:
+            # The loop must outlive any fetch failure (NATS restarting, a slow server).
+            log.warning("bus.fetch_failed", consumer=self.spec.durable, error=repr(exc))
+            await asyncio.sleep(0.5)
+            return
+        try:
+            await self._handle(msgs)
+        except Exception as exc:
+            # An ack that could not be sent: the message comes back after ack_wait.
+            log.warning("bus.ack_failed", consumer=self.spec.durable, error=repr(exc))
 
     async def _handle(self, msgs: list[Msg]) -> None:
         if self._batch_handler is not None and len(msgs) > 1:
@@ -248,7 +354,23 @@ class Consumer:
             if retry_in is not None and self.spec.ordered:
                 for later in msgs[index + 1 :]:
                     await later.nak(delay=retry_in)
+                await self._hold_back_delivered(retry_in)
                 return
+
+    async def _hold_back_delivered(self, delay: float) -> None:
+        """After a retry on an ordered consumer, what the open pull request delivered or
+        still delivers comes after the retried message: it is retried with it, not handled
+        before it."""
+        assert self._fetcher is not None
+        while self._fetcher.delivering():
+            try:
+                later = await self._fetcher.fetch(
+                    timeout_s=max(self._fetcher.open_for(), 0.001), more=False
+                )
+            except TimeoutError:
+                continue
+            for msg in later:
+                await msg.nak(delay=delay)
 
     async def process_batch(self, msgs: list[Msg]) -> None:
         assert self._batch_handler is not None

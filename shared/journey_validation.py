@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from shared import criteria as criteria_model
+from shared import event_schema
 from shared.criteria import All, AnyOf, Match, Not
 from shared.durations import describe, format_duration, to_timedelta
 from shared.journey import (
@@ -70,6 +71,19 @@ class JourneyRef:
     jump_targets: Set[str] = frozenset()  # journeys its own jumps lead to
 
 
+# Events the product itself records: always known, whatever triggers a workspace declares.
+BUILTIN_EVENTS = frozenset(
+    {"message_sent", "message_failed", "email_opened", "email_clicked", "profile_updated"}
+)
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """A published event trigger: the properties its event declares."""
+
+    schema: event_schema.Schema
+
+
 @dataclass(frozen=True)
 class Catalog:
     """What a journey may refer to, read by the caller from the workspace's data."""
@@ -78,6 +92,8 @@ class Catalog:
     connectors: Mapping[str, ConnectorRef] = field(default_factory=dict)
     journeys: Mapping[str, JourneyRef] = field(default_factory=dict)
     journey_id: str | None = None  # the journey being validated; None before it exists
+    # The published event triggers; None when the workspace does not require them.
+    events: Mapping[str, EventRef] | None = None
 
 
 def validate_journey(
@@ -85,7 +101,8 @@ def validate_journey(
 ) -> tuple[JourneyBody | None, list[FieldError]]:
     """Parse and check ``raw``; the body (None if it does not parse) and every problem found.
 
-    ``for_publish`` adds what only publishing needs: ready templates, live jump targets.
+    ``for_publish`` adds what only publishing needs: ready templates, live jump targets,
+    published event triggers for every event named (when the catalog has them).
     """
     try:
         body = JourneyBody.model_validate(raw)
@@ -157,6 +174,8 @@ def _semantic_errors(
     for i, stage in enumerate(body.stages):
         for path, step in iter_steps(stage, i):
             yield from _step_errors(body, i, path, step, limits, catalog, for_publish)
+    if for_publish and catalog.events is not None:
+        yield from _event_references(body, catalog.events)
 
 
 def _stage_count(body: JourneyBody, limits: JourneyLimits) -> Iterator[FieldError]:
@@ -340,6 +359,54 @@ def _stage_criteria(stage: Stage, i: int) -> Iterator[tuple[str, Match | All | A
         if isinstance(step, AttributeSplitStep):
             for c, case in enumerate(step.cases):
                 yield f"{path}.cases[{c}].criteria", case.criteria
+
+
+# -- event triggers ---------------------------------------------------------------------
+
+
+def _event_references(body: JourneyBody, events: Mapping[str, EventRef]) -> Iterator[FieldError]:
+    for path, value in _all_criteria(body):
+        for where, match in _matches(path, value):
+            yield from _event_reference(where, match, events)
+
+
+def _matches(path: str, value: Match | All | AnyOf | Not) -> Iterator[tuple[str, Match]]:
+    """Every event match inside criteria, with its JSON path."""
+    if isinstance(value, Match):
+        yield path, value
+    elif isinstance(value, Not):
+        yield from _matches(f"{path}.not", value.not_)
+    else:
+        key, parts = ("all", value.all) if isinstance(value, All) else ("any", value.any)
+        for k, part in enumerate(parts):
+            yield from _matches(f"{path}.{key}[{k}]", part)
+
+
+def _event_reference(
+    path: str, match: Match, events: Mapping[str, EventRef]
+) -> Iterator[FieldError]:
+    if match.event is None or match.event in BUILTIN_EVENTS:
+        return
+    trigger = events.get(match.event)
+    if trigger is None:
+        yield FieldError(
+            f"{path}.event",
+            f"no published event trigger '{match.event}': declare the event "
+            "(POST /v1/event-triggers) and publish it before a journey uses it",
+        )
+        return
+    for k, condition in enumerate(match.where):
+        where = f"{path}.where[{k}]"
+        declared = event_schema.resolve(trigger.schema, condition.property)
+        if declared is None:
+            yield FieldError(
+                f"{where}.property",
+                f"event '{match.event}' declares no property '{condition.property}'",
+            )
+            continue
+        problem = event_schema.comparison_problem(declared, condition.op, condition.value)
+        if problem is not None:
+            yield FieldError(f"{where}.value", f"'{condition.property}': {problem}")
 
 
 # -- per step ---------------------------------------------------------------------------

@@ -4,17 +4,22 @@ however long it lasts, a request is answered 503), a failure is not."""
 
 from __future__ import annotations
 
+import aiohttp
 import asyncpg
 import httpx
 import nats.errors
 import nats.js.errors
 import sqlalchemy.exc
 
+from shared import http
+
 # What a dependency that cannot be reached raises (TimeoutError and ConnectionError are
 # OSErrors); a chain of causes is searched, since libraries wrap them.
 _OUTAGES: tuple[type[BaseException], ...] = (
     OSError,
     httpx.TransportError,
+    aiohttp.ClientConnectionError,
+    http.Unavailable,
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,

@@ -40,8 +40,10 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    Text,
     any_,
     bindparam,
+    cast,
     delete,
     func,
     insert,
@@ -105,8 +107,11 @@ ToMessage = Callable[[Row[Any]], Outgoing]
 
 
 def outbox_message(row: Row[Any]) -> Outgoing:
-    """A row of an :func:`outbox_table`."""
-    return Outgoing(row.subject, row.msg_id, bus.encode(row.payload))
+    """A row of an :func:`outbox_table` (its payload read as JSON text: published as it is
+    stored, not decoded and encoded again)."""
+    payload = row.payload
+    data = payload.encode() if isinstance(payload, str) else bus.encode(payload)
+    return Outgoing(row.subject, row.msg_id, data)
 
 
 async def publish_in_order(
@@ -179,6 +184,8 @@ class OutboxRelay:
         self._keep_published_s = keep_published_s
         self._on_published = on_published
         self._lock_key = relay_lock_key(table)
+        # The default message is an outbox row's payload: read it as text, as it is stored.
+        self._raw_payload = to_message is outbox_message and "payload" in table.c
         self._wake = asyncio.Event()
         self._pruned_at = 0.0
 
@@ -223,8 +230,12 @@ class OutboxRelay:
         )
 
     def _unpublished(self) -> Select[Any]:
+        columns = [
+            cast(c, Text).label(c.name) if c.name == "payload" and self._raw_payload else c
+            for c in self._table.c
+        ]
         query = (
-            select(self._table)
+            select(*columns)
             .where(self._table.c.published_at.is_(None))
             .order_by(self._key)
             .limit(self._batch)

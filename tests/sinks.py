@@ -23,6 +23,7 @@ class Mailbox:
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     rcpt_reply: str | None = None
+    peers: list[object] = field(default_factory=list)  # the connection each message came on
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -38,6 +39,7 @@ class Mailbox:
         assert isinstance(parsed, EmailMessage)
         self.envelopes.append((str(envelope.mail_from), list(envelope.rcpt_tos)))
         self.messages.append(parsed)
+        self.peers.append(session.peer)
         return "250 Message accepted for delivery"
 
 

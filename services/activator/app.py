@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 
 from services.activator import api, internal
@@ -17,9 +16,9 @@ from services.activator.erasures import Erasures
 from services.activator.holds import Releases
 from services.activator.intake import Intake
 from services.activator.metrics import ActivatorMetrics
-from services.activator.models import Outbox
+from services.activator.models import Delivery, Outbox
 from services.activator.settings import ActivatorSettings
-from shared import bus, outbox
+from shared import bus, db, http, outbox
 from shared.app import Extension, ServiceState, create_service_app
 from shared.connectors import DestinationGuard
 
@@ -49,18 +48,22 @@ def _extension(settings: ActivatorSettings) -> Extension:
             metrics = ActivatorMetrics(state.registry)
             relay = outbox.OutboxRelay(state.sessions, Outbox, state.js)
             await stack.enter_async_context(outbox.running(relay))
+            # The hot path: intake batches, and delivery groups (each holds a connection
+            # while its sends are out).
+            pool = await db.create_raw_pool(settings.database_url, settings.db_pool_size + 4)
+            await stack.enter_async_context(db.closing(pool))
             deliverer = Deliverer(
-                state.sessions, state.clock, designer, state.extras[HTTP], guard, relay,
+                state.sessions, pool, state.clock, designer, state.extras[HTTP], guard, relay,
                 settings, metrics,
             )  # fmt: skip
             state.extras[DELIVERER] = deliverer
             await stack.enter_async_context(deliverer.running())
 
-            def stored() -> None:
-                deliverer.notify()
+            def stored(due_now: list[Delivery]) -> None:
+                deliverer.submit(due_now)
                 relay.notify()  # quiet-hours timers to schedule
 
-            intake = Intake(state.sessions, designer, state.clock, settings, metrics, stored)
+            intake = Intake(pool, designer, state.clock, settings, metrics, stored)
             releases = Releases(state.sessions, state.clock, deliverer.notify)
             consumer_metrics = bus.ConsumerMetrics(state.registry)
             for consumer in (
@@ -82,10 +85,9 @@ async def _clients(
     """One pooled client for every HTTP connector, so connections to a provider are reused
     across messages (each request sets its connector's own timeout); another for the
     designer, with its own timeout."""
-    limits = httpx.Limits(max_connections=settings.http_max_connections)
-    providers = httpx.AsyncClient(limits=limits, follow_redirects=False)
+    providers = http.session(settings.http_max_connections)  # each send sets its timeout
     state.extras[HTTP] = await stack.enter_async_context(providers)
-    own = httpx.AsyncClient(timeout=settings.designer_timeout_s)
+    own = http.session(timeout_s=settings.designer_timeout_s)
     designer = Designer(
         await stack.enter_async_context(own), settings.designer_url, settings.lookup_cache_s
     )

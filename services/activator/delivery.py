@@ -34,22 +34,25 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
+import aiohttp
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.activator import policy
+from services.activator import policy, store
 from services.activator.concurrency import ConcurrencyLimiter
 from services.activator.designer import Connector, Designer, DesignerUnavailable, Missing
-from services.activator.feedback import MESSAGE_FAILED, MESSAGE_SENT, feedback
+from services.activator.feedback import MESSAGE_FAILED, MESSAGE_SENT, Feedback, feedback
 from services.activator.holds import hold_timer
 from services.activator.metrics import ActivatorMetrics
 from services.activator.models import Delivery, Status
+from services.activator.outcomes import record_failed, record_held, record_retry, record_sent
 from services.activator.ratelimit import RateLimiter
 from services.activator.repository import DeliveryRepository
 from services.activator.schemas import WorkspaceRules
 from services.activator.senders import (
     OutgoingMessage,
     PermanentDeliveryError,
+    SmtpConnections,
     TransientDeliveryError,
     send,
 )
@@ -60,6 +63,7 @@ from shared.connectors import DestinationGuard
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay
 from shared.templating import TemplateError, render
+from shared.timers import TimerSchedule
 from shared.tracking import Mark, instrument
 
 log = get_logger(__name__)
@@ -103,9 +107,10 @@ class Deliverer:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        pool: asyncpg.Pool,
         clock: Clock,
         designer: Designer,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         guard: DestinationGuard | None,
         relay: OutboxRelay,
         settings: ActivatorSettings,
@@ -114,6 +119,7 @@ class Deliverer:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._sessions = sessions
+        self._pool = pool
         self._clock = clock
         self._designer = designer
         self._http = http
@@ -125,6 +131,7 @@ class Deliverer:
         self._concurrency = ConcurrencyLimiter()
         self._jitter = jitter
         self._sends = asyncio.Semaphore(settings.send_concurrency)
+        self._smtp = SmtpConnections()
         self._held: dict[str, asyncio.Task[None]] = {}
         self._sending: set[str] = set()
         self._wake = asyncio.Event()
@@ -133,6 +140,15 @@ class Deliverer:
     def notify(self) -> None:
         """New deliveries may be due: look now instead of at the next poll."""
         self._wake.set()
+
+    def submit(self, due_now: list[Delivery]) -> None:
+        """Deliveries just stored pending and due: start them without a claim, as far as
+        there is room (the rest are claimed as usual). Each is still locked and checked
+        before it is sent, so one another replica claimed meanwhile is sent once."""
+        fresh = [row for row in due_now if row.activation_id not in self._held]
+        self._start_groups(fresh[: max(0, self._room())])
+        if len(fresh) > self._room():
+            self._wake.set()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Deliverer]:
@@ -143,6 +159,7 @@ class Deliverer:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await self._drain()
+            await self._smtp.close()
 
     async def run(self) -> None:
         while True:
@@ -163,6 +180,12 @@ class Deliverer:
         async with self._sessions() as session, session.begin():
             repo = DeliveryRepository(session)
             rows = await repo.due(self._clock.now(), room, [*self._held], busy)
+        # Submitted by the intake while the claim ran: already under way here.
+        self._start_groups([row for row in rows if row.activation_id not in self._held])
+        return len(rows)
+
+    def _start_groups(self, rows: list[Delivery]) -> None:
+        """One delivery task per connector and up to ``send_batch`` of its deliveries."""
         groups: dict[tuple[str, str], list[Delivery]] = {}
         for row in rows:
             groups.setdefault((row.workspace_id, row.connector_id), []).append(row)
@@ -170,7 +193,6 @@ class Deliverer:
         for group in groups.values():
             for at in range(0, len(group), size):
                 self._start(group[at : at + size])
-        return len(rows)
 
     def _room(self) -> int:
         return self._settings.max_in_flight - len(self._held)
@@ -209,17 +231,18 @@ class Deliverer:
     async def _deliver(self, claimed: list[Delivery]) -> None:
         try:
             plans = {row.activation_id: await self._prepare(row) for row in claimed}
-            async with db.transaction(self._sessions) as session:
-                repo = DeliveryRepository(session)
-                rows = await repo.lock_due([*plans], self._clock.now())
+            async with db.raw_transaction(self._pool) as conn:
+                rows = await store.lock_due(conn, [*plans], self._clock.now())
                 outcomes = await asyncio.gather(
                     *(self._attempt(row, plans[row.activation_id]) for row in rows)
                 )
                 done = [(row, o) for row, o in zip(rows, outcomes, strict=True) if o is not None]
-                statuses = [
-                    await self._record(repo, row, plans[row.activation_id], outcome)
-                    for row, outcome in done
+                records = [
+                    self._record(row, plans[row.activation_id], outcome) for row, outcome in done
                 ]
+                statuses = [status for status, _ in records]
+                await store.save(conn, [row for row, _ in done])
+                await store.put_outbox(conn, [item for _, item in records if item is not None])
             self._relay.notify()
             for (row, outcome), status in zip(done, statuses, strict=True):
                 self._count(row, outcome, status)
@@ -315,7 +338,9 @@ class Deliverer:
         assert config is not None
         started = time.perf_counter()
         try:
-            await send(plan.connector.type, config, plan.message, self._http, self._guard)
+            await send(
+                plan.connector.type, config, plan.message, self._http, self._guard, self._smtp
+            )
         except TransientDeliveryError as exc:
             return Outcome(exc.reason, transient=True, retry_after_s=exc.retry_after_s)
         except PermanentDeliveryError as exc:
@@ -328,32 +353,31 @@ class Deliverer:
             self._metrics.send_latency.labels(row.channel).observe(time.perf_counter() - started)
         return Outcome()
 
-    async def _record(
-        self, repo: DeliveryRepository, row: Delivery, plan: Plan, outcome: Outcome
-    ) -> Status:
+    def _record(
+        self, row: Delivery, plan: Plan, outcome: Outcome
+    ) -> tuple[Status, Feedback | TimerSchedule | None]:
+        """The outcome on the row, and what goes into the outbox with it (the feedback
+        event, or the timer of a retry held by quiet hours)."""
         now = self._clock.now()
         partitions = self._settings.event_partitions
         if outcome.error is None:
-            repo.record_sent(row, now)
-            await repo.put_feedback(feedback(row, MESSAGE_SENT, now, partitions))
-            return Status.SENT
+            record_sent(row, now)
+            return Status.SENT, feedback(row, MESSAGE_SENT, now, partitions)
         if outcome.transient and row.attempts + 1 < self._settings.max_attempts:
             retry_at = self._retry_at(row, outcome, now)
             release_at = self._release_at(row, plan.rules, retry_at)
             if release_at == retry_at:
-                repo.record_retry(row, outcome.error, retry_at, now)
-                return Status.PENDING
+                record_retry(row, outcome.error, retry_at, now)
+                return Status.PENDING, None
             # The retry would fall in quiet hours: held until the scheduler releases it.
-            repo.record_held(row, outcome.error, release_at, now)
+            record_held(row, outcome.error, release_at, now)
             timer = hold_timer(
                 row.activation_id, row.workspace_id, row.profile_id, row.journey_id,
                 row.attempts, release_at,
             )  # fmt: skip
-            await repo.put_timers([timer])
-            return Status.HELD
-        repo.record_failed(row, outcome.error, now, attempted=outcome.attempted)
-        await repo.put_feedback(feedback(row, MESSAGE_FAILED, now, partitions, outcome.error))
-        return Status.FAILED
+            return Status.HELD, timer
+        record_failed(row, outcome.error, now, attempted=outcome.attempted)
+        return Status.FAILED, feedback(row, MESSAGE_FAILED, now, partitions, outcome.error)
 
     def _retry_at(self, row: Delivery, outcome: Outcome, now: datetime) -> datetime:
         s = self._settings

@@ -3,8 +3,9 @@ workspace settings, over the designer's internal HTTP API.
 
 Connectors and templates are reused for a few seconds: a wave of messages through one
 connector costs one lookup, and an edit reaches deliveries within that time. Workspace
-settings are read fresh for each batch of requests, so a change applies to every message
-requested after it was saved.
+settings are kept with the designer revision they were read at; each request names the
+revision the runtime was at when it made it, so a change saved before a request was made
+applies to it (a request naming another revision, or none, reads them again).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 from pydantic import ValidationError
 
 from services.activator.schemas import WorkspaceRules
 from shared.connectors import ConnectorConfig, ConnectorType, parse_config
+from shared.http import Unavailable, get_json
 from shared.templating import TemplateContent
 
 T = TypeVar("T")
@@ -47,7 +49,7 @@ class Connector:
 class Designer:
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: aiohttp.ClientSession,
         base_url: str,
         cache_s: float,
         clock: Callable[[], float] = time.monotonic,
@@ -58,6 +60,7 @@ class Designer:
         self._clock = clock
         self._cache: dict[str, tuple[float, Any]] = {}
         self._loading: dict[str, asyncio.Task[Any]] = {}
+        self._rules: dict[str, tuple[str, WorkspaceRules]] = {}  # workspace -> at revision
 
     async def rules(self, workspace_id: str) -> WorkspaceRules:
         data = await self._get(f"/internal/workspaces/{workspace_id}/settings", "workspace")
@@ -65,6 +68,21 @@ class Designer:
             return WorkspaceRules.model_validate(data)
         except ValidationError as exc:
             raise DesignerUnavailable(f"unreadable workspace settings: {exc}") from None
+
+    async def rules_at(self, workspace_id: str, revision: str | None) -> WorkspaceRules:
+        """The workspace's rules as of the designer's ``revision``: reused while requests
+        name the revision they were last read at, read again when one names another (the
+        settings changed since) or none."""
+        if revision is not None:
+            known = self._rules.get(workspace_id)
+            if known is not None and known[0] == revision:
+                return known[1]
+        rules = await self.rules(workspace_id)
+        if revision is not None:
+            if len(self._rules) >= CACHE_ENTRIES:
+                self._rules.clear()
+            self._rules[workspace_id] = (revision, rules)
+        return rules
 
     async def cached_rules(self, workspace_id: str) -> WorkspaceRules:
         return await self._cached(f"rules:{workspace_id}", lambda: self.rules(workspace_id))
@@ -135,14 +153,13 @@ class Designer:
 
     async def _get(self, path: str, what: str, params: dict[str, str] | None = None) -> Any:
         try:
-            r = await self._http.get(f"{self._base}{path}", params=params)
-        except httpx.HTTPError as exc:
-            raise DesignerUnavailable(f"designer unreachable: {type(exc).__name__}") from None
-        if r.status_code == 404:
+            status, body = await get_json(self._http, f"{self._base}{path}", params)
+        except Unavailable as exc:
+            raise DesignerUnavailable(f"designer unreachable: {exc}") from None
+        if status == 404:
             raise Missing(what)
-        if r.status_code != 200:
-            raise DesignerUnavailable(f"designer answered {r.status_code} for {path}")
-        try:
-            return r.json()
-        except ValueError:
-            raise DesignerUnavailable(f"designer answered non-JSON for {path}") from None
+        if status != 200:
+            raise DesignerUnavailable(f"designer answered {status} for {path}")
+        if body is None:
+            raise DesignerUnavailable(f"designer answered non-JSON for {path}")
+        return body

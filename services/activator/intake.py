@@ -15,16 +15,17 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import asyncpg
 
 from services.activator import policy
 from services.activator.designer import Designer
 from services.activator.holds import hold_timer
 from services.activator.metrics import ActivatorMetrics
-from services.activator.models import SkipReason, Status
-from services.activator.repository import HELD, DeliveryRepository, budget_name
+from services.activator.models import Delivery, SkipReason, Status
+from services.activator.repository import HELD, PENDING, budget_name
 from services.activator.schemas import ActivationRequested, WorkspaceRules
 from services.activator.settings import ActivatorSettings
+from services.activator.store import IntakeStore
 from shared import db
 from shared.clock import Clock
 from shared.timers import TimerSchedule
@@ -33,14 +34,14 @@ from shared.timers import TimerSchedule
 class Intake:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        pool: asyncpg.Pool,
         designer: Designer,
         clock: Clock,
         settings: ActivatorSettings,
         metrics: ActivatorMetrics,
-        on_stored: Callable[[], None],
+        on_stored: Callable[[list[Delivery]], None],
     ) -> None:
-        self._sessions = sessions
+        self._pool = pool
         self._designer = designer
         self._clock = clock
         self._spread_s = settings.quiet_hours_spread_s
@@ -49,13 +50,13 @@ class Intake:
 
     async def take(self, requests: Sequence[ActivationRequested]) -> None:
         by_workspace = _by_workspace(_first_of_each(requests))
-        # Read after the requests arrived, so a settings change saved before they were
-        # requested applies to them.
+        # As of the revision the requests were made at (read again when it changed), so a
+        # settings change saved before they were requested applies to them.
         rules = await self._rules(by_workspace)
         now = self._clock.now()
         rows: list[dict[str, Any]] = []
-        async with db.transaction(self._sessions) as session:
-            repo = DeliveryRepository(session)
+        async with db.raw_transaction(self._pool) as conn:
+            repo = IntakeStore(conn)
             known = await repo.known([r.activation_id for r in requests])
             for workspace_id, group in by_workspace.items():
                 fresh = [r for r in group if r.activation_id not in known]
@@ -65,17 +66,26 @@ class Intake:
             await repo.put_timers([_timer(row) for row in held])
         for row in rows:
             self._metrics.deliveries.labels(row["channel"], row["status"]).inc()
-        self._on_stored()
+        # Due now: handed to the delivery loop at once rather than found by its next claim.
+        self._on_stored(
+            [
+                Delivery(**row)
+                for row in rows
+                if row["status"] == PENDING and row["activation_id"] in stored
+            ]
+        )
 
     async def _rules(
         self, by_workspace: dict[str, list[ActivationRequested]]
     ) -> dict[str, WorkspaceRules]:
-        found = await asyncio.gather(*(self._designer.rules(ws) for ws in by_workspace))
+        found = await asyncio.gather(
+            *(self._designer.rules_at(ws, _revision(group)) for ws, group in by_workspace.items())
+        )
         return dict(zip(by_workspace, found, strict=True))
 
     async def _decide(
         self,
-        repo: DeliveryRepository,
+        repo: IntakeStore,
         requests: Sequence[ActivationRequested],
         rules: WorkspaceRules,
         now: datetime,
@@ -93,9 +103,7 @@ class Intake:
             rows.append(self._row(r, rules, reason, now))
         return rows
 
-    async def _erased(
-        self, repo: DeliveryRepository, requests: Sequence[ActivationRequested]
-    ) -> set[str]:
+    async def _erased(self, repo: IntakeStore, requests: Sequence[ActivationRequested]) -> set[str]:
         """The requests made for a profile before it was erased (or that do not say when
         they were made, for a profile that was)."""
         if not requests:
@@ -110,7 +118,7 @@ class Intake:
 
     async def _over_caps(
         self,
-        repo: DeliveryRepository,
+        repo: IntakeStore,
         requests: Sequence[ActivationRequested],
         rules: WorkspaceRules,
         now: datetime,
@@ -167,6 +175,13 @@ def _timer(row: dict[str, Any]) -> TimerSchedule:
         row["activation_id"], row["workspace_id"], row["profile_id"], row["journey_id"],
         row["attempts"], row["next_attempt_at"],
     )  # fmt: skip
+
+
+def _revision(requests: Sequence[ActivationRequested]) -> str | None:
+    """The designer revision the requests were made at; None when they do not all say the
+    same (the rules are read fresh then)."""
+    revisions = {r.rules_revision for r in requests}
+    return revisions.pop() if len(revisions) == 1 else None
 
 
 def _first_of_each(requests: Iterable[ActivationRequested]) -> list[ActivationRequested]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import uuid4
 
-import httpx
+import aiohttp
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 
@@ -65,7 +65,7 @@ async def test_connector(test: ConnectorTest, request: Request) -> ConnectorTest
         metadata={"test": True},
     )
     extras = get_state(request).extras
-    http: httpx.AsyncClient = extras[HTTP]
+    http: aiohttp.ClientSession = extras[HTTP]
     guard: DestinationGuard | None = extras[GUARD]
     try:
         await send(test.type, config, message, http, guard)

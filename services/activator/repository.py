@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,24 +13,17 @@ from sqlalchemy import (
     Select,
     String,
     all_,
-    any_,
     bindparam,
     func,
-    insert,
-    or_,
     select,
-    text,
     tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.activator.feedback import Feedback
-from services.activator.models import Delivery, Erasure, Outbox, SkipReason, Status
+from services.activator.models import Delivery, Erasure, SkipReason, Status
 from services.activator.ratelimit import ConnectorKey
-from shared.outbox import fit_msg_id
-from shared.timers import TimerSchedule
 
 PENDING = Status.PENDING.value
 HELD = Status.HELD.value
@@ -54,73 +46,7 @@ class DeliveryRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    # Intake -----------------------------------------------------------------------------
-
-    async def known(self, activation_ids: Sequence[str]) -> set[str]:
-        """The ids that already have a row: requests seen before."""
-        if not activation_ids:
-            return set()
-        ids = _ids("ids", activation_ids)
-        rows = await self.session.scalars(
-            select(Delivery.activation_id).where(Delivery.activation_id == any_(ids))
-        )
-        return set(rows)
-
-    async def lock_budgets(self, names: Iterable[str]) -> None:
-        """Serialise cap decisions per profile and channel across replicas until commit.
-        Locks are taken in one order, so two batches wait for each other, never deadlock."""
-        keys = sorted({_lock_key(name) for name in names})
-        if keys:
-            await self.session.execute(
-                text("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:keys AS bigint[])) k"),
-                {"keys": keys},
-            )
-
-    async def cap_usage(
-        self, workspace_id: str, channel: str, profile_ids: Sequence[str], since: datetime
-    ) -> dict[str, int]:
-        """Per profile: messages on ``channel`` sent after ``since``, plus those still
-        pending or held (admitted and on their way, so they hold a place in the cap already)."""
-        ids = _ids("profiles", profile_ids)
-        stmt = (
-            select(Delivery.profile_id, func.count())
-            .where(
-                Delivery.workspace_id == workspace_id,
-                Delivery.channel == channel,
-                Delivery.profile_id == any_(ids),
-                or_(
-                    Delivery.status.in_([PENDING, HELD]),
-                    (Delivery.status == SENT) & (Delivery.sent_at > since),
-                ),
-            )
-            .group_by(Delivery.profile_id)
-        )
-        return {profile: int(n) for profile, n in (await self.session.execute(stmt)).all()}
-
-    async def add(self, rows: Sequence[Mapping[str, Any]]) -> set[str]:
-        """Store new deliveries; an id stored meanwhile by another replica is left alone.
-        The ids this call stored."""
-        if not rows:
-            return set()
-        stmt = (
-            pg_insert(Delivery)
-            .on_conflict_do_nothing(index_elements=[Delivery.activation_id])
-            .returning(Delivery.activation_id)
-        )
-        return set(await self.session.scalars(stmt, list(rows)))
-
-    async def put_timers(self, timers: Sequence[TimerSchedule]) -> None:
-        """Ask the scheduler for ``timers`` once this transaction commits."""
-        rows = [
-            {
-                "subject": t.subject,
-                "msg_id": fit_msg_id(t.msg_id),
-                "payload": t.model_dump(mode="json"),
-            }
-            for t in timers
-        ]
-        if rows:
-            await self.session.execute(insert(Outbox), rows)
+    # Quiet-hours releases ---------------------------------------------------------------
 
     async def release(self, holds: Sequence[tuple[str, int]], now: datetime) -> int:
         """Make due now each delivery still held by the hold ``(activation_id, attempts)``
@@ -168,16 +94,6 @@ class DeliveryRepository:
         assert isinstance(skipped, CursorResult)
         return int(skipped.rowcount)
 
-    async def erased(self, workspace_id: str, profile_ids: Iterable[str]) -> dict[str, datetime]:
-        """When each of these profiles was last erased, for those that were."""
-        rows = await self.session.execute(
-            select(Erasure.profile_id, Erasure.erased_at).where(
-                Erasure.workspace_id == workspace_id,
-                Erasure.profile_id == any_(_ids("ids", sorted(set(profile_ids)))),
-            )
-        )
-        return {profile: at for profile, at in rows.all()}
-
     # Delivery loop ----------------------------------------------------------------------
 
     async def due(
@@ -198,55 +114,6 @@ class DeliveryRepository:
     async def next_due(self, held: Sequence[str], busy: Sequence[ConnectorKey]) -> datetime | None:
         stmt = _waiting(held, busy).with_only_columns(func.min(Delivery.next_attempt_at))
         return await self.session.scalar(stmt)
-
-    async def lock_due(self, activation_ids: Sequence[str], now: datetime) -> list[Delivery]:
-        """Those of the deliveries still pending and due that no one else holds, locked
-        until commit: whoever gets the lock is the only one sending it."""
-        return list(
-            await self.session.scalars(
-                select(Delivery)
-                .where(
-                    Delivery.activation_id == any_(_ids("ids", activation_ids)),
-                    Delivery.status == PENDING,
-                    Delivery.next_attempt_at <= now,
-                )
-                .order_by(Delivery.next_attempt_at, Delivery.activation_id)
-                .with_for_update(skip_locked=True)
-            )
-        )
-
-    def record_sent(self, row: Delivery, now: datetime) -> None:
-        row.status = SENT
-        row.attempts += 1
-        row.sent_at = now
-        row.next_attempt_at = None
-        row.updated_at = now
-
-    def record_retry(self, row: Delivery, error: str, at: datetime, now: datetime) -> None:
-        row.attempts += 1
-        row.last_error = error
-        row.next_attempt_at = at
-        row.updated_at = now
-
-    def record_held(self, row: Delivery, error: str, at: datetime, now: datetime) -> None:
-        """A failed attempt whose retry falls in quiet hours: held until ``at``."""
-        self.record_retry(row, error, at, now)
-        row.status = HELD
-
-    def record_failed(self, row: Delivery, error: str, now: datetime, *, attempted: bool) -> None:
-        row.status = FAILED
-        row.attempts += 1 if attempted else 0
-        row.last_error = error
-        row.reason = error
-        row.next_attempt_at = None
-        row.updated_at = now
-
-    async def put_feedback(self, item: Feedback) -> None:
-        await self.session.execute(
-            insert(Outbox).values(
-                subject=item.subject, msg_id=fit_msg_id(item.msg_id), payload=item.payload
-            )
-        )
 
     # Reading ----------------------------------------------------------------------------
 
@@ -281,12 +148,6 @@ class DeliveryRepository:
 
 def budget_name(workspace_id: str, profile_id: str, channel: str) -> str:
     return f"{workspace_id}\x00{profile_id}\x00{channel}"
-
-
-def _lock_key(name: str) -> int:
-    """A signed 64-bit advisory lock key for ``name``."""
-    digest = hashlib.sha256(f"waypost-activator-cap\x00{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def _waiting(held: Sequence[str], busy: Sequence[ConnectorKey]) -> Select[Any]:

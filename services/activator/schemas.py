@@ -33,6 +33,9 @@ class ActivationRequested(BaseModel):
     consent: dict[str, Any] = {}
     context: dict[str, Any] = {}
     requested_at: AwareDatetime | None = None
+    # The designer's revision the runtime's catalog was at when it made the request: the
+    # workspace rules read at that revision (or later) are the ones that apply.
+    rules_revision: Annotated[str, Field(max_length=500)] | None = None
 
 
 class FrequencyCap(BaseModel):

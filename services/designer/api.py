@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Body, Path, Query, Response
 
-from services.designer import resources
+from services.designer import resources, triggers
 from services.designer.context import CtxDep
 from services.designer.journeys import JourneyService
 from services.designer.schemas import (
@@ -17,6 +17,9 @@ from services.designer.schemas import (
     ConnectorIn,
     ConnectorOut,
     ConnectorTestIn,
+    EventTriggerDetail,
+    EventTriggerIn,
+    EventTriggerOut,
     FolderIn,
     FolderOut,
     JourneyStatus,
@@ -240,6 +243,41 @@ async def test_connector(ctx: CtxDep, connector_id: str, body: ConnectorTestIn) 
     raise ProblemError(
         r.status_code, problem.get("title", "Test failed"), problem.get("detail", "")
     )
+
+
+@router.post(
+    "/event-triggers", status_code=201, response_model=EventTriggerOut, tags=["event triggers"]
+)
+async def create_event_trigger(ctx: CtxDep, body: EventTriggerIn) -> EventTriggerOut:
+    return await triggers.create(ctx, body)
+
+
+@router.get("/event-triggers", response_model=Page[EventTriggerOut], tags=["event triggers"])
+async def list_event_triggers(
+    ctx: CtxDep,
+    status: Literal["draft", "published"] | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[Any]:
+    return await triggers.page(ctx, status, cursor, limit)
+
+
+@router.get("/event-triggers/{name}", response_model=EventTriggerDetail, tags=["event triggers"])
+async def get_event_trigger(ctx: CtxDep, name: str) -> EventTriggerDetail:
+    """The trigger and what the runtime received of its event: ``received_total``,
+    ``last_received_at``, ``schema_violations`` and the first few violations."""
+    return await triggers.detail(ctx, name)
+
+
+@router.put("/event-triggers/{name}", response_model=EventTriggerOut, tags=["event triggers"])
+async def update_event_trigger(ctx: CtxDep, name: str, body: EventTriggerIn) -> EventTriggerOut:
+    return await triggers.update(ctx, name, body)
+
+
+@router.delete("/event-triggers/{name}", status_code=204, tags=["event triggers"])
+async def delete_event_trigger(ctx: CtxDep, name: str) -> Response:
+    await triggers.delete(ctx, name)
+    return Response(status_code=204)
 
 
 @router.post(

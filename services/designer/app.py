@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
 from services.designer import api, internal
@@ -15,9 +15,12 @@ from services.designer.context import HTTP, RELAY, SECRETS
 from services.designer.models import Outbox
 from services.designer.secrets import SecretBox
 from services.designer.settings import DesignerSettings
-from shared import outbox
-from shared.app import ServiceState, create_service_app
+from shared import beacon, outbox
+from shared.app import ServiceState, create_service_app, get_state
 from shared.journey import JourneyBody
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 
 @asynccontextmanager
@@ -29,6 +32,7 @@ async def _clients(state: ServiceState) -> AsyncIterator[None]:
     state.extras[SECRETS] = SecretBox(settings.secrets_key)
     relay = outbox.OutboxRelay(state.sessions, Outbox, state.js)
     state.extras[RELAY] = relay
+    await beacon.ensure(state.js, settings.stream_replicas)
     async with httpx.AsyncClient(timeout=30) as client, outbox.running(relay):
         state.extras[HTTP] = client
         yield
@@ -40,7 +44,23 @@ def create_app(settings: DesignerSettings | None = None) -> FastAPI:
         settings, title="Waypost designer", routers=[api.router, internal.router], extend=_clients
     )
     _document_journey_body(app)
+    app.middleware("http")(_signal_changes)
     return app
+
+
+async def _signal_changes(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """After a change is committed and before it is answered, the change beacon moves: the
+    runtime then reloads before it applies any event accepted after this answer."""
+    response = await call_next(request)
+    if request.method not in ("GET", "HEAD", "OPTIONS") and response.status_code < 400:
+        try:
+            await beacon.signal(get_state(request).js)
+        except Exception as exc:
+            # Committed all the same; the runtime's periodic check finds it.
+            log.warning("designer.beacon_failed", error=f"{type(exc).__name__}: {exc}")
+    return response
 
 
 def _document_journey_body(app: FastAPI) -> None:

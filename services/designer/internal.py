@@ -7,10 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.designer.access import check_granted
 from services.designer.context import SECRETS, session_dep
 from services.designer.repository import (
     ApiKeyRepository,
     ConnectorRepository,
+    EventTriggerRepository,
     FolderRepository,
     JourneyRepository,
     SettingsRepository,
@@ -52,11 +54,14 @@ async def journeys_revision(session: Session) -> dict[str, str]:
 async def journey_access(
     session: Session, workspace_id: str, journey_id: str, folders: str = ""
 ) -> dict[str, bool]:
-    """200 when a caller with these folder grants (comma separated; none: all) sees it."""
+    """200 when a caller with these folder grants (comma separated; none: all) sees it; 404
+    when the workspace has no such journey, 403 when the grants do not cover its folder."""
     roots = [f for f in folders.split(",") if f]
     allowed = await FolderRepository(session).subtree_ids(workspace_id, roots) if roots else None
-    if await JourneyRepository(session).get(workspace_id, journey_id, allowed) is None:
+    journey = await JourneyRepository(session).get(workspace_id, journey_id, None)
+    if journey is None:
         raise not_found(f"journey {journey_id}")
+    check_granted(allowed, journey.folder_id)
     return {"visible": True}
 
 
@@ -81,6 +86,20 @@ async def live_journeys(session: Session) -> dict[str, Any]:
             for journey, version in rows
         ],
     }
+
+
+@router.get("/event-triggers")
+async def event_triggers(session: Session) -> dict[str, Any]:
+    """Every event trigger (draft or published) with its declaration, for the runtime to
+    count what it receives of each."""
+    rows = await EventTriggerRepository(session).every()
+    return {
+        "items": [
+            {"id": t.id, "workspace_id": t.workspace_id, "name": t.name,
+             "properties": t.properties, "required": t.required}
+            for t in rows
+        ]
+    }  # fmt: skip
 
 
 @router.get("/workspaces/{workspace_id}/connectors/{connector_id}")

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from services.designer.access import allowed_folders, check_folder
+from services.designer.access import allowed_folders, check_folder, check_granted
 from services.designer.context import Ctx
 from services.designer.models import Journey, JourneyVersion, Outbox
 from services.designer.repository import (
@@ -15,6 +15,7 @@ from services.designer.repository import (
     JourneyRepository,
     TemplateRepository,
 )
+from services.designer.triggers import catalog_events
 from shared import outbox
 from shared.journey import JourneyBody, JourneyLimits
 from shared.journey_validation import (
@@ -81,7 +82,9 @@ def _references(raw: object) -> dict[str, set[str]]:
     return found
 
 
-async def catalog_for(ctx: Ctx, raw: object, journey_id: str | None) -> Catalog:
+async def catalog_for(
+    ctx: Ctx, raw: object, journey_id: str | None, *, for_publish: bool = False
+) -> Catalog:
     refs = _references(raw)
     ws = ctx.identity.workspace_id
     templates = await TemplateRepository(ctx.session).by_ids(ws, sorted(refs["template_id"]))
@@ -92,6 +95,7 @@ async def catalog_for(ctx: Ctx, raw: object, journey_id: str | None) -> Catalog:
         connectors={c.id: ConnectorRef(type=c.type) for c in connectors},
         journeys={row.id: _journey_ref(row.status, row.body) for row in others},
         journey_id=journey_id,
+        events=await catalog_events(ctx) if for_publish else None,
     )
 
 
@@ -109,7 +113,7 @@ async def checked_body(
     ctx: Ctx, raw: object, journey_id: str | None, *, for_publish: bool
 ) -> JourneyBody:
     """The parsed body, or a 422 naming every problem (folder access included)."""
-    catalog = await catalog_for(ctx, raw, journey_id)
+    catalog = await catalog_for(ctx, raw, journey_id, for_publish=for_publish)
     body, errors = validate_journey(raw, limits_of(ctx), catalog, for_publish=for_publish)
     if body is not None:
         errors = [*errors, *await _folder_errors(ctx, body.folder_id)]
@@ -140,9 +144,10 @@ class JourneyService:
 
     async def _journey(self, journey_id: str, *, lock: bool = False) -> Journey:
         ws = self.ctx.identity.workspace_id
-        journey = await self.repo.get(ws, journey_id, await self._allowed(), lock=lock)
+        journey = await self.repo.get(ws, journey_id, None, lock=lock)
         if journey is None:
             raise not_found(f"journey {journey_id}")
+        check_granted(await self._allowed(), journey.folder_id)
         return journey
 
     async def _version(self, journey: Journey, number: int) -> JourneyVersion:
@@ -181,8 +186,10 @@ class JourneyService:
         self, folder_id: str | None, status: str | None, cursor: str | None, limit: int
     ) -> Page[dict[str, Any]]:
         ws = self.ctx.identity.workspace_id
+        allowed = await self._allowed()
+        await self._check_listed_folder(allowed, folder_id)
         journeys = await self.repo.page(
-            ws, await self._allowed(), folder_id, status, decode_cursor(cursor), limit + 1
+            ws, allowed, folder_id, status, decode_cursor(cursor), limit + 1
         )
         more = len(journeys) > limit
         journeys = journeys[:limit]
@@ -195,6 +202,14 @@ class JourneyService:
             items=items,
             next_cursor=encode_cursor([last.created_at, last.id]) if more and last else None,
         )
+
+    async def _check_listed_folder(self, allowed: set[str] | None, folder_id: str | None) -> None:
+        """Listing a folder of the workspace outside the grants is refused, not empty."""
+        if folder_id is None or allowed is None or folder_id in allowed:
+            return
+        ws = self.ctx.identity.workspace_id
+        if await FolderRepository(self.ctx.session).get(ws, folder_id) is not None:
+            check_granted(allowed, folder_id)
 
     async def update(self, journey_id: str, raw: object) -> dict[str, Any]:
         journey = await self._journey(journey_id, lock=True)

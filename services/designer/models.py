@@ -118,6 +118,23 @@ class Connector(Base):
     updated_at: Mapped[datetime] = _now()
 
 
+class EventTrigger(Base):
+    """An event the workspace's systems send, with the properties it declares."""
+
+    __tablename__ = "event_triggers"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey(Workspace.id, ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    properties: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    required: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
 class WorkspaceSettings(Base):
     __tablename__ = "workspace_settings"
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.designer.models import (
     ApiKey,
     Connector,
+    EventTrigger,
     Folder,
     Journey,
     JourneyVersion,
@@ -254,15 +255,17 @@ class JourneyRepository:
         return (await self.session.execute(stmt)).all()
 
     async def revision(self) -> str:
-        """Changes whenever a journey, a workspace or a workspace's settings change: all
-        that the runtime keeps in its catalog."""
+        """Changes whenever a journey, a workspace, a workspace's settings or an event
+        trigger change: all that the runtime keeps in memory."""
         journeys = select(func.count(), func.max(Journey.updated_at))
         workspaces = select(func.count(), func.max(Workspace.created_at))
         settings = select(func.max(WorkspaceSettings.updated_at))
+        triggers = select(func.count(), func.max(EventTrigger.updated_at))
         parts = [
             *(await self.session.execute(journeys)).one(),
             *(await self.session.execute(workspaces)).one(),
             await self.session.scalar(settings),
+            *(await self.session.execute(triggers)).one(),
         ]
         return ":".join(p.isoformat() if isinstance(p, datetime) else str(p) for p in parts)
 
@@ -400,6 +403,57 @@ class WebhookSourceRepository:
         self.session.add(source)
         await self.session.flush()
         return source
+
+
+class EventTriggerRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, workspace_id: str, name: str) -> EventTrigger | None:
+        return await self.session.scalar(
+            select(EventTrigger).where(
+                EventTrigger.workspace_id == workspace_id, EventTrigger.name == name
+            )
+        )
+
+    async def name_taken(self, workspace_id: str, name: str, except_id: str | None) -> bool:
+        stmt = select(EventTrigger.id).where(
+            EventTrigger.workspace_id == workspace_id, EventTrigger.name == name
+        )
+        if except_id is not None:
+            stmt = stmt.where(EventTrigger.id != except_id)
+        return (await self.session.scalar(stmt)) is not None
+
+    async def page(
+        self, workspace_id: str, status: str | None, position: list[Any] | None, limit: int
+    ) -> Sequence[EventTrigger]:
+        stmt = select(EventTrigger).where(EventTrigger.workspace_id == workspace_id)
+        if status is not None:
+            stmt = stmt.where(EventTrigger.status == status)
+        return (await self.session.scalars(_after(stmt, EventTrigger, position).limit(limit))).all()
+
+    async def published(self, workspace_id: str) -> Sequence[EventTrigger]:
+        return (
+            await self.session.scalars(
+                select(EventTrigger).where(
+                    EventTrigger.workspace_id == workspace_id, EventTrigger.status == "published"
+                )
+            )
+        ).all()
+
+    async def every(self) -> Sequence[EventTrigger]:
+        """Every trigger of every workspace, for the runtime's counts."""
+        stmt = select(EventTrigger).order_by(EventTrigger.workspace_id, EventTrigger.name)
+        return (await self.session.scalars(stmt)).all()
+
+    async def add(self, trigger: EventTrigger) -> EventTrigger:
+        self.session.add(trigger)
+        await self.session.flush()
+        return trigger
+
+    async def delete(self, trigger: EventTrigger) -> None:
+        await self.session.delete(trigger)
+        await self.session.flush()
 
 
 class SettingsRepository:

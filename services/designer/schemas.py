@@ -175,6 +175,11 @@ class WorkspaceSettingsBody(Strict):
     quiet_hours: QuietHours | None = None
     consent_mode: Literal["opt_out", "opt_in"] = "opt_out"
     default_timezone: str = "UTC"
+    require_event_triggers: bool = Field(
+        default=True,
+        description="Publishing needs a published event trigger for every event a journey "
+        "names (off for workspaces created before event triggers existed).",
+    )
 
     @field_validator("default_timezone")
     @classmethod
@@ -193,6 +198,7 @@ class WorkspaceSettingsPatch(Strict):
     quiet_hours: QuietHours | None = None
     consent_mode: Literal["opt_out", "opt_in"] | None = None
     default_timezone: str | None = None
+    require_event_triggers: bool | None = None
 
 
 class WebhookMapping(Strict):
@@ -231,3 +237,51 @@ class WebhookSourceOut(BaseModel):
     name: str
     mapping: WebhookMapping
     created_at: datetime
+
+
+# An event name as ingestion takes it, but addressable in a URL path: no slash.
+TriggerName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^/\x00-\x1f]+$")]
+
+
+class EventTriggerIn(Strict):
+    """An event the workspace's systems send. ``properties`` and ``required`` are a JSON
+    Schema object's keywords: each property's schema uses type (string, number, integer,
+    boolean, object, array), enum, format (date-time), properties, required and items."""
+
+    name: TriggerName = Field(description="The event name, unique in the workspace.")
+    description: Annotated[str, Field(max_length=2000)] = ""
+    properties: Annotated[dict[str, Any], Field(max_length=200)] = Field(
+        default={}, description='Property name -> schema, e.g. {"total": {"type": "number"}}.'
+    )
+    required: Annotated[list[str], Field(max_length=200)] = Field(
+        default=[], description="Properties every event must have."
+    )
+    status: Literal["draft", "published"] = "draft"
+
+
+class EventTriggerOut(BaseModel):
+    id: str
+    name: str
+    description: str
+    properties: dict[str, Any]
+    required: list[str]
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SchemaViolation(BaseModel):
+    event_id: str
+    at: datetime = Field(description="When the event was accepted.")
+    paths: list[str] = Field(description='Where it broke the declaration: "path: why".')
+
+
+class EventTriggerDetail(EventTriggerOut):
+    """The trigger with what the runtime received of its event since it was declared."""
+
+    received_total: int = Field(description="Events of this name the runtime applied.")
+    last_received_at: datetime | None = Field(description="When the last one was accepted.")
+    schema_violations: int = Field(description="Events whose properties broke the declaration.")
+    violation_samples: list[SchemaViolation] = Field(
+        description="The first few violations, oldest first."
+    )

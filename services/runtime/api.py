@@ -22,7 +22,7 @@ from shared.app import RequestSession, get_state
 from shared.identity import Identity, identity_from_request
 from shared.journey import JourneyLimits
 from shared.pagination import Cursor, Limit, decode_cursor, encode_cursor
-from shared.problems import FieldError, ProblemError, invalid, not_found
+from shared.problems import FieldError, ProblemError, forbidden, invalid, not_found
 
 router = APIRouter(prefix="/v1", tags=["journeys"])
 
@@ -177,6 +177,8 @@ async def _check_journey(request: Request, caller: Identity, journey_id: str) ->
         raise ProblemError(503, "Service unavailable", "designer is not reachable") from exc
     if r.status_code == 404:
         raise not_found(f"journey {journey_id}")
+    if r.status_code == 403:
+        raise forbidden(r.json().get("detail", "this key's folder grants do not cover it"))
     r.raise_for_status()
 
 

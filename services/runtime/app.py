@@ -18,7 +18,9 @@ from services.runtime.models import Outbox
 from services.runtime.partitions import PartitionLeases
 from services.runtime.processor import Processor
 from services.runtime.settings import RuntimeSettings
-from shared import bus, db, outbox
+from services.runtime.triggers import TriggerSchemas
+from shared import beacon, bus, db, outbox
+from shared import http as shared_http
 from shared.app import ServiceState, create_service_app
 
 PROCESSOR = "processor"
@@ -30,13 +32,16 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
     settings = state.settings
     assert isinstance(settings, RuntimeSettings)
     pool = await db.create_raw_pool(settings.database_url, settings.event_partitions + 4)
-    async with httpx.AsyncClient(timeout=30) as http, db.closing(pool):
+    designer = shared_http.session(timeout_s=30)
+    async with httpx.AsyncClient(timeout=30) as http, designer, db.closing(pool):
         state.extras[HTTP] = http
-        catalogs = CatalogCache(http, settings.designer_url)
+        await beacon.ensure(state.js, settings.stream_replicas)
+        catalogs = CatalogCache(designer, settings.designer_url, state.js)
         relay = outbox.OutboxRelay(
             state.sessions, Outbox, state.js, keep_published_s=settings.outbox_retention_s
         )
-        processor = Processor(pool, catalogs, relay, state.clock)
+        triggers = TriggerSchemas(http, settings.designer_url)
+        processor = Processor(pool, catalogs, relay, state.clock, triggers)
         state.extras[PROCESSOR] = processor
         async with outbox.running(relay):
             if not settings.consumers:

@@ -1,7 +1,10 @@
 """The live journeys, compiled, and the workspaces, kept in memory and reloaded from the
 designer whenever its revision changes. Checked before every batch, so a publish, pause,
 resume or stop applies to every event accepted after the designer answered it, and an
-event of a workspace that does not exist is refused."""
+event of a workspace that does not exist is refused.
+
+The check is a read of the designer's change beacon (``shared.beacon``, one NATS request);
+only when it moved, or at least every ``recheck_s``, is the designer itself asked."""
 
 from __future__ import annotations
 
@@ -10,10 +13,13 @@ import time
 from collections import defaultdict
 from typing import Any
 
-import httpx
+import aiohttp
+from nats.js import JetStreamContext
 
 from services.runtime.engine.compiled import compile_journey
 from services.runtime.engine.engine import Catalog, LiveJourney
+from shared import beacon
+from shared.http import get_json
 from shared.journey import JourneyBody
 from shared.logging import get_logger
 
@@ -21,14 +27,31 @@ log = get_logger(__name__)
 
 
 class CatalogCache:
-    def __init__(self, http: httpx.AsyncClient, designer_url: str) -> None:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        designer_url: str,
+        js: JetStreamContext | None = None,
+        recheck_s: float = 1.0,
+    ) -> None:
+        """With ``js``, the designer's change beacon says when to ask the designer (and it
+        is asked at least every ``recheck_s`` anyway); without, every check asks it."""
         self._http = http
         self._url = designer_url
+        self._js = js
+        self._recheck_s = recheck_s
+        self._beacon: str | None = None
+        self._asked_at = float("-inf")
         self._revision: str | None = None
         self._by_workspace: dict[str, Catalog] = {}
         self._checked_at = float("-inf")
         self._check: asyncio.Task[None] | None = None
         self._check_started = float("-inf")
+
+    @property
+    def revision(self) -> str | None:
+        """The designer's revision the catalog was last loaded at."""
+        return self._revision
 
     def find(self, journey_id: str) -> tuple[str, LiveJourney | None]:
         for workspace_id, catalog in self._by_workspace.items():
@@ -54,22 +77,34 @@ class CatalogCache:
         await asyncio.shield(self._check)
 
     async def _refresh(self, started: float) -> None:
-        r = await self._http.get(f"{self._url}/internal/journeys/revision", timeout=10)
-        r.raise_for_status()
-        revision = r.json()["revision"]
+        if self._js is None:
+            await self._ask_designer()
+        else:
+            signalled = await beacon.read(self._js)
+            if signalled != self._beacon or started - self._asked_at >= self._recheck_s:
+                await self._ask_designer()
+                self._beacon = signalled
+        self._checked_at = max(self._checked_at, started)
+
+    async def _ask_designer(self) -> None:
+        self._asked_at = time.monotonic()
+        revision = (await self._get("/internal/journeys/revision"))["revision"]
         if revision != self._revision:
             await self._load()
             self._revision = revision
-        self._checked_at = max(self._checked_at, started)
 
     async def _load(self) -> None:
-        r = await self._http.get(f"{self._url}/internal/journeys/live", timeout=30)
-        r.raise_for_status()
-        body = r.json()
+        body = await self._get("/internal/journeys/live")
         self._by_workspace = build(body["items"], body["workspaces"])
         log.info(
             "catalog.loaded", journeys=sum(len(c.journeys) for c in self._by_workspace.values())
         )
+
+    async def _get(self, path: str) -> Any:
+        status, body = await get_json(self._http, f"{self._url}{path}")
+        if status != 200 or not isinstance(body, dict):
+            raise RuntimeError(f"the designer answered {status} for {path}")
+        return body
 
 
 def build(items: list[dict[str, Any]], workspaces: list[dict[str, Any]]) -> dict[str, Catalog]:

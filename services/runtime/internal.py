@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from services.runtime import triggers
 from services.runtime.processor import Processor
-from shared.app import get_state
+from shared.app import RequestSession, get_state
 
 router = APIRouter(prefix="/internal", include_in_schema=False)
 
@@ -23,3 +24,9 @@ async def migrate_in_flight(request: Request, journey_id: str, body: MigrateIn) 
     stage and step exist there; the others stay on their version."""
     processor: Processor = get_state(request).extras["processor"]
     return {"migrated": await processor.migrate(journey_id, body.to_version)}
+
+
+@router.get("/workspaces/{workspace_id}/event-triggers/{trigger_id}/stats")
+async def trigger_stats(session: RequestSession, workspace_id: str, trigger_id: str) -> Any:
+    """What was received of the trigger's event (zeros before the first one)."""
+    return await triggers.stats(session, workspace_id, trigger_id)

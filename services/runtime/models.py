@@ -119,3 +119,18 @@ class MemberRow(Base):
 
     member_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class TriggerStatsRow(Base):
+    """What was received of one event trigger's event (services/runtime/triggers.py), in
+    shards so concurrent batches add to different rows; a reader sums them."""
+
+    __tablename__ = "trigger_stats"
+
+    workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    trigger_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    received_total: Mapped[int] = mapped_column(BigInteger)
+    last_received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    schema_violations: Mapped[int] = mapped_column(BigInteger)
+    samples: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)

@@ -30,6 +30,7 @@ from services.runtime.engine.state import (
     Timer,
 )
 from services.runtime.store import Command, EventExplained, ProfileRecord, Store
+from services.runtime.triggers import Tally, TriggerSchemas
 from shared import db, outbox
 from shared.clock import Clock
 from shared.erasure import ProfileErased
@@ -65,11 +66,13 @@ class Processor:
         catalogs: CatalogCache,
         relay: outbox.OutboxRelay | None,
         clock: Clock,
+        triggers: TriggerSchemas | None = None,
     ) -> None:
         self.pool = pool
         self.catalogs = catalogs
         self.relay = relay
         self.clock = clock
+        self.triggers = triggers
 
     async def apply_events(
         self, events: Sequence[AcceptedEvent], fetched_at: float
@@ -84,20 +87,23 @@ class Processor:
         }
         usable = [e for i, e in enumerate(events) if i not in refused]
         if usable:
+            tally = await self.triggers.tally(self.catalogs.revision) if self.triggers else Tally()
             async with db.raw_transaction(self.pool) as conn:
                 store = Store(conn)
                 for workspace_id, batch in _by_workspace(usable).items():
-                    await self._events_of_workspace(store, workspace_id, batch)
+                    await self._events_of_workspace(store, workspace_id, batch, tally)
+                await tally.save(conn)
             self._notify()
         return refused
 
     async def _events_of_workspace(
-        self, store: Store, workspace_id: str, events: list[AcceptedEvent]
+        self, store: Store, workspace_id: str, events: list[AcceptedEvent], tally: Tally
     ) -> None:
         fresh = await store.claim_events(workspace_id, (e.event_id for e in events))
         todo = _first_of_each(e for e in events if e.event_id in fresh)
         if not todo:
             return
+        tally.add(workspace_id, todo)
         rows = await store.lock_profiles(workspace_id, (e.profile_id for e in todo), create=True)
         states = await store.states(workspace_id, sorted(rows))
         catalog = self.catalogs.for_workspace(workspace_id)
@@ -247,7 +253,9 @@ class Processor:
             writes.states.setdefault(row.profile_id, {}).update(changed)
         writes.timeline += [(row.profile_id, entry) for entry in result.timeline]
         writes.counters.update(_counter_keys(result))
-        writes.outbox += _commands(workspace_id, row, result, self.clock.now())
+        writes.outbox += _commands(
+            workspace_id, row, result, self.clock.now(), self.catalogs.revision
+        )
 
     async def _flush(
         self, store: Store, workspace_id: str, writes: _Writes, catalog: Catalog
@@ -342,7 +350,7 @@ def _counter_keys(result: Result) -> Counter[tuple[str, int, str]]:
 
 
 def _commands(
-    workspace_id: str, row: ProfileRecord, result: Result, now: datetime
+    workspace_id: str, row: ProfileRecord, result: Result, now: datetime, revision: str | None
 ) -> list[Command]:
     """Outbox rows: (subject, payload, Nats-Msg-Id) for the scheduler and the activator."""
     out: list[Command] = []
@@ -363,7 +371,7 @@ def _commands(
                    "version": a.version, "step_id": a.step_id, "channel": a.channel,
                    "connector_id": a.connector_id, "template_id": a.template_id, "to": a.to,
                    "consent": dict(row.consent), "context": a.context,
-                   "requested_at": now.isoformat()}  # fmt: skip
+                   "requested_at": now.isoformat(), "rules_revision": revision}  # fmt: skip
         out.append(
             (f"activations.requested.{workspace_id}", payload, f"activation:{a.activation_id}")
         )

@@ -397,6 +397,46 @@ async def test_consent_and_recipient_are_checked_before_sending(
     assert [b'"to":"+15550199"' in body for _h, body in provider.requests] == [True]
 
 
+async def _delivery_of(c: httpx.AsyncClient, profile: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        r = await c.get("/v1/deliveries", params={"profile_id": profile})
+        assert r.status_code == 200, r.text
+        items = r.json()["items"]
+        return items[0] if items and items[0]["status"] in ("sent", "skipped") else None
+
+    return await eventually(probe, f"the message of {profile} to be decided")
+
+
+async def test_a_consent_mode_change_applies_to_the_next_message_a_journey_requests(
+    workspace: Workspace, provider: Provider
+) -> None:
+    """The rules are kept with the designer revision the runtime made each request at, so
+    a settings change reaches the very next request, both ways."""
+    async with workspace.client() as c:
+        connector_id, template_id = await sms_route(c, provider)
+        step = {"id": "sms", "type": "activation", "channel": "sms", "connector_id": connector_id,
+                "template_id": template_id, "to_attribute": "phone"}  # fmt: skip
+        body = {"name": "Consent", "stages": [{"name": "Bought", "entry": {"event": "purchase"},
+                                               "steps": [step]}]}  # fmt: skip
+        r = await c.post("/v1/journeys", json=body)
+        assert r.status_code == 201, r.text
+        r = await c.post(f"/v1/journeys/{r.json()['id']}/publish")
+        assert r.status_code == 200, r.text
+
+        async def buy(profile: str) -> dict[str, Any]:
+            event = {"profile_id": profile, "name": "purchase", "traits": {"phone": "+15550100"}}
+            answer = await c.post("/v1/events", json=event)
+            assert answer.status_code == 202, answer.text
+            return await _delivery_of(c, profile)
+
+        assert (await buy("before"))["status"] == "sent"
+        await put_settings(c, consent_mode="opt_in")
+        refused = await buy("after-opt-in")
+        assert (refused["status"], refused["reason"]) == ("skipped", "no_consent")
+        await put_settings(c, consent_mode="opt_out")
+        assert (await buy("after-opt-out"))["status"] == "sent"
+
+
 async def test_a_frequency_cap_skips_what_exceeds_it(
     activator: str, workspace: Workspace, nc: NATS, provider: Provider
 ) -> None:

@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 from shared import db
 from tests.helpers import eventually
 from tests.scenarios import load, make_concrete, scenario_names
-from tests.stack import Stack, Workspace
+from tests.stack import Stack, Workspace, new_workspace
 
 
 def welcome(name: str = "Welcome") -> dict[str, Any]:
@@ -244,7 +244,8 @@ async def test_connector_secrets_are_never_returned(workspace: Workspace) -> Non
     assert {"config.port", "config.from"} <= {e["path"] for e in bad.json()["errors"]}
 
 
-async def test_workspace_settings_accept_a_partial_update(workspace: Workspace) -> None:
+async def test_workspace_settings_accept_a_partial_update(stack: Stack) -> None:
+    workspace = await new_workspace(stack, require_event_triggers=True)  # settings untouched
     async with workspace.client() as c:
         defaults = (await c.get("/v1/workspace/settings")).json()
         changed = await c.put(
@@ -260,7 +261,7 @@ async def test_workspace_settings_accept_a_partial_update(workspace: Workspace) 
         )
         bad = await c.put("/v1/workspace/settings", json={"default_timezone": "Mars/Base"})
     assert defaults == {"frequency_caps": [], "quiet_hours": None, "consent_mode": "opt_out",
-                        "default_timezone": "UTC"}  # fmt: skip
+                        "default_timezone": "UTC", "require_event_triggers": True}  # fmt: skip
     assert changed.status_code == 200
     assert partial.json()["quiet_hours"] == {"start": "21:00", "end": "08:00"}
     assert partial.json()["default_timezone"] == "Asia/Tokyo"

@@ -107,9 +107,64 @@ async def test_folder_grants_cover_the_subtree_only(workspace: Workspace) -> Non
     assert in_child.status_code == 201, in_child.text
     assert in_other.status_code == 403
     assert at_root.status_code == 403
-    assert read_b.status_code == 404
+    assert read_b.status_code == 403  # the workspace's, outside the grants
     assert [j["id"] for j in listed] == [in_child.json()["id"]]
     assert folders == {a, child}
+
+
+async def test_outside_the_folder_grants_is_403_and_only_other_workspaces_are_404(
+    workspace: Workspace, stack: Stack
+) -> None:
+    from tests.stack import new_workspace
+
+    async with workspace.client() as admin:
+        f = (await admin.post("/v1/folders", json={"name": "F"})).json()["id"]
+        g = (await admin.post("/v1/folders", json={"name": "G"})).json()["id"]
+        ids = {}
+        for name, folder in (("in F", f), ("in G", g), ("at root", None)):
+            r = await admin.post("/v1/journeys", json=JOURNEY | {"name": name, "folder_id": folder})
+            ids[name] = r.json()["id"]
+            assert (await admin.post(f"/v1/journeys/{ids[name]}/publish")).status_code == 200
+        template = await admin.post("/v1/templates", json={"name": "t", "channel": "sms",
+                                                           "body": "x"})  # fmt: skip
+    other = await new_workspace(stack)
+    async with other.client() as c:
+        foreign = (await c.post("/v1/journeys", json=JOURNEY)).json()["id"]
+    viewer, editor = await workspace.key("viewer", [f]), await workspace.key("editor", [f])
+    jf, jg, jr = ids["in F"], ids["in G"], ids["at root"]
+    reads = {
+        "journey": f"/v1/journeys/{jg}", "version": f"/v1/journeys/{jg}/versions/1",
+        "analytics": f"/v1/journeys/{jg}/analytics", "root journey": f"/v1/journeys/{jr}",
+        "listed folder": f"/v1/journeys?folder_id={g}",
+    }  # fmt: skip
+    writes = {
+        "edit": ("PUT", f"/v1/journeys/{jg}", JOURNEY),
+        "publish": ("POST", f"/v1/journeys/{jg}/publish", None),
+        "new version": ("POST", f"/v1/journeys/{jg}/versions", None),
+        "pause": ("POST", f"/v1/journeys/{jg}/pause", None),
+        "delete": ("DELETE", f"/v1/journeys/{jg}", None),
+        "members": ("GET", f"/v1/journeys/{jg}/profiles", None),
+        "subfolder": ("POST", "/v1/folders", {"name": "sub", "parent_id": g}),
+    }  # fmt: skip
+    async with workspace.client(viewer) as v, workspace.client(editor) as e:
+        read = {name: (await v.get(path)).status_code for name, path in reads.items()}
+        wrote = {
+            name: (await e.request(method, path, json=body)).status_code
+            for name, (method, path, body) in writes.items()
+        }
+        mine = (f"/v1/journeys/{jf}", f"/v1/journeys/{jf}/analytics", f"/v1/journeys?folder_id={f}")
+        own = [(await v.get(p)).status_code for p in mine]
+        absent = [(await v.get(p)).status_code for p in
+                  (f"/v1/journeys/{foreign}", f"/v1/journeys/{foreign}/analytics",
+                   "/v1/journeys/nope", "/v1/journeys/nope/analytics")]  # fmt: skip
+        shared = await v.get(f"/v1/templates/{template.json()['id']}")
+        problem = await v.get(f"/v1/journeys/{jg}")
+    assert read == dict.fromkeys(reads, 403), read
+    assert wrote == dict.fromkeys(writes, 403), wrote
+    assert own == [200, 200, 200]
+    assert absent == [404, 404, 404, 404]
+    assert shared.status_code == 200  # templates belong to the workspace, not to a folder
+    assert problem.headers["content-type"] == "application/problem+json"
 
 
 async def test_nothing_is_visible_across_workspaces(stack: Stack) -> None:
@@ -176,7 +231,7 @@ async def test_a_key_over_its_rate_gets_429_with_retry_after(servers: Servers) -
     async with running_stack(servers, rate_limit_per_s=0.5, rate_limit_burst=2) as limited:
         from tests.stack import new_workspace
 
-        ws = await new_workspace(limited)
+        ws = await new_workspace(limited, require_event_triggers=True)  # no settings call
         viewer = await ws.key("viewer")
         async with ws.client(viewer) as c:
             statuses = [(await c.get("/v1/folders")).status_code for _ in range(3)]

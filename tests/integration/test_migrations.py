@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import uuid
@@ -14,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from services.designer.bootstrap import ensure_bootstrap
 from services.designer.keys import hash_key
+from services.designer.schemas import WorkspaceSettingsBody
 from shared import db
 from tests.conftest import Servers
 from waypost.cli import MIGRATED, migrate_all
@@ -105,3 +107,34 @@ async def test_bootstrap_creates_workspace_and_one_key_once(empty_database: str)
     }
     assert {r["role"] for r in rows} == {"admin"}
     assert first.new_key not in {r["key_hash"] for r in rows}
+
+
+async def test_workspaces_from_before_event_triggers_do_not_require_them(
+    empty_database: str,
+) -> None:
+    from shared.migrations import upgrade
+
+    await asyncio.to_thread(upgrade, "services.designer", empty_database, "0004")
+    conn = await asyncpg.connect(_dsn(empty_database))
+    try:
+        await conn.execute(
+            "INSERT INTO designer.workspaces (id, name, is_bootstrap) VALUES "
+            "('old1', 'with settings', false), ('old2', 'without', false)"
+        )
+        await conn.execute(
+            "INSERT INTO designer.workspace_settings (workspace_id, settings) "
+            """VALUES ('old1', '{"default_timezone": "Asia/Tokyo"}')"""
+        )
+        await asyncio.to_thread(upgrade, "services.designer", empty_database)
+        await conn.execute(
+            "INSERT INTO designer.workspaces (id, name, is_bootstrap) VALUES ('new', 'n', false)"
+        )
+        rows = await conn.fetch("SELECT workspace_id, settings FROM designer.workspace_settings")
+    finally:
+        await conn.close()
+    settings = {r["workspace_id"]: json.loads(r["settings"]) for r in rows}
+    assert settings == {
+        "old1": {"default_timezone": "Asia/Tokyo", "require_event_triggers": False},
+        "old2": {"require_event_triggers": False},
+    }  # a new workspace has no row: the defaults, where the check is on
+    assert WorkspaceSettingsBody.model_validate({}).require_event_triggers is True

@@ -15,6 +15,7 @@ from services.activator.settings import ActivatorSettings
 from services.designer.app import create_app as create_designer
 from services.designer.secrets import SecretBox
 from services.designer.settings import DesignerSettings
+from shared import http as shared_http
 from shared.connectors import ConnectorType, DestinationGuard, parse_config
 from shared.identity import Identity, Role
 from tests.conftest import Servers
@@ -102,7 +103,7 @@ async def test_a_send_to_a_loopback_provider_fails_permanently_and_sends_nothing
     received, url = sink
     message = OutgoingMessage(activation_id="act-1", to="+4100", subject=None, body="Hi")
     config = parse_config(ConnectorType.SMS_HTTP, {"url": url})
-    async with httpx.AsyncClient() as http:
+    async with shared_http.session() as http:
         with pytest.raises(PermanentDeliveryError, match=r"not a public address \(loopback\)"):
             await send(ConnectorType.SMS_HTTP, config, message, http, DestinationGuard())
         await send(ConnectorType.SMS_HTTP, config, message, http, None)  # allowed: it arrives

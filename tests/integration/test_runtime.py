@@ -318,3 +318,31 @@ async def test_longest_ids_and_huge_integers_are_applied_and_erased(
         assert found["attributes"]["order"] == huge
         assert (await c.delete(f"/v1/profiles/{profile}")).status_code == 204
         assert (await c.get(f"/v1/profiles/{profile}")).status_code == 404
+
+
+async def test_a_pause_and_a_resume_apply_to_the_very_next_event(
+    workspace: Workspace, nc: NATS
+) -> None:
+    """The runtime learns of each change through the designer's change beacon before it
+    applies an event sent after the designer answered, well inside its periodic recheck."""
+    jid = await live_journey(workspace)
+    ws = workspace.id
+    async with workspace.client() as c:
+
+        async def outcome(profile: str) -> str | None:
+            r = await c.get(f"/v1/profiles/{profile}/explain", params={"journey_id": jid})
+            items = r.json()["items"] if r.status_code == 200 else []
+            return str(items[0]["outcome"]) if items else None
+
+        async def decided(profile: str) -> str:
+            found: str = await eventually(lambda: outcome(profile), f"{profile}'s event applied")
+            return found
+
+        await send(nc, ws, "first", "signup")
+        assert await decided("first") == "entered"
+        assert (await c.post(f"/v1/journeys/{jid}/pause")).status_code == 200
+        await send(nc, ws, "while-paused", "signup")
+        assert await decided("while-paused") == "paused"
+        assert (await c.post(f"/v1/journeys/{jid}/resume")).status_code == 200
+        await send(nc, ws, "resumed", "signup")
+        assert await decided("resumed") == "entered"

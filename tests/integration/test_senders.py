@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from fastapi import FastAPI, Request, Response
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -19,10 +21,12 @@ from services.activator.app import create_app
 from services.activator.senders import (
     OutgoingMessage,
     PermanentDeliveryError,
+    SmtpConnections,
     TransientDeliveryError,
     send,
 )
 from services.activator.settings import ActivatorSettings
+from shared import http as shared_http
 from shared.connectors import ConnectorType, parse_config
 from tests.conftest import Servers
 from tests.helpers import eventually, serving
@@ -123,8 +127,8 @@ async def sink() -> AsyncIterator[Sink]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with shared_http.session() as client:
         yield client
 
 
@@ -144,7 +148,7 @@ def outgoing(**changes: Any) -> OutgoingMessage:
 
 
 async def test_email_is_multipart_text_and_html_with_a_stable_message_id(
-    mailbox: Mailbox, http: httpx.AsyncClient
+    mailbox: Mailbox, http: aiohttp.ClientSession
 ) -> None:
     message = outgoing(html="<p>Hi <b>Ada</b>, 2 items wait for you.</p>")
     config = smtp_config(mailbox.port)
@@ -168,7 +172,73 @@ async def test_email_is_multipart_text_and_html_with_a_stable_message_id(
     assert mailbox.envelopes[0] == ("shop@example.com", ["ada@example.org"])
 
 
-async def test_email_without_html_is_plain_text(mailbox: Mailbox, http: httpx.AsyncClient) -> None:
+async def test_emails_of_one_connector_share_one_kept_session(
+    mailbox: Mailbox, http: aiohttp.ClientSession
+) -> None:
+    sessions = SmtpConnections()
+    config = smtp_config(mailbox.port)
+    try:
+        for n in range(5):
+            message = outgoing(activation_id=f"act-{n}")
+            await send(ConnectorType.SMTP, config, message, http, LOCAL, sessions)
+        await eventually(lambda: _ready(len(mailbox.messages) == 5), "five emails")
+        assert len(set(mailbox.peers)) == 1  # one connection, one login, five messages
+        assert [m["Message-ID"] for m in mailbox.messages] == [
+            f"<act-{n}@example.com>" for n in range(5)
+        ]
+    finally:
+        await sessions.close()
+
+
+async def test_a_kept_session_the_server_closed_is_replaced_without_losing_the_message(
+    http: aiohttp.ClientSession,
+) -> None:
+    sessions = SmtpConnections()
+    box = Mailbox(port=free_port())
+    config = smtp_config(box.port)
+    server = Controller(box, hostname="127.0.0.1", port=box.port)
+    server.start()
+    try:
+        await send(ConnectorType.SMTP, config, outgoing(activation_id="a1"), http, LOCAL, sessions)
+        server.stop()  # the server goes away, and the session kept open with it
+        server = Controller(box, hostname="127.0.0.1", port=box.port)
+        server.start()
+        await send(ConnectorType.SMTP, config, outgoing(activation_id="a2"), http, LOCAL, sessions)
+        await eventually(lambda: _ready(len(box.messages) == 2), "both emails")
+        assert len(set(box.peers)) == 2
+    finally:
+        server.stop()
+        await sessions.close()
+
+
+async def test_non_ascii_subject_and_bodies_arrive_intact(
+    mailbox: Mailbox, http: aiohttp.ClientSession
+) -> None:
+    message = outgoing(subject="Grüße, Zoë ✓", body="Hallo Jürgen — 2 Artikel",
+                       html="<p>Hallo <b>Jürgen</b> — ✓</p>")  # fmt: skip
+    await send(ConnectorType.SMTP, smtp_config(mailbox.port), message, http, LOCAL)
+    await eventually(lambda: _ready(mailbox.messages), "the email")
+    email = mailbox.messages[0]
+    assert email["Subject"] == "Grüße, Zoë ✓"
+    text, html = email.get_body(("plain",)), email.get_body(("html",))
+    assert isinstance(text, EmailMessage)
+    assert isinstance(html, EmailMessage)
+    assert text.get_content().strip() == "Hallo Jürgen — 2 Artikel"
+    assert html.get_content().strip() == "<p>Hallo <b>Jürgen</b> — ✓</p>"
+
+
+async def test_a_line_break_in_the_subject_is_refused_before_sending(
+    mailbox: Mailbox, http: aiohttp.ClientSession
+) -> None:
+    message = outgoing(subject="Hi\r\nBcc: all@example.org")
+    with pytest.raises(PermanentDeliveryError, match="line break"):
+        await send(ConnectorType.SMTP, smtp_config(mailbox.port), message, http, LOCAL)
+    assert mailbox.messages == []
+
+
+async def test_email_without_html_is_plain_text(
+    mailbox: Mailbox, http: aiohttp.ClientSession
+) -> None:
     await send(ConnectorType.SMTP, smtp_config(mailbox.port), outgoing(subject=None), http, LOCAL)
     await eventually(lambda: _ready(mailbox.messages), "an email")
     assert mailbox.messages[0].get_content_type() == "text/plain"
@@ -177,7 +247,7 @@ async def test_email_without_html_is_plain_text(mailbox: Mailbox, http: httpx.As
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 async def test_smtp_authenticates_with_the_configured_credentials(
-    auth_mailbox: Mailbox, http: httpx.AsyncClient
+    auth_mailbox: Mailbox, http: aiohttp.ClientSession
 ) -> None:
     config = smtp_config(auth_mailbox.port, username="shop", password="pa55")
     await send(ConnectorType.SMTP, config, outgoing(), http, LOCAL)
@@ -193,7 +263,7 @@ async def test_smtp_authenticates_with_the_configured_credentials(
 
 
 async def test_smtp_replies_are_classified_by_their_code(
-    mailbox: Mailbox, http: httpx.AsyncClient
+    mailbox: Mailbox, http: aiohttp.ClientSession
 ) -> None:
     config = smtp_config(mailbox.port)
     mailbox.rcpt_reply = "550 5.1.1 No such user here"
@@ -206,14 +276,14 @@ async def test_smtp_replies_are_classified_by_their_code(
     assert mailbox.messages == []
 
 
-async def test_smtp_server_down_is_transient(http: httpx.AsyncClient) -> None:
+async def test_smtp_server_down_is_transient(http: aiohttp.ClientSession) -> None:
     with pytest.raises(TransientDeliveryError, match="unreachable"):
         await send(ConnectorType.SMTP, smtp_config(free_port()), outgoing(), http, LOCAL)
 
 
 @pytest.mark.parametrize("to", ["not-an-address", "ada@example.org\nBcc: all@example.org"])
 async def test_a_bad_recipient_is_permanent(
-    mailbox: Mailbox, http: httpx.AsyncClient, to: str
+    mailbox: Mailbox, http: aiohttp.ClientSession, to: str
 ) -> None:
     with pytest.raises(PermanentDeliveryError):
         await send(ConnectorType.SMTP, smtp_config(mailbox.port), outgoing(to=to), http, LOCAL)
@@ -224,7 +294,7 @@ async def test_a_bad_recipient_is_permanent(
 
 
 async def test_sms_posts_json_with_idempotency_key_and_bearer_token(
-    sink: Sink, http: httpx.AsyncClient
+    sink: Sink, http: aiohttp.ClientSession
 ) -> None:
     config = parse_config(ConnectorType.SMS_HTTP, {"url": f"{sink.url}/sms", "token": "t0k"})
     result = await send(ConnectorType.SMS_HTTP, config, outgoing(to="+41790000000"), http, LOCAL)
@@ -245,7 +315,7 @@ async def test_sms_posts_json_with_idempotency_key_and_bearer_token(
 
 
 async def test_push_without_a_token_sends_no_authorization(
-    sink: Sink, http: httpx.AsyncClient
+    sink: Sink, http: aiohttp.ClientSession
 ) -> None:
     config = parse_config(ConnectorType.PUSH_HTTP, {"url": f"{sink.url}/sms"})
     await send(ConnectorType.PUSH_HTTP, config, outgoing(to="device-token-1"), http, LOCAL)
@@ -253,7 +323,7 @@ async def test_push_without_a_token_sends_no_authorization(
     assert sink.requests[0].headers["idempotency-key"] == "act-7f3a"
 
 
-async def test_provider_answers_are_classified(sink: Sink, http: httpx.AsyncClient) -> None:
+async def test_provider_answers_are_classified(sink: Sink, http: aiohttp.ClientSession) -> None:
     config = parse_config(ConnectorType.SMS_HTTP, {"url": f"{sink.url}/sms"})
     sink.replies += [(503, {}), (429, {"Retry-After": "7"}), (400, {})]
 
@@ -268,13 +338,15 @@ async def test_provider_answers_are_classified(sink: Sink, http: httpx.AsyncClie
     assert len(sink.requests) == 3  # one request per send: no retries inside
 
 
-async def test_connection_refused_is_transient(http: httpx.AsyncClient) -> None:
+async def test_connection_refused_is_transient(http: aiohttp.ClientSession) -> None:
     config = parse_config(ConnectorType.SMS_HTTP, {"url": f"http://127.0.0.1:{free_port()}/sms"})
     with pytest.raises(TransientDeliveryError, match="unreachable"):
         await send(ConnectorType.SMS_HTTP, config, outgoing(), http, LOCAL)
 
 
-async def test_a_slow_provider_times_out_as_transient(sink: Sink, http: httpx.AsyncClient) -> None:
+async def test_a_slow_provider_times_out_as_transient(
+    sink: Sink, http: aiohttp.ClientSession
+) -> None:
     config = parse_config(ConnectorType.SMS_HTTP, {"url": f"{sink.url}/slow", "timeout_s": 0.2})
     with pytest.raises(TransientDeliveryError, match="timed out"):
         await send(ConnectorType.SMS_HTTP, config, outgoing(), http, LOCAL)
@@ -283,7 +355,9 @@ async def test_a_slow_provider_times_out_as_transient(sink: Sink, http: httpx.As
 # --- webhooks ---------------------------------------------------------------------------
 
 
-async def test_webhook_is_signed_per_standard_webhooks(sink: Sink, http: httpx.AsyncClient) -> None:
+async def test_webhook_is_signed_per_standard_webhooks(
+    sink: Sink, http: aiohttp.ClientSession
+) -> None:
     config = parse_config(
         ConnectorType.WEBHOOK, {"url": f"{sink.url}/hook", "secret": WEBHOOK_SECRET}
     )
@@ -303,7 +377,7 @@ async def test_webhook_is_signed_per_standard_webhooks(sink: Sink, http: httpx.A
 
 
 async def test_webhook_signed_with_another_secret_is_refused(
-    sink: Sink, http: httpx.AsyncClient
+    sink: Sink, http: aiohttp.ClientSession
 ) -> None:
     config = parse_config(
         ConnectorType.WEBHOOK, {"url": f"{sink.url}/hook", "secret": "some other secret"}

@@ -7,25 +7,33 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
+from aiohttp import web
 
 from services.activator.designer import Designer, DesignerUnavailable, Missing
+from shared import http
 from shared.connectors import ConnectorType, HttpConfig
+from waypost.embedded import free_port
 
 WS = "/internal/workspaces/ws1"
 
 
 class FakeDesigner:
+    """The designer's internal API on a loopback port, counting the requests it answers."""
+
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.now = 0.0
-        self.down = False
+        self.port = free_port()
+        self.answering = asyncio.Event()
+        self.answering.set()
+        self.asked = asyncio.Event()
+        self._runner: web.AppRunner | None = None
 
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        self.calls.append(request.url.path)
-        if self.down:
-            raise httpx.ConnectError("refused")
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls.append(request.path)
+        self.asked.set()
+        await self.answering.wait()
         answers: dict[str, Any] = {
             f"{WS}/connectors/c1": {"id": "c1", "type": "sms_http",
                                     "config": {"url": "https://sms.example/send", "token": "t"}},
@@ -35,29 +43,45 @@ class FakeDesigner:
                                "quiet_hours": None, "consent_mode": "opt_in",
                                "default_timezone": "UTC"},
         }  # fmt: skip
-        if request.url.path == f"{WS}/templates/boom":
-            return httpx.Response(500)
-        found = answers.get(request.url.path)
-        return httpx.Response(200, json=found) if found else httpx.Response(404)
+        if request.path == f"{WS}/templates/boom":
+            return web.Response(status=500)
+        found = answers.get(request.path)
+        return web.json_response(found) if found else web.Response(status=404)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self.handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[tuple[FakeDesigner, Designer]]:
     state = FakeDesigner()
-    async with httpx.AsyncClient(transport=httpx.MockTransport(state.handle)) as http:
-        yield state, Designer(http, "http://designer/", cache_s=5.0, clock=lambda: state.now)
+    await state.start()
+    try:
+        async with http.session() as client:
+            url = f"http://127.0.0.1:{state.port}/"
+            yield state, Designer(client, url, cache_s=5.0, clock=lambda: state.now)
+    finally:
+        await state.stop()
 
 
-async def test_a_wave_of_lookups_on_a_cold_entry_asks_the_designer_once() -> None:
-    state = FakeDesigner()
-
-    async def answer_later(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(0)  # every lookup of the wave is under way before one answers
-        return state.handle(request)
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(answer_later)) as http:
-        designer = Designer(http, "http://designer/", cache_s=5.0, clock=lambda: state.now)
-        found = await asyncio.gather(*(designer.connector("ws1", "c1") for _ in range(50)))
+async def test_a_wave_of_lookups_on_a_cold_entry_asks_the_designer_once(
+    fake: tuple[FakeDesigner, Designer],
+) -> None:
+    state, designer = fake
+    state.answering.clear()  # every lookup of the wave is under way before one answers
+    wave = asyncio.gather(*(designer.connector("ws1", "c1") for _ in range(50)))
+    await state.asked.wait()
+    state.answering.set()
+    found = await wave
     assert {c.id for c in found} == {"c1"}
     assert state.calls == [f"{WS}/connectors/c1"]
 
@@ -88,6 +112,24 @@ async def test_settings_are_read_fresh_for_decisions(fake: tuple[FakeDesigner, D
     assert rules.caps_for("sms")[0].per.days == 1
 
 
+async def test_settings_are_kept_while_requests_name_the_revision_they_were_read_at(
+    fake: tuple[FakeDesigner, Designer],
+) -> None:
+    state, designer = fake
+    await designer.rules_at("ws1", "r1")
+    await designer.rules_at("ws1", "r1")
+    assert len(state.calls) == 1
+    await designer.rules_at("ws1", "r2")  # the settings changed since: read again
+    await designer.rules_at("ws1", "r2")
+    assert len(state.calls) == 2
+    await designer.rules_at("ws1", None)  # a request that does not say: always read
+    await designer.rules_at("ws1", None)
+    assert len(state.calls) == 4
+    state.now += 3600  # time alone changes nothing: only a revision does
+    assert (await designer.rules_at("ws1", "r2")).consent_mode == "opt_in"
+    assert len(state.calls) == 4
+
+
 async def test_missing_unusable_and_unreachable_are_told_apart(
     fake: tuple[FakeDesigner, Designer],
 ) -> None:
@@ -99,6 +141,6 @@ async def test_missing_unusable_and_unreachable_are_told_apart(
     assert "url" in (broken.problem or "")
     with pytest.raises(DesignerUnavailable, match="500"):
         await designer.template("ws1", "boom")
-    state.down = True
+    await state.stop()
     with pytest.raises(DesignerUnavailable, match="unreachable"):
         await designer.rules("ws1")

@@ -388,6 +388,34 @@ def test_wait_kinds(wait: dict[str, Any], due: datetime | None) -> None:
         assert [t.due_at for t in d.timers.values()] == [due]
 
 
+@pytest.mark.parametrize(
+    ("tz", "midnight", "at", "due"),
+    [
+        # 02:30 does not exist in New York on 2026-03-08: 03:00 EDT, when the clocks jumped.
+        ("America/New_York", datetime(2026, 3, 8, 5, 0, tzinfo=UTC), "02:30",
+         datetime(2026, 3, 8, 7, 0, tzinfo=UTC)),
+        # Lord Howe moves 30 minutes: 02:15 on 2026-10-04 -> 02:30 (+11:00).
+        ("Australia/Lord_Howe", datetime(2026, 10, 3, 13, 30, tzinfo=UTC), "02:15",
+         datetime(2026, 10, 3, 15, 30, tzinfo=UTC)),
+        # 01:30 happens twice in London on 2026-10-25: the first (BST), once.
+        ("Europe/London", datetime(2026, 10, 24, 23, 0, tzinfo=UTC), "01:30",
+         datetime(2026, 10, 25, 0, 30, tzinfo=UTC)),
+    ],
+)  # fmt: skip
+def test_a_time_of_day_wait_across_a_clock_change_is_due_once(
+    tz: str, midnight: datetime, at: str, due: datetime
+) -> None:
+    body = journey(stage("S", [{"id": "w", "type": "wait", "time_of_day": at,
+                                "timezone_attribute": "timezone"}, email("m")],
+                         entry={"event": "go"}))  # fmt: skip
+    d = Driver(catalog(body), Profile("ny", {"email": "a@example.com", "timezone": tz}))
+    d.event("go", midnight)
+    assert [t.due_at for t in d.timers.values()] == [due]
+    fired = d.fire_next()
+    assert [a.step_id for a in fired.activations] == ["m"]
+    assert d.timers == {}
+
+
 def test_migration_keeps_the_position_and_due_time() -> None:
     v2_body = JourneyBody.model_validate(WELCOME | {"description": "v2"})
     cat = catalog(WELCOME)

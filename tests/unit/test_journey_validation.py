@@ -5,10 +5,12 @@ from typing import Any
 
 import pytest
 
+from shared.event_schema import declaration, parse
 from shared.journey import JourneyBody, JourneyLimits
 from shared.journey_validation import (
     Catalog,
     ConnectorRef,
+    EventRef,
     JourneyRef,
     TemplateRef,
     journey_jump_targets,
@@ -615,3 +617,60 @@ def test_jump_targets_are_the_other_journeys_jumped_to() -> None:
     body, _ = validate_journey(raw, LIMITS, CATALOG, for_publish=False)
     assert body is not None
     assert journey_jump_targets(body) == {"other", "elsewhere"}
+
+
+# -- event triggers at publish ----------------------------------------------------------
+
+
+def _events(**declared: dict[str, Any]) -> dict[str, EventRef]:
+    refs = {}
+    for name, properties in declared.items():
+        schema, errors = parse(declaration(properties))
+        assert schema is not None, errors
+        refs[name] = EventRef(schema)
+    return refs
+
+
+TRIGGERED = {
+    "name": "T",
+    "goal": {"criteria": {"event": "purchase", "where": [
+        {"property": "total", "op": "gte", "value": 10}]}},
+    "stages": [{
+        "name": "S",
+        "entry": {"any": [{"event": "signup"}, {"event": "profile_updated"}]},
+        "exit_criteria": [{"criteria": {"event": "unsubscribe"}}],
+        "steps": [{"id": "b", "type": "branch", "timeout": "P1D",
+                   "criteria": {"event": "email_clicked", "where": [
+                       {"property": "url", "op": "contains", "value": "x"}]},
+                   "yes": [], "no": []}],
+    }],
+}  # fmt: skip
+
+
+def _publish_errors(events: dict[str, EventRef] | None) -> dict[str, str]:
+    catalog = Catalog(events=events)
+    _, errors = validate_journey(TRIGGERED, JourneyLimits(), catalog, for_publish=True)
+    return {e.path: e.message for e in errors}
+
+
+def test_publishing_needs_a_trigger_for_every_event_but_the_built_in_ones() -> None:
+    errors = _publish_errors(_events(signup={}))
+    assert set(errors) == {"goal.criteria.event", "stages[0].exit_criteria[0].criteria.event"}
+    assert "'purchase'" in errors["goal.criteria.event"]
+
+
+def test_publishing_checks_the_properties_criteria_compare() -> None:
+    total = {"type": "integer"}
+    assert _publish_errors(_events(signup={}, unsubscribe={}, purchase={"total": total})) == {}
+    wrong = _publish_errors(_events(signup={}, unsubscribe={}, purchase={"sum": total}))
+    assert list(wrong) == ["goal.criteria.where[0].property"]
+    text = {"type": "string"}
+    typed = _publish_errors(_events(signup={}, unsubscribe={}, purchase={"total": text}))
+    assert list(typed) == ["goal.criteria.where[0].value"]
+
+
+def test_without_the_setting_and_for_drafts_no_trigger_is_needed() -> None:
+    assert _publish_errors(None) == {}
+    catalog = Catalog(events={})
+    _, errors = validate_journey(TRIGGERED, JourneyLimits(), catalog, for_publish=False)
+    assert errors == []
