@@ -1,13 +1,15 @@
 # The documented way to do everything. `make up` and `make test` work on a fresh machine.
 PYTHON ?= python3
 VENV   := .venv
+# The browser tests' headless Chromium: Debian's package, driven by Playwright.
+CHROMIUM := /usr/bin/chromium
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install up test test-fast lint format bench clean
+.PHONY: install up test test-fast lint format bench screenshots clean
 
-install: $(STAMP)
+install: $(STAMP) $(CHROMIUM)
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +17,13 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Only when it is missing; as root (CI is). Playwright never downloads a browser of its own.
+$(CHROMIUM):
+	@echo "[waypost] installing chromium for the console's browser tests"
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+	@test -x $(CHROMIUM) || { echo "[waypost] chromium is not at $(CHROMIUM) after apt-get install" >&2; exit 1; }
 
 up: install  ## start the whole system on embedded PostgreSQL and NATS (ARGS="--port 9000")
 	$(VENV)/bin/waypost up $(ARGS)
@@ -36,6 +45,9 @@ format: install
 
 bench: install  ## the performance figures beside the raw NATS and PostgreSQL rates (ARGS="--quick")
 	$(PY) -m bench $(ARGS)
+
+screenshots: install  ## the console's pictures in docs/ (a seeded workspace in headless Chromium)
+	$(PY) -m tests.browser.screenshots docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

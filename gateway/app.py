@@ -8,17 +8,17 @@ import binascii
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.middleware import Middleware
 from starlette.responses import Response
 
-from gateway import hooks, ingest, segment, tracking
+from gateway import console, hooks, ingest, segment, tracking
 from gateway.auth import Authenticator, DesignerUnavailable
 from gateway.guards import InputGuardMiddleware
 from gateway.openapi import merged_openapi
@@ -29,7 +29,7 @@ from gateway.settings import GatewaySettings
 from shared.app import ServiceState, create_service_app, get_state
 from shared.clock import VirtualClock
 from shared.durations import Duration, to_timedelta
-from shared.identity import Identity
+from shared.identity import Identity, Role
 from shared.problems import FieldError, ProblemError, invalid
 
 HTTP_CLIENT = "http"
@@ -175,6 +175,30 @@ async def segment_caller(request: Request) -> Identity:
     return identity
 
 
+me_router = APIRouter(prefix="/v1", tags=["api keys"])
+
+
+class Me(BaseModel):
+    key_id: str
+    workspace_id: str
+    role: Role
+    folder_ids: list[str] = Field(description="Empty: the whole workspace.")
+    clock: Literal["real", "virtual"]
+
+
+@me_router.get("/me", summary="The calling key: its workspace, role and folder grants")
+async def me(request: Request, who: Annotated[Identity, Depends(caller)]) -> Me:
+    """Any valid key may ask who it is; a console uses it to show what the role may do."""
+    virtual = isinstance(get_state(request).clock, VirtualClock)
+    return Me(
+        key_id=who.key_id,
+        workspace_id=who.workspace_id,
+        role=who.role,
+        folder_ids=list(who.folder_ids),
+        clock="virtual" if virtual else "real",
+    )
+
+
 clock_router = APIRouter(prefix="/v1/admin", tags=["test clock"])
 
 
@@ -273,6 +297,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         settings,
         title="Waypost",
         routers=[
+            me_router,
             clock_router,
             ingest.router(caller),
             segment.router(segment_caller),
@@ -280,6 +305,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             tracking.router,
             proxy_router,
             docs_router,
+            console.router(),
         ],
         extend=_extensions,
         readiness={"services": _services_ready},

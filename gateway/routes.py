@@ -37,6 +37,7 @@ def _r(pattern: str, methods: frozenset[str], service: str, roles: frozenset[Rol
 
 ID = r"[^/]+"
 ROUTES: tuple[Route, ...] = (
+    _r("/v1/me", GET, "gateway", ANY_KEY),
     _r("/v1/admin/clock", GET | {"POST"}, "gateway", ADMIN),
     _r("/v1/workspaces", frozenset({"POST"}), "designer", ADMIN),
     _r(f"/v1/api-keys(/{ID})?", ALL, "designer", ADMIN),

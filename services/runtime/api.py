@@ -215,6 +215,8 @@ async def analytics(
 ) -> dict[str, Any]:
     await _check_journey(request, caller, journey_id)
     processor: Processor = get_state(request).extras["processor"]
+    # A journey published a moment ago has its stages and steps here before its first event.
+    await processor.catalogs.fresh(time.monotonic())
     deliveries = await _delivery_counts(request, caller.workspace_id, journey_id)
     report: dict[str, Any] = await journey_analytics(
         session, processor, caller.workspace_id, journey_id, version, deliveries

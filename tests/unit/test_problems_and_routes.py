@@ -42,6 +42,7 @@ def test_problem_body_has_the_rfc9457_shape() -> None:
         ("/v1/journeys/simulate", "runtime"),
         ("/v1/api-keys/k1", "designer"),
         ("/v1/events/batch", "gateway"),
+        ("/v1/me", "gateway"),
         ("/v1/profiles/p1/timeline", "runtime"),
         ("/v1/deliveries", "activator"),
         ("/v1/webhooks/sources", "designer"),
