@@ -25,7 +25,7 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 	@test -x $(CHROMIUM) || { echo "[waypost] chromium is not at $(CHROMIUM) after apt-get install" >&2; exit 1; }
 
-up: install  ## start the whole system on embedded PostgreSQL and NATS (ARGS="--port 9000")
+up: $(STAMP)  ## start the whole system on embedded PostgreSQL and NATS (ARGS="--port 9000")
 	$(VENV)/bin/waypost up $(ARGS)
 
 test: install  ## the whole suite: unit, integration (real Postgres + NATS) and end-to-end

@@ -44,6 +44,7 @@ DEAD_SUBJECT = "Waypost-Original-Subject"
 DEAD_SEQ = "Waypost-Original-Seq"
 DEAD_DELIVERIES = "Waypost-Deliveries"
 PULL_EXPIRES_S = 1.0  # how long one pull request stays open at the server
+EXPIRY_GRACE_S = 0.25  # how much later than here the server may still deliver to it
 
 
 class Poison(Exception):
@@ -151,34 +152,38 @@ class ReadyFetcher:
         return max(0.0, self._open_until - asyncio.get_running_loop().time())
 
     def delivering(self) -> bool:
-        """Whether messages delivered here are waiting, or the open request may bring more."""
-        return not self._core._pending_queue.empty() or self.open_for() > 0
+        """Whether messages delivered here are waiting, or the open request may bring more:
+        until a little after it expires here, since the server counts its expiry from when
+        the request reached it."""
+        if not self._core._pending_queue.empty():
+            return True
+        if self._left <= 0:
+            return False
+        return asyncio.get_running_loop().time() < self._open_until + EXPIRY_GRACE_S
 
     async def fetch(self, timeout_s: float, more: bool = True) -> list[Msg]:
         """At least one message, at most ``batch``; ``TimeoutError`` after ``timeout_s``.
         With ``more`` false no new pull request is made: only what the open one brings."""
         msgs = self._take_queued(self._batch)
-        if msgs or (not more and self.open_for() <= 0):
-            if not msgs:
-                raise TimeoutError
+        if msgs:
             return msgs
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            if self._left <= 0 or loop.time() >= self._open_until:
-                if not more:
-                    raise TimeoutError
-                await self._request(loop.time())
-            wait = min(deadline, self._open_until) - loop.time()
+            now = loop.time()
+            if now >= deadline:
+                raise TimeoutError
+            if more and (self._left <= 0 or now >= self._open_until):
+                await self._request(now)
+            elif not more and not self.delivering():
+                raise TimeoutError
+            until = self._open_until + (0.0 if more else EXPIRY_GRACE_S)
+            wait = min(deadline, until) - loop.time()
             if wait <= 0:
-                if loop.time() >= deadline:
-                    raise TimeoutError
                 continue
             try:
                 msg = await self._core.next_msg(timeout=wait)
             except nats.errors.TimeoutError:
-                if loop.time() >= deadline:
-                    raise TimeoutError from None
                 continue
             if self._settle(msg):
                 return [msg, *self._take_queued(self._batch - 1)]
@@ -327,7 +332,7 @@ class Consumer:
     async def _fetch_and_handle(self, more: bool) -> None:
         assert self._fetcher is not None
         try:
-            timeout = 1.0 if more else max(self._fetcher.open_for(), 0.001)
+            timeout = 1.0 if more else self._fetcher.open_for() + EXPIRY_GRACE_S
             msgs = await self._fetcher.fetch(timeout_s=timeout, more=more)
         except TimeoutError:  # nats.errors.TimeoutError is one too: nothing to do now
             return
@@ -365,7 +370,7 @@ class Consumer:
         while self._fetcher.delivering():
             try:
                 later = await self._fetcher.fetch(
-                    timeout_s=max(self._fetcher.open_for(), 0.001), more=False
+                    timeout_s=self._fetcher.open_for() + EXPIRY_GRACE_S, more=False
                 )
             except TimeoutError:
                 continue
