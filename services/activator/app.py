@@ -46,12 +46,12 @@ def _extension(settings: ActivatorSettings) -> Extension:
             guard = None if settings.allow_private_connectors else DestinationGuard()
             state.extras[GUARD] = guard
             metrics = ActivatorMetrics(state.registry)
-            relay = outbox.OutboxRelay(state.sessions, Outbox, state.js)
-            await stack.enter_async_context(outbox.running(relay))
-            # The hot path: intake batches, and delivery groups (each holds a connection
-            # while its sends are out).
+            # The hot path: intake batches, delivery groups (each holds a connection while
+            # its sends are out) and the outbox relay.
             pool = await db.create_raw_pool(settings.database_url, settings.db_pool_size + 4)
             await stack.enter_async_context(db.closing(pool))
+            relay = outbox.OutboxRelay(state.sessions, Outbox, state.js, pool=pool)
+            await stack.enter_async_context(outbox.running(relay))
             deliverer = Deliverer(
                 state.sessions, pool, state.clock, designer, state.extras[HTTP], guard, relay,
                 settings, metrics,

@@ -38,8 +38,9 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
         await beacon.ensure(state.js, settings.stream_replicas)
         catalogs = CatalogCache(designer, settings.designer_url, state.js)
         relay = outbox.OutboxRelay(
-            state.sessions, Outbox, state.js, keep_published_s=settings.outbox_retention_s
-        )
+            state.sessions, Outbox, state.js, keep_published_s=settings.outbox_retention_s,
+            pool=pool,
+        )  # fmt: skip
         triggers = TriggerSchemas(http, settings.designer_url)
         processor = Processor(pool, catalogs, relay, state.clock, triggers)
         state.extras[PROCESSOR] = processor

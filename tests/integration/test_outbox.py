@@ -45,9 +45,11 @@ async def stream(nc: NATS) -> AsyncIterator[StreamSpec]:
     await nc.jetstream().delete_stream(spec.name)
 
 
+@pytest.mark.parametrize("plain", [False, True], ids=["orm", "asyncpg"])
 async def test_committed_rows_are_published_once_and_rolled_back_ones_never(
-    engine: AsyncEngine, table: Table, stream: StreamSpec, nc: NATS
-) -> None:
+    engine: AsyncEngine, table: Table, stream: StreamSpec, nc: NATS, servers: Servers,
+    plain: bool,
+) -> None:  # fmt: skip
     sessions = db.make_sessionmaker(engine)
     subject = stream.subjects[0].replace(">", "changed")
     async with db.transaction(sessions) as session:
@@ -62,7 +64,8 @@ async def test_committed_rows_are_published_once_and_rolled_back_ones_never(
     # A relay that died after publishing but before marking: its rows are published again.
     for msg_id, n in (("m-1", 1),):
         await bus.publish(js, subject, {"n": n}, msg_id=msg_id)
-    relay = outbox.OutboxRelay(sessions, table, js, poll_s=0.05)
+    pool = await db.create_raw_pool(servers.database_url, 2) if plain else None
+    relay = outbox.OutboxRelay(sessions, table, js, poll_s=0.05, pool=pool)
     async with outbox.running(relay):
 
         async def drained() -> bool:
@@ -77,3 +80,5 @@ async def test_committed_rows_are_published_once_and_rolled_back_ones_never(
     sub = await js.pull_subscribe(subject, stream=stream.name)
     payloads = [bus.decode(m) for m in await sub.fetch(10, timeout=2)]
     assert payloads == [{"n": 1}, {"n": 2}]
+    if pool is not None:
+        await pool.close()
