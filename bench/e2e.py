@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,20 +69,8 @@ async def one_half(
     committed every one of them."""
     profiles = counts.e2e_profiles // 2
     events = bench_events(profiles * counts.e2e_events_per_profile, profiles, part * profiles)
-    bodies = [("/v1/events/batch", {"events": b}) for b in chunks(events, counts.ingest_batch)]
-    wanted = await processed(conn) + len(events)
     progress(f"posting {len(events):,} events of profiles {part * profiles:,}.. in batches")
-    start = time.perf_counter()
-    posting = asyncio.create_task(post_all(gateway, bodies, counts.ingest_batch_clients))
-
-    async def committed() -> tuple[int, int]:
-        if posting.done():
-            posting.result()  # a failed post fails the run now
-        return await processed(conn), wanted
-
-    await wait_until(committed, "runtime committed", max(600, len(events) / 100), children)
-    seconds = time.perf_counter() - start
-    await posting
+    seconds = await post_until_committed(gateway, conn, children, events, counts)
     return Half(len(events), seconds, children.rss("runtime"))
 
 
@@ -324,11 +313,11 @@ async def partition_owners(conn: asyncpg.Connection) -> int:
     return owners
 
 
-async def committed_rate(
+async def post_until_committed(
     gateway: str, conn: asyncpg.Connection, children: Processes,
-    events: list[dict[str, Any]], counts: Counts,
+    events: Sequence[dict[str, Any]], counts: Counts,
 ) -> float:  # fmt: skip
-    """Post ``events`` at full speed; events/s from the first post until all committed."""
+    """Post ``events`` at full speed; seconds from the first post until all are committed."""
     bodies = [("/v1/events/batch", {"events": b}) for b in chunks(events, counts.ingest_batch)]
     wanted = await processed(conn) + len(events)
     start = time.perf_counter()
@@ -340,8 +329,9 @@ async def committed_rate(
         return await processed(conn), wanted
 
     await wait_until(committed, "runtime committed", max(600, len(events) / 100), children)
+    seconds = time.perf_counter() - start
     await posting
-    return per_second(len(events), time.perf_counter() - start)
+    return seconds
 
 
 async def replicas(
@@ -362,7 +352,8 @@ async def replicas(
         profiles = counts.replica_events // counts.e2e_events_per_profile
         events = bench_events(counts.replica_events, profiles, (n + 2) * counts.e2e_profiles)
         progress(f"{len(events):,} events with {n} runtime replica(s)")
-        rates.append(await committed_rate(gateway, conn, stack.children, events, counts))
+        seconds = await post_until_committed(gateway, conn, stack.children, events, counts)
+        rates.append(per_second(len(events), seconds))
     for n, rate in zip((1, 2), rates, strict=True):
         report.add(
             Figure(
