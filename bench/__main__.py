@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from bench.activator import activator_figures
+from bench.clients import client_figures
 from bench.common import STARTED, Counts, Report, progress
 from bench.e2e import e2e_figures
 from bench.hops import hops_figures
@@ -40,6 +41,7 @@ PARTS: dict[str, Part] = {
     "nats-sync": nats_sync_always,
     "postgres": postgres_figures,
     "ingest": ingest_figures,
+    "http": client_figures,
     "hops": hops_figures,
     "e2e": e2e_figures,
     "activator": activator_figures,

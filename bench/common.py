@@ -34,6 +34,7 @@ class Counts:
     latency_seconds: float = 15.0
     hops_per_s: int = 200
     wait_profiles: int = 3_000
+    http_posts: int = 5_000
     replica_events: int = 40_000
     hops_seconds: float = 10.0
     deliveries_http: int = 20_000
@@ -62,6 +63,7 @@ class Counts:
             latency_seconds=min(self.latency_seconds, 10.0),
             hops_seconds=min(self.hops_seconds, 5.0),
             wait_profiles=self.wait_profiles // by,
+            http_posts=self.http_posts // by,
             replica_events=self.replica_events // by,
             deliveries_http=self.deliveries_http // by,
             deliveries_smtp=self.deliveries_smtp // by,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,13 +144,6 @@ class ReadyFetcher:
         self._open_until = 0.0  # monotonic time the open pull request expires
         self._left = 0  # messages the open pull request may still deliver
 
-    def open_for(self) -> float:
-        """Seconds until the open pull request expires (0 if none is open): until then the
-        server may still deliver messages to this subscriber."""
-        if self._left <= 0:
-            return 0.0
-        return max(0.0, self._open_until - asyncio.get_running_loop().time())
-
     def delivering(self) -> bool:
         """Whether messages delivered here are waiting, or the open request may bring more:
         until a little after it expires here, since the server counts its expiry from when
@@ -161,28 +154,34 @@ class ReadyFetcher:
             return False
         return asyncio.get_running_loop().time() < self._open_until + EXPIRY_GRACE_S
 
-    async def fetch(self, timeout_s: float, more: bool = True) -> list[Msg]:
-        """At least one message, at most ``batch``; ``TimeoutError`` after ``timeout_s``.
-        With ``more`` false no new pull request is made: only what the open one brings."""
+    async def fetch(self, timeout_s: float) -> list[Msg]:
+        """At least one message, at most ``batch``, asking for more whenever the open
+        request is over; ``TimeoutError`` after ``timeout_s``."""
+        return await self._next(asyncio.get_running_loop().time() + timeout_s, more=True)
+
+    async def rest(self) -> AsyncIterator[list[Msg]]:
+        """What is delivered here already and what the open request still brings, batch by
+        batch, asking for nothing more; it ends once the request is over."""
+        while self.delivering():
+            try:
+                yield await self._next(self._open_until + EXPIRY_GRACE_S, more=False)
+            except TimeoutError:
+                return
+
+    async def _next(self, deadline: float, more: bool) -> list[Msg]:
         msgs = self._take_queued(self._batch)
         if msgs:
             return msgs
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
         while True:
             now = loop.time()
-            if now >= deadline:
+            if now >= deadline or (not more and self._left <= 0):
                 raise TimeoutError
             if more and (self._left <= 0 or now >= self._open_until):
                 await self._request(now)
-            elif not more and not self.delivering():
-                raise TimeoutError
-            until = self._open_until + (0.0 if more else EXPIRY_GRACE_S)
-            wait = min(deadline, until) - loop.time()
-            if wait <= 0:
-                continue
+            until = min(deadline, self._open_until) if more else deadline
             try:
-                msg = await self._core.next_msg(timeout=wait)
+                msg = await self._core.next_msg(timeout=max(until - loop.time(), 0.001))
             except nats.errors.TimeoutError:
                 continue
             if self._settle(msg):
@@ -323,24 +322,25 @@ class Consumer:
     async def _run(self) -> None:
         assert self._fetcher is not None
         while not self._stopping.is_set():
-            await self._fetch_and_handle(more=True)
+            try:
+                msgs = await self._fetcher.fetch(timeout_s=1.0)
+            except TimeoutError:  # nats.errors.TimeoutError is one too: nothing to do now
+                continue
+            except Exception as exc:
+                # The loop must outlive any fetch failure (NATS restarting, a slow server).
+                log.warning("bus.fetch_failed", consumer=self.spec.durable, error=repr(exc))
+                await asyncio.sleep(0.5)
+                continue
+            await self._handle_or_log(msgs)
         # What the open pull request still delivers is handled too: left unacked, it would
         # come back only after ack_wait, behind newer messages another replica took.
-        while self._fetcher.delivering():
-            await self._fetch_and_handle(more=False)
-
-    async def _fetch_and_handle(self, more: bool) -> None:
-        assert self._fetcher is not None
         try:
-            timeout = 1.0 if more else self._fetcher.open_for() + EXPIRY_GRACE_S
-            msgs = await self._fetcher.fetch(timeout_s=timeout, more=more)
-        except TimeoutError:  # nats.errors.TimeoutError is one too: nothing to do now
-            return
+            async for msgs in self._fetcher.rest():
+                await self._handle_or_log(msgs)
         except Exception as exc:
-            # The loop must outlive any fetch failure (NATS restarting, a slow server).
             log.warning("bus.fetch_failed", consumer=self.spec.durable, error=repr(exc))
-            await asyncio.sleep(0.5)
-            return
+
+    async def _handle_or_log(self, msgs: list[Msg]) -> None:
         try:
             await self._handle(msgs)
         except Exception as exc:
@@ -367,13 +367,7 @@ class Consumer:
         still delivers comes after the retried message: it is retried with it, not handled
         before it."""
         assert self._fetcher is not None
-        while self._fetcher.delivering():
-            try:
-                later = await self._fetcher.fetch(
-                    timeout_s=self._fetcher.open_for() + EXPIRY_GRACE_S, more=False
-                )
-            except TimeoutError:
-                continue
+        async for later in self._fetcher.rest():
             for msg in later:
                 await msg.nak(delay=delay)
 

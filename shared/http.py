@@ -1,8 +1,8 @@
 """The HTTP client of the hot paths (deliveries to providers, the services' own lookups):
-aiohttp, chosen by measurement. On this 2-core machine, 3,000 JSON POSTs over 16
-connections to a local sink took 2,400 µs of client CPU each through httpx and 170 µs
-through aiohttp (``python -m bench`` figures ``CPU per event``; the gateway's proxy, off
-the hot path, stays on httpx). One pooled session per purpose keeps connections alive."""
+aiohttp, chosen by measurement: ``python -m bench --only http`` posts the same JSON to a
+local sink through both and prints each client's CPU per request (``bench/clients.py``;
+the README's performance table has the figures). The gateway's proxy, off the hot path,
+stays on httpx. One pooled session per purpose keeps connections alive."""
 
 from __future__ import annotations
 

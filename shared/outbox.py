@@ -108,11 +108,9 @@ ToMessage = Callable[[Row[Any]], Outgoing]
 
 
 def outbox_message(row: Row[Any]) -> Outgoing:
-    """A row of an :func:`outbox_table` (its payload read as JSON text: published as it is
-    stored, not decoded and encoded again)."""
-    payload = row.payload
-    data = payload.encode() if isinstance(payload, str) else bus.encode(payload)
-    return Outgoing(row.subject, row.msg_id, data)
+    """A row of an :func:`outbox_table`, its payload read as JSON text (the relay casts it):
+    published as it is stored, not decoded and encoded again."""
+    return Outgoing(row.subject, row.msg_id, row.payload.encode())
 
 
 async def publish_in_order(
@@ -176,8 +174,10 @@ class OutboxRelay:
     ) -> None:
         """With ``pool`` (an :func:`outbox_table` only), rows are read, published and marked
         in plain asyncpg: no ORM rows, the payload published as the text it is stored as."""
+        if pool is not None and to_message is not outbox_message:
+            raise ValueError("a pool relays outbox tables only (the default to_message)")
         self._sessions = sessions
-        self._pool = pool if to_message is outbox_message else None
+        self._pool = pool
         self._table = table
         (self._key,) = table.primary_key.columns
         self._js = js
@@ -190,7 +190,7 @@ class OutboxRelay:
         self._on_published = on_published
         self._lock_key = relay_lock_key(table)
         # The default message is an outbox row's payload: read it as text, as it is stored.
-        self._raw_payload = to_message is outbox_message and "payload" in table.c
+        self._payload_as_text = to_message is outbox_message
         self._wake = asyncio.Event()
         self._pruned_at = 0.0
 
@@ -265,7 +265,7 @@ class OutboxRelay:
 
     def _unpublished(self) -> Select[Any]:
         columns = [
-            cast(c, Text).label(c.name) if c.name == "payload" and self._raw_payload else c
+            cast(c, Text).label(c.name) if c.name == "payload" and self._payload_as_text else c
             for c in self._table.c
         ]
         query = (

@@ -22,10 +22,10 @@ from services.activator.designer import Designer
 from services.activator.holds import hold_timer
 from services.activator.metrics import ActivatorMetrics
 from services.activator.models import Delivery, SkipReason, Status
-from services.activator.repository import HELD, PENDING, budget_name
+from services.activator.repository import HELD, PENDING
 from services.activator.schemas import ActivationRequested, WorkspaceRules
 from services.activator.settings import ActivatorSettings
-from services.activator.store import IntakeStore
+from services.activator.store import IntakeStore, budget_name
 from shared import db
 from shared.clock import Clock
 from shared.timers import TimerSchedule

@@ -1,14 +1,11 @@
-"""How an attempt's outcome changes a delivery row (written by ``sending.save``)."""
+"""How an attempt's outcome changes a delivery row (written by ``store.save``)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from services.activator.models import Delivery, Status
-
-SENT = Status.SENT.value
-FAILED = Status.FAILED.value
-HELD = Status.HELD.value
+from services.activator.models import Delivery
+from services.activator.repository import FAILED, HELD, SENT
 
 
 def record_sent(row: Delivery, now: datetime) -> None:

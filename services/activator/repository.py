@@ -146,10 +146,6 @@ class DeliveryRepository:
         return {status: int(n) for status, n in (await self.session.execute(stmt)).all()}
 
 
-def budget_name(workspace_id: str, profile_id: str, channel: str) -> str:
-    return f"{workspace_id}\x00{profile_id}\x00{channel}"
-
-
 def _waiting(held: Sequence[str], busy: Sequence[ConnectorKey]) -> Select[Any]:
     stmt = select(Delivery).where(Delivery.status == PENDING)
     if held:

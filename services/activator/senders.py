@@ -165,23 +165,15 @@ async def _quietly_close(client: aiosmtplib.SMTP) -> None:
 async def send_email(
     config: SmtpConfig, message: OutgoingMessage, smtp: SmtpConnections | None = None
 ) -> SendResult:
+    """Over a kept session of ``smtp``; without, over a session of its own, closed after."""
     email = build_email(config, message)
-    if smtp is None:
-        try:
-            _responses, reply = await aiosmtplib.send(
-                email,
-                hostname=config.host,
-                port=config.port,
-                username=config.username,
-                password=_password(config),
-                use_tls=config.use_tls,
-                start_tls=config.starttls,
-                timeout=config.timeout_s,
-            )
-        except Exception as exc:
-            _raise_smtp(exc, config)
-        return SendResult(detail=reply.strip() or "accepted", message_id=email["Message-ID"])
-    return await _send_on_session(config, email, smtp)
+    if smtp is not None:
+        return await _send_on_session(config, email, smtp)
+    own = SmtpConnections()
+    try:
+        return await _send_on_session(config, email, own)
+    finally:
+        await own.close()
 
 
 async def _send_on_session(config: SmtpConfig, email: Message, smtp: SmtpConnections) -> SendResult:

@@ -165,6 +165,11 @@ class IntakeStore:
         await put_outbox(self.conn, timers)
 
 
+def budget_name(workspace_id: str, profile_id: str, channel: str) -> str:
+    """The cap budget of one profile on one channel."""
+    return f"{workspace_id}\x00{profile_id}\x00{channel}"
+
+
 def budget_lock_key(name: str) -> int:
     """A signed 64-bit advisory lock key for a cap budget's ``name``."""
     digest = hashlib.sha256(f"waypost-activator-cap\x00{name}".encode()).digest()

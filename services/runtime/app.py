@@ -41,7 +41,7 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
             state.sessions, Outbox, state.js, keep_published_s=settings.outbox_retention_s,
             pool=pool,
         )  # fmt: skip
-        triggers = TriggerSchemas(http, settings.designer_url)
+        triggers = TriggerSchemas(designer, settings.designer_url)
         processor = Processor(pool, catalogs, relay, state.clock, triggers)
         state.extras[PROCESSOR] = processor
         async with outbox.running(relay):

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import aiohttp
 import asyncpg
-import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import db, event_schema
 from shared.events import AcceptedEvent
+from shared.http import Unavailable, get_json
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -44,7 +45,7 @@ class Declared:
 class TriggerSchemas:
     """Every workspace's triggers by event name, as of the designer revision last seen."""
 
-    def __init__(self, http: httpx.AsyncClient, designer_url: str) -> None:
+    def __init__(self, http: aiohttp.ClientSession, designer_url: str) -> None:
         self._http = http
         self._url = designer_url
         self._revision: str | None = None
@@ -70,16 +71,17 @@ class TriggerSchemas:
                 return
             try:
                 self._by_name = await self._load()
-            except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
+            except (Unavailable, KeyError, TypeError, ValueError) as exc:
                 log.warning("triggers.load_failed", error=f"{type(exc).__name__}: {exc}")
                 return
             self._revision = revision
 
     async def _load(self) -> dict[tuple[str, str], Declared]:
-        r = await self._http.get(f"{self._url}/internal/event-triggers", timeout=30)
-        r.raise_for_status()
+        status, body = await get_json(self._http, f"{self._url}/internal/event-triggers")
+        if status != 200 or not isinstance(body, dict):
+            raise ValueError(f"the designer answered {status} for its event triggers")
         loaded = {}
-        for item in r.json()["items"]:
+        for item in body["items"]:
             declared = event_schema.declaration(item["properties"], item["required"])
             schema, errors = event_schema.parse(declared)
             if schema is None:  # the designer stores valid ones only; count without checks

@@ -275,3 +275,33 @@ async def _ready(items: list[object] | list[Msg] | list[int], n: int = 1) -> boo
 async def _all_acked(js: JetStreamContext, spec: bus.ConsumerSpec) -> bool:
     info = await js.consumer_info(spec.stream, spec.durable)
     return info.num_ack_pending == 0 and info.num_pending == 0
+
+
+async def test_a_trickle_is_handed_over_without_waiting_for_the_batch_to_fill(
+    nc: NATS, stream: StreamSpec
+) -> None:
+    """A message comes back as soon as it arrived, while its pull request (a batch of 100,
+    open a minute) is still open: a fetch that waited for the batch to fill or the request
+    to expire would hand it over only once the request was over."""
+
+    async def ignore(msg: Msg) -> None:
+        return None
+
+    js = nc.jetstream()
+    spec = consumer_spec(stream)
+    await js.add_consumer(spec.stream, bus.Consumer(js, spec, ignore).config())
+    sub = await js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
+    fetcher = bus.ReadyFetcher(sub, batch=100, expires_s=60)
+    try:
+        await bus.publish(js, subject(stream), {"n": 1}, msg_id="t-1")
+        (first,) = await fetcher.fetch(timeout_s=30)
+        assert fetcher.delivering()  # the batch of 100 is not full, the request still open
+        for n in (2, 3):
+            await bus.publish(js, subject(stream), {"n": n}, msg_id=f"t-{n}")
+        later = await fetcher.fetch(timeout_s=30)
+        later += [] if len(later) == 2 else await fetcher.fetch(timeout_s=30)
+        assert [bus.decode(m)["n"] for m in (first, *later)] == [1, 2, 3]
+        for msg in (first, *later):
+            await msg.ack()
+    finally:
+        await sub.unsubscribe()
