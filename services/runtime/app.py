@@ -22,6 +22,7 @@ from services.runtime.triggers import TriggerSchemas
 from shared import beacon, bus, db, outbox
 from shared import http as shared_http
 from shared.app import ServiceState, create_service_app
+from shared.metrics import RelayMetrics
 
 PROCESSOR = "processor"
 HTTP = "http"
@@ -39,7 +40,7 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
         catalogs = CatalogCache(designer, settings.designer_url, state.js)
         relay = outbox.OutboxRelay(
             state.sessions, Outbox, state.js, keep_published_s=settings.outbox_retention_s,
-            pool=pool,
+            pool=pool, metrics=RelayMetrics(state.registry),
         )  # fmt: skip
         triggers = TriggerSchemas(designer, settings.designer_url)
         processor = Processor(pool, catalogs, relay, state.clock, triggers)
