@@ -43,7 +43,9 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
             pool=pool, metrics=RelayMetrics(state.registry),
         )  # fmt: skip
         triggers = TriggerSchemas(designer, settings.designer_url)
-        processor = Processor(pool, catalogs, relay, state.clock, triggers)
+        processor = Processor(
+            pool, catalogs, relay, state.clock, triggers, settings.max_profile_bytes
+        )
         state.extras[PROCESSOR] = processor
         async with outbox.running(relay):
             if not settings.consumers:
