@@ -159,14 +159,21 @@ async def publish_each(
     return results + [unsent] * (len(messages) - len(acks))
 
 
-def refused(error: Exception, others_taken: bool) -> bool:
+async def refused(js: JetStreamContext, subject: str, error: Exception) -> bool:
     """Whether the server refused this very message rather than being unreachable, slow or
-    unavailable for everyone: an error acknowledgement (a stream limit, say), or no stream
-    answering for its subject while other messages were taken."""
+    unavailable for everyone: an error acknowledgement (a stream limit, say), or no answer
+    to its subject because no stream takes it (asked of the server, so a stream between
+    leaders is not mistaken for one that does not exist)."""
     if isinstance(error, nats.js.errors.ServiceUnavailableError):
         return False
     if isinstance(error, nats.js.errors.NoStreamResponseError | nats.errors.NoRespondersError):
-        return others_taken
+        try:
+            await js.find_stream_name_by_subject(subject)
+        except nats.js.errors.NotFoundError:
+            return True
+        except Exception:
+            return False
+        return False
     return isinstance(error, nats.js.errors.APIError)
 
 
@@ -340,6 +347,11 @@ class OutboxRelay:
 
     async def _publish(self, found: Sequence[_Found]) -> tuple[list[Any], list[Any]]:
         """Publish what can be; the keys of the rows published and of those moved aside."""
+        # A row retried before and not found now was published by another relay (or is
+        # being published by one): it holds nothing back any more.
+        keys = {row.key for row in found}
+        for gone in [key for key in self._failing if key not in keys]:
+            del self._failing[gone]
         limit, context = bus.max_payload(self._js), correlation_headers()
         sendable: list[_Found] = []
         dead: list[Any] = []
@@ -358,13 +370,17 @@ class OutboxRelay:
         for key in published:
             self._failing.pop(key, None)
         now = time.monotonic()
+        verdicts: dict[tuple[str, str], bool] = {}  # one question per subject and error
         for row, error in zip(sendable, results, strict=True):
             if error is None:
                 continue
             failing = self._failing.setdefault(row.key, _Failing(row.order_key, now))
             refusal = failing.last_error = f"{type(error).__name__}: {error}"
-            # An outage (no answer, nothing taken) counts against no row.
-            if not refused(error, bool(published)):
+            # An outage (no answer, the server unavailable) counts against no row.
+            asked = (row.message.subject, type(error).__name__)
+            if asked not in verdicts:
+                verdicts[asked] = await refused(self._js, row.message.subject, error)
+            if not verdicts[asked]:
                 continue
             failing.attempts += 1
             if self._metrics is not None:
