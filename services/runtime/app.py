@@ -15,6 +15,7 @@ from services.runtime import api, internal
 from services.runtime.catalog import CatalogCache
 from services.runtime.consumers import journey_consumer, partition_consumer, timer_consumer
 from services.runtime.models import Outbox
+from services.runtime.needs import TemplateNeeds
 from services.runtime.partitions import PartitionLeases
 from services.runtime.processor import Processor
 from services.runtime.settings import RuntimeSettings
@@ -43,8 +44,9 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
             pool=pool, metrics=RelayMetrics(state.registry),
         )  # fmt: skip
         triggers = TriggerSchemas(designer, settings.designer_url)
+        needs = TemplateNeeds(designer, settings.designer_url)
         processor = Processor(
-            pool, catalogs, relay, state.clock, triggers, settings.max_profile_bytes
+            pool, catalogs, relay, state.clock, triggers, settings.max_profile_bytes, needs
         )
         state.extras[PROCESSOR] = processor
         async with outbox.running(relay):

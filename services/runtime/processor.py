@@ -29,6 +29,7 @@ from services.runtime.engine.state import (
     TimelineEntry,
     Timer,
 )
+from services.runtime.needs import TemplateNeeds, trimmed
 from services.runtime.store import Command, EventExplained, ProfileRecord, Store
 from services.runtime.triggers import Tally, TriggerSchemas
 from shared import db, outbox
@@ -75,13 +76,17 @@ class Processor:
         clock: Clock,
         triggers: TriggerSchemas | None = None,
         max_profile_bytes: int = MAX_PROFILE_BYTES,
+        needs: TemplateNeeds | None = None,
     ) -> None:
+        """With ``needs``, each activation carries the profile attributes its template
+        reads (see ``services.runtime.needs``); without, the whole profile."""
         self.pool = pool
         self.catalogs = catalogs
         self.relay = relay
         self.clock = clock
         self.triggers = triggers
         self.max_profile_bytes = max_profile_bytes
+        self.needs = needs
 
     async def apply_events(
         self, events: Sequence[AcceptedEvent], fetched_at: float
@@ -307,7 +312,19 @@ class Processor:
         await store.add_timeline(workspace_id, writes.timeline)
         await store.add_explanations(workspace_id, writes.explained)
         await store.bump(workspace_id, dict(writes.counters), _shard(writes))
+        await self._carry_what_is_needed(workspace_id, writes.outbox)
         await store.add_commands(writes.outbox)
+
+    async def _carry_what_is_needed(self, workspace_id: str, commands: list[Command]) -> None:
+        """Each activation's profile cut down to what its template reads."""
+        if self.needs is None:
+            return
+        for _subject, payload, _msg_id in commands:
+            context = payload.get("context")
+            if "activation_id" not in payload or not isinstance(context, dict):
+                continue
+            fields = await self.needs.fields(workspace_id, payload["template_id"])
+            payload["context"] = {**context, "profile": trimmed(context["profile"], fields)}
 
     def _notify(self) -> None:
         if self.relay is not None:

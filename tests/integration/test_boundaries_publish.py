@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from fastapi import FastAPI, Request
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -27,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.models import EventInbox
 from shared import bus, db, outbox
 from shared.metrics import RelayMetrics
-from shared.topology import DEADLETTER, StreamSpec
+from shared.topology import ACTIVATIONS, DEADLETTER, StreamSpec
 from tests.conftest import Servers
-from tests.helpers import eventually
+from tests.helpers import eventually, serving
 from tests.integration.test_segment_and_hooks import basic, create_source, signed
 from tests.stack import Workspace, new_workspace
 
@@ -49,11 +50,16 @@ async def pg(servers: Servers) -> AsyncIterator[asyncpg.Pool]:
 
 async def dead_letters(nc: NATS, subjects: str) -> list[Msg]:
     """Every record on the dead-letter stream under ``subjects``."""
+    return await on_stream(nc, DEADLETTER.name, subjects)
+
+
+async def on_stream(nc: NATS, stream: str, subjects: str) -> list[Msg]:
+    """Every message of ``stream`` under ``subjects``."""
     js = nc.jetstream()
     config = ConsumerConfig(
         ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, max_ack_pending=-1
     )
-    sub = await js.pull_subscribe(subjects, stream=DEADLETTER.name, config=config)
+    sub = await js.pull_subscribe(subjects, stream=stream, config=config)
     try:
         pending = (await sub.consumer_info()).num_pending or 0
         msgs: list[Msg] = []
@@ -162,6 +168,69 @@ async def test_an_update_that_would_make_the_profile_too_large_is_dead_lettered(
     [record] = await eventually(recorded, "the refused update on the dead-letter stream")
     assert "b" in json.loads(record.data)["traits"]
     assert str(CAP) in header(record, bus.DEAD_REASON)
+
+
+# Activations carry what their template reads
+
+
+async def test_an_activation_carries_the_attributes_its_template_reads(
+    workspace: Workspace, nc: NATS
+) -> None:
+    received: list[dict[str, Any]] = []
+    sink = FastAPI()
+
+    @sink.post("/sms")
+    async def sms(request: Request) -> dict[str, bool]:
+        received.append(json.loads(await request.body()))
+        return {"ok": True}
+
+    profile = f"ada-{uuid.uuid4().hex[:6]}"
+    async with serving(sink) as url, workspace.client() as c:
+        conn = await c.post(
+            "/v1/connectors",
+            json={"name": f"c{uuid.uuid4().hex[:6]}", "type": "sms_http",
+                  "config": {"url": f"{url}/sms"}},
+        )  # fmt: skip
+        body = "Hi {{ profile.first_name }}, your plan: {{ profile['plan'] }}"
+        tmpl = await c.post("/v1/templates", json={"name": f"t{uuid.uuid4().hex[:6]}",
+                            "channel": "sms", "body": body, "status": "ready"})  # fmt: skip
+        journey = {
+            "name": f"Welcome {uuid.uuid4().hex[:6]}",
+            "stages": [{"name": "Signed up", "entry": {"event": "signup"}, "steps": [
+                {"id": "hello", "type": "activation", "channel": "sms",
+                 "connector_id": conn.json()["id"], "template_id": tmpl.json()["id"],
+                 "to_attribute": "phone"}]}],
+        }  # fmt: skip
+        jid = (await c.post("/v1/journeys", json=journey)).json()["id"]
+        assert (await c.post(f"/v1/journeys/{jid}/publish")).status_code == 200
+        attributes = {"first_name": "Ada", "plan": "pro", "phone": "+15550100",
+                      "timezone": "Europe/Paris", "notes": padding(CAP // 2)}  # fmt: skip
+        assert (await c.put(f"/v1/profiles/{profile}", json={"attributes": attributes})).is_success
+        r = await c.post("/v1/events", json={"profile_id": profile, "name": "signup"})
+        assert r.status_code == 202, r.text
+
+        async def activation() -> dict[str, Any] | None:
+            for msg in await on_stream(
+                nc, ACTIVATIONS.name, f"activations.requested.{workspace.id}"
+            ):
+                payload: dict[str, Any] = json.loads(msg.data)
+                if payload["profile_id"] == profile:
+                    return payload
+            return None
+
+        requested = await eventually(activation, "the activation")
+        await eventually(lambda: _arrived(received), "the message at the provider")
+    assert requested["context"]["profile"] == {
+        "first_name": "Ada",
+        "plan": "pro",
+        "timezone": "Europe/Paris",
+    }
+    assert requested["to"] == "+15550100"
+    assert "Hi Ada, your plan: pro" in json.dumps(received[0])
+
+
+async def _arrived(received: list[dict[str, Any]]) -> bool:
+    return bool(received)
 
 
 # Relays that no row can stop

@@ -11,6 +11,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from gateway.ingest import Limits, check_event, check_profile
+from services.runtime.needs import profile_fields, trimmed
 from services.runtime.processor import Processor
 from services.runtime.store import ProfileRecord
 from shared import bus
@@ -135,3 +136,47 @@ def test_a_dead_letter_copy_drops_a_body_that_no_longer_fits() -> None:
     data, kept = bus.fitting_copy(js, b"x" * 4000, headers)
     assert data == b""
     assert kept == {**headers, bus.DEAD_DROPPED: "4000"}
+
+
+# What an activation carries of the profile
+
+
+@pytest.mark.parametrize(
+    ("sources", "fields"),
+    [
+        (["Hi {{ profile.first_name }}", "{{ profile['plan'] }}"], {"first_name", "plan"}),
+        (["{% if profile.age > 18 %}{{ profile.address.city }}{% endif %}"], {"age", "address"}),
+        (["{{ event.properties.total }}", None, ""], set()),
+    ],
+)
+def test_the_attributes_a_template_reads_are_found(
+    sources: list[str | None], fields: set[str]
+) -> None:
+    assert profile_fields(sources) == fields
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ profile }}",
+        "{{ profile | tojson }}",
+        "{{ profile.get('x') }}",
+        "{% for k, v in profile.items() %}{{ k }}{% endfor %}",
+        "{{ profile[key] }}",
+        "{% set profile = event %}{{ profile.x }}",
+        "{% for profile in people %}{{ profile.x }}{% endfor %}",
+        "{% macro m(profile) %}{{ profile.x }}{% endmacro %}",
+        "{{ profile.first_name",  # a syntax error: it fails at rendering anyway
+    ],
+)
+def test_a_template_that_may_read_any_attribute_gets_the_whole_profile(source: str) -> None:
+    assert profile_fields([source]) is None
+
+
+def test_the_profile_is_trimmed_to_what_is_read_and_the_timezone() -> None:
+    profile = {"first_name": "Ada", "notes": "x" * 1000, "timezone": "Europe/Paris"}
+    assert trimmed(profile, frozenset({"first_name", "missing"})) == {
+        "first_name": "Ada",
+        "timezone": "Europe/Paris",
+    }
+    assert trimmed(profile, None) == profile
