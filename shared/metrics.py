@@ -36,7 +36,8 @@ def render(registry: CollectorRegistry) -> bytes:
 
 class RelayMetrics:
     """What an outbox relay could not publish: rows moved aside to the dead-letter stream
-    (``too_large`` for the server's limit, ``refused`` for a row the stream kept refusing)."""
+    (``too_large`` for the server's limit, ``refused`` for a row the stream kept refusing,
+    ``unusable`` for a row no message could be made of)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.dead = Counter(

@@ -303,11 +303,18 @@ class OutboxRelay:
             if self._exclusive and not await self._take_turn(session):
                 return 0, 0, 0
             rows = (await session.execute(self._unpublished())).all()
-            found = [
-                _Found(row._mapping[self._key], row.order_key, self._to_message(row))
-                for row in rows
-            ]
+            found, unusable = [], []
+            for row in rows:
+                key = row._mapping[self._key]
+                try:
+                    found.append(_Found(key, row.order_key, self._to_message(row)))
+                except Exception as exc:  # a row no message can be made of must not stay
+                    unusable.append((key, row.order_key, f"{type(exc).__name__}: {exc}"))
             published, dead = await self._publish(found)
+            for key, order_key, why in unusable:
+                row_of = _Found(key, order_key, Outgoing("(none)", f"row:{key}", b""))
+                if await self._move_aside(row_of, "unusable", f"no message can be made: {why}"):
+                    dead.append(key)
             if published or dead:
                 await self._mark(session, published + dead)
         return len(published) + len(dead), len(published), len(rows)

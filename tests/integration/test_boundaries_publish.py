@@ -254,6 +254,14 @@ async def test_a_row_too_large_to_publish_is_dead_lettered_and_the_rows_behind_i
                 "RETURNING seq",
                 workspace.id, uuid.uuid4().hex, json.dumps({"blob": padding(limit)}),
             )  # fmt: skip
+            # And a row no message can be made of (a workspace id no subject can hold).
+            unusable = await pg.fetchval(
+                f"INSERT INTO {EventInbox.fullname} (workspace_id, event_id, profile_id, kind, "
+                "name, timestamp, accepted_at, properties, traits) "
+                "VALUES ('no.such', $1, 'p', 'event', 'x', now(), now(), '{}', '{}') "
+                "RETURNING seq",
+                uuid.uuid4().hex,
+            )  # fmt: skip
             for ws, profile in ((workspace, "same-workspace"), (other, "other-workspace")):
                 async with ws.client() as c:
                     r = await c.post("/v1/events", json={"profile_id": profile, "name": "hi"})
@@ -277,12 +285,18 @@ async def test_a_row_too_large_to_publish_is_dead_lettered_and_the_rows_behind_i
     subject = "deadletter.RELAY.gateway-event_inbox"
 
     async def records() -> list[Msg]:
-        return [m for m in await dead_letters(nc, subject) if header(m, outbox.DEAD_ROW) == row]
+        return await _records_of(nc, subject, row)
 
     [record] = await eventually(records, "the oversized row's dead-letter record")
     assert str(limit) in header(record, bus.DEAD_REASON)
     assert header(record, bus.DEAD_SUBJECT).startswith(f"events.{workspace.id}.")
     assert int(header(record, bus.DEAD_DROPPED)) > limit  # the body did not fit: headers only
+
+    [broken] = await eventually(
+        lambda: _records_of(nc, subject, f"{EventInbox.fullname}:{unusable}"),
+        "the unusable row's dead-letter record",
+    )
+    assert "no message can be made" in header(broken, bus.DEAD_REASON)
 
     # The row is settled in its table: later turns (of this relay or one started after a
     # restart) never meet it again.
@@ -290,6 +304,10 @@ async def test_a_row_too_large_to_publish_is_dead_lettered_and_the_rows_behind_i
         assert (await c.post("/v1/events", json={"profile_id": "later", "name": "hi"})).is_success
     await eventually(lambda: known(other, "later"), "a later row")
     assert len(await records()) == 1
+
+
+async def _records_of(nc: NATS, subject: str, row: str) -> list[Msg]:
+    return [m for m in await dead_letters(nc, subject) if header(m, outbox.DEAD_ROW) == row]
 
 
 @pytest.fixture
