@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import asyncpg
@@ -25,7 +25,9 @@ from sqlalchemy import MetaData, Table, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.ingest import inbox_relay
 from gateway.models import EventInbox
+from gateway.settings import GatewaySettings
 from shared import bus, db, outbox
 from shared.metrics import RelayMetrics
 from shared.topology import ACTIVATIONS, DEADLETTER, StreamSpec
@@ -304,6 +306,72 @@ async def test_a_row_too_large_to_publish_is_dead_lettered_and_the_rows_behind_i
         assert (await c.post("/v1/events", json={"profile_id": "later", "name": "hi"})).is_success
     await eventually(lambda: known(other, "later"), "a later row")
     assert len(await records()) == 1
+
+
+async def test_a_due_timer_too_large_to_fire_is_dead_lettered_and_the_others_fire(
+    workspace: Workspace, pg: asyncpg.Pool, nc: NATS
+) -> None:
+    huge, small = f"huge-{uuid.uuid4().hex}", f"small-{uuid.uuid4().hex}"
+    for timer_id, payload in ((huge, {"blob": padding(nc.max_payload)}), (small, {})):
+        await pg.execute(
+            "INSERT INTO scheduler.timers (timer_id, workspace_id, profile_id, journey_id, kind, "
+            "due_at, payload, state) VALUES ($1, $2, 'nobody', 'j', 'wait', now(), $3::jsonb, "
+            "'pending')",
+            timer_id, workspace.id, json.dumps(payload),
+        )  # fmt: skip
+
+    async def state(timer_id: str) -> str:
+        found: str = await pg.fetchval(
+            "SELECT state FROM scheduler.timers WHERE timer_id = $1", timer_id
+        )
+        return found
+
+    await eventually(lambda: _is(state(small), "fired"), "the small timer to fire")
+    await eventually(lambda: _is(state(huge), "cancelled"), "the huge one to be moved aside")
+    records = [
+        m
+        for m in await dead_letters(nc, "deadletter.TIMERS.scheduler-release")
+        if header(m, bus.DEAD_SUBJECT) == f"timers.fired.{workspace.id}"
+    ]
+    assert len(records) == 1
+    assert str(nc.max_payload) in header(records[0], bus.DEAD_REASON)
+
+
+async def _is(value: Awaitable[str], expected: str) -> bool:
+    return await value == expected
+
+
+async def test_the_inbox_relay_skips_the_later_rows_of_a_profile_held_back(
+    servers: Servers, nc: NATS, engine: AsyncEngine, pg: asyncpg.Pool
+) -> None:
+    """The inbox's order key is the workspace and profile: while a row is retried, the
+    later rows of its profile are left out of each turn and every other profile's are in."""
+    ws = f"w{uuid.uuid4().hex[:8]}"
+    settings = GatewaySettings(database_url=servers.database_url)
+    relay = inbox_relay(db.make_sessionmaker(engine), nc.jetstream(), settings)
+    lock = outbox.relay_lock_key(EventInbox)
+    async with pg.acquire() as holder:
+        await holder.execute("SELECT pg_advisory_lock($1)", lock)  # no relay publishes these
+        try:
+            seqs = {}
+            for name, profile in (("first", "held"), ("free", "free"), ("later", "held")):
+                seqs[name] = await pg.fetchval(
+                    f"INSERT INTO {EventInbox.fullname} (workspace_id, event_id, profile_id, "
+                    "kind, name, timestamp, accepted_at, properties, traits) VALUES ($1, $2, $3, "
+                    "'event', 'x', now(), now(), '{}', '{}') RETURNING seq",
+                    ws, uuid.uuid4().hex, profile,
+                )  # fmt: skip
+            relay._failing = {seqs["first"]: outbox._Failing(f"{ws}/held", 0.0)}
+            async with engine.connect() as conn:
+                rows = (await conn.execute(relay._unpublished().limit(None))).all()
+            mine = [r.seq for r in rows if r.workspace_id == ws]
+        finally:
+            await pg.execute(
+                f"UPDATE {EventInbox.fullname} SET published_at = now() WHERE workspace_id = $1",
+                ws,
+            )
+            await holder.execute("SELECT pg_advisory_unlock($1)", lock)
+    assert mine == [seqs["first"], seqs["free"]]
 
 
 async def _records_of(nc: NATS, subject: str, row: str) -> list[Msg]:
