@@ -6,7 +6,8 @@ Each service that publishes has an ``outbox`` table in its own schema. ``enqueue
 row inside the caller's transaction; the relay publishes unpublished rows in key order
 with a ``Nats-Msg-Id`` per row (a crash between publish and marking only causes a
 duplicate that JetStream drops) and marks them. It wakes on ``notify`` after a commit and
-also polls, which covers rows left by a crashed process.
+also polls, which covers rows left by a crashed process. A row that can never be published
+is moved aside with the reason (see :class:`OutboxRelay`), never retried at the head.
 
 The relay works on any table with a single-column integer primary key (the order) and a
 nullable ``published_at``: ``to_message`` turns a row into what is published. The
@@ -212,15 +213,18 @@ class OutboxRelay:
     relays share the rows with ``SKIP LOCKED`` and order holds within each batch.
     With ``keep_published_s``, published rows older than that are deleted now and then.
 
-    No row can hold the table: a row larger than the server's ``max_payload`` is never sent
-    (the server would close the connection) but moved aside at once, a dead-letter record
-    of it published on ``deadletter.RELAY.<table>`` with the reason and the row marked as
-    done; a row the stream keeps refusing while it takes others (no stream for its subject,
-    a stream limit) is moved aside the same way once it has been refused for
-    ``give_up_s`` and at least ``give_up_attempts`` rounds. Until then, the later rows of
-    its ``order_key`` (an SQL expression over the table's columns: the subject, or the
-    profile) wait behind it and every other row goes on. A round in which nothing is
-    acknowledged is an outage (NATS away) and counts against no row.
+    No row can hold the table. A row larger than the server's ``max_payload`` is never
+    sent (the server would close the connection) but moved aside at once: a dead-letter
+    record of it is published on ``deadletter.RELAY.<schema>-<table>`` with the reason
+    (the body too when it fits) and the row is marked done, so no relay meets it again. So
+    is a row no message can be made of. A row the server refuses (an error acknowledgement
+    such as a stream limit; no stream for its subject, asked of the server) is retried each
+    turn and moved aside the same way once refused for ``give_up_s`` and at least
+    ``give_up_attempts`` turns; meanwhile the later rows of its ``order_key`` (an SQL
+    expression over the table's columns: the subject, or the profile) wait behind it and
+    every other row goes on. A failure that is not the message's own (no answer, NATS away
+    or unavailable) counts against no row: the rows wait for NATS, as everything does.
+    Acknowledged rows are marked whatever failed before them.
     """
 
     def __init__(
@@ -268,6 +272,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._pruned_at = 0.0
         self._failing: dict[Any, _Failing] = {}
+        self._settled = 0
 
     def notify(self) -> None:
         """Call after committing rows: publish now instead of at the next poll."""
@@ -276,7 +281,7 @@ class OutboxRelay:
     async def run(self) -> None:
         while True:
             try:
-                while await self.relay_once() == self._batch:
+                while await self._turn() == self._batch:
                     pass
                 await self._prune_now_and_then()
             except Exception as exc:
@@ -287,6 +292,12 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch; returns how many rows it settled (published or moved aside)."""
+        await self._turn()
+        return self._settled
+
+    async def _turn(self) -> int:
+        """One batch; how many rows it found (a full batch when more may be waiting), or
+        none when it settled nothing (retrying at once would only meet the same rows)."""
         if self._pool is not None:
             settled, published, found = await self._relay_raw(self._pool)
         else:
@@ -296,7 +307,8 @@ class OutboxRelay:
                         published=published)  # fmt: skip
         if published and self._on_published is not None:
             self._on_published(published)
-        return settled
+        self._settled = settled
+        return found if settled else 0
 
     async def _relay_orm(self) -> tuple[int, int, int]:
         async with self._sessions() as session, session.begin():
