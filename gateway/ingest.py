@@ -39,12 +39,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.models import EventInbox
 from gateway.settings import GatewaySettings
-from shared import outbox
+from shared import db, outbox
 from shared.app import ServiceState, get_state
 from shared.clock import Clock
+from shared.event_schema import time_problem
 from shared.events import PROFILE_UPDATED, AcceptedEvent, EventKind
 from shared.identity import Identity
 from shared.logging import get_logger, new_id
+from shared.metrics import RelayMetrics
 from shared.problems import FieldError, ProblemError, invalid, json_path
 
 log = get_logger(__name__)
@@ -52,7 +54,20 @@ log = get_logger(__name__)
 INGEST = "ingest"
 MAX_DEPTH = 32
 MAX_EVENT_BYTES = 64 * 1024
+# A profile's attributes, as JSON: every message about the profile may carry them, so they
+# must stay far below the bus's message limit (1 MiB by default).
+MAX_PROFILE_BYTES = 32 * 1024
 MAX_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How large (JSON bytes) an event may be, and the attributes a profile update or an
+    event's traits may give (the runtime also caps the merged profile at the latter)."""
+
+    event_bytes: int = MAX_EVENT_BYTES
+    profile_bytes: int = MAX_PROFILE_BYTES
+
 
 # Schemas
 
@@ -69,9 +84,14 @@ def _rfc3339(value: object) -> datetime:
     if not isinstance(value, str) or not _RFC3339.match(value):
         raise ValueError("must be an RFC 3339 time with an offset, e.g. 2026-01-31T09:00:00Z")
     try:
-        return datetime.fromisoformat(value.upper())
+        parsed = datetime.fromisoformat(value.upper())
     except ValueError as exc:
         raise ValueError(f"is not a valid time: {exc}") from None
+    # Outside this window a time cannot be stored (or converted to UTC) and would fail the
+    # commit it shares with other requests.
+    if (problem := time_problem(parsed)) is not None:
+        raise ValueError(problem)
+    return parsed
 
 
 def _depth(value: Any) -> int:
@@ -176,7 +196,7 @@ def _serialized_size(raw: Any) -> int:
 
 
 def check_event(
-    raw: Any, at: tuple[str | int, ...] = ()
+    raw: Any, at: tuple[str | int, ...] = (), limits: Limits = Limits()
 ) -> tuple[EventIn | None, list[FieldError]]:
     """The event in ``raw`` or every problem with it, paths under ``at``."""
     errors: list[FieldError] = []
@@ -188,11 +208,23 @@ def check_event(
             FieldError(json_path((*at, *e["loc"])), e["msg"].removeprefix("Value error, "))
             for e in exc.errors()
         ]
-    if isinstance(raw, dict) and (size := _serialized_size(raw)) > MAX_EVENT_BYTES:
+    if isinstance(raw, dict) and (size := _serialized_size(raw)) > limits.event_bytes:
         errors.append(
-            FieldError(json_path(at), f"the event is {size} bytes; at most {MAX_EVENT_BYTES}")
+            FieldError(json_path(at), f"the event is {size} bytes; at most {limits.event_bytes}")
         )
+    if event is not None and event.traits:
+        errors += _profile_problems(event.traits, (*at, "traits"), limits)
     return (None, errors) if errors else (event, [])
+
+
+def _profile_problems(
+    attributes: dict[str, Any], at: tuple[str | int, ...], limits: Limits
+) -> list[FieldError]:
+    size = _serialized_size(attributes)
+    if size <= limits.profile_bytes:
+        return []
+    message = f"the attributes are {size} bytes; a profile holds at most {limits.profile_bytes}"
+    return [FieldError(json_path(at), message)]
 
 
 def check_batch(raw: Any) -> list[Any]:
@@ -211,9 +243,9 @@ def check_batch(raw: Any) -> list[Any]:
     return events
 
 
-def check_profile(raw: Any) -> ProfileIn:
+def check_profile(raw: Any, limits: Limits = Limits()) -> ProfileIn:
     try:
-        return ProfileIn.model_validate(raw)
+        body = ProfileIn.model_validate(raw)
     except ValidationError as exc:
         raise invalid(
             [
@@ -221,6 +253,9 @@ def check_profile(raw: Any) -> ProfileIn:
                 for e in exc.errors()
             ]
         ) from None
+    if problems := _profile_problems(body.attributes, ("attributes",), limits):
+        raise invalid(problems)
+    return body
 
 
 # Rows
@@ -395,7 +430,8 @@ class GroupCommitWriter:
             async with self._sessions() as session, session.begin():
                 await insert_rows(session, rows)
         except Exception as exc:
-            log.error("ingest.commit_failed", rows=len(rows), error=f"{type(exc).__name__}: {exc}")
+            # Never the error's text: the statement holds other tenants' rows.
+            log.error("ingest.commit_failed", rows=len(rows), error=db.describe_error(exc))
             if len(group) == 1:
                 self._settle(group, StoreFailed())
                 return
@@ -443,6 +479,7 @@ class Ingest:
     writer: GroupCommitWriter
     metrics: IngestMetrics
     clock: Clock
+    limits: Limits = Limits()
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -452,7 +489,7 @@ class Ingest:
 
     async def accept_for(self, workspace_id: str, raw: Any) -> Accepted:
         """One event of ``workspace_id``: 422 with every problem, or 202 once committed."""
-        event, errors = check_event(raw)
+        event, errors = check_event(raw, limits=self.limits)
         if event is None:
             self.metrics.rejected.inc()
             raise invalid(errors)
@@ -462,7 +499,7 @@ class Ingest:
     async def accept_batch(self, identity: Identity, raw: Any) -> BatchAccepted:
         now, rows, rejected = self.now(), [], []
         for index, item in enumerate(check_batch(raw)):
-            event, errors = check_event(item, ("events", index))
+            event, errors = check_event(item, ("events", index), self.limits)
             if event is None:
                 rejected.append(
                     Rejection(
@@ -477,7 +514,7 @@ class Ingest:
         return BatchAccepted(accepted=len(rows), rejected=rejected)
 
     async def upsert_profile(self, identity: Identity, profile_id: str, raw: Any) -> ProfileOut:
-        body = check_profile(raw)
+        body = check_profile(raw, self.limits)
         await self.writer.write([profile_row(identity.workspace_id, profile_id, body, self.now())])
         return ProfileOut(profile_id=profile_id, attributes=body.attributes, consent=body.consent)
 
@@ -487,8 +524,11 @@ def inbox_relay(
     js: JetStreamContext,
     settings: GatewaySettings,
     on_published: Callable[[int], None] | None = None,
+    metrics: RelayMetrics | None = None,
 ) -> outbox.OutboxRelay:
-    """The relay of the event inbox: one at a time keeps the stream in acceptance order."""
+    """The relay of the event inbox: one at a time keeps the stream in acceptance order.
+    Order matters within a profile: a row that cannot go out yet holds back only the later
+    rows of its profile."""
     return outbox.OutboxRelay(
         sessions, EventInbox, js,
         poll_s=settings.relay_poll_s, batch=settings.relay_batch,
@@ -496,7 +536,13 @@ def inbox_relay(
         exclusive=True,
         keep_published_s=settings.inbox_retention_h * 3600,
         on_published=on_published,
+        order_key=INBOX_ORDER,
+        metrics=metrics,
     )  # fmt: skip
+
+
+# The inbox's order key: a profile of a workspace.
+INBOX_ORDER = "workspace_id || '/' || profile_id"
 
 
 @asynccontextmanager
@@ -505,12 +551,15 @@ async def running_ingest(state: ServiceState) -> AsyncIterator[None]:
     settings = state.settings
     assert isinstance(settings, GatewaySettings)
     metrics = IngestMetrics(state.registry)
-    relay = inbox_relay(state.sessions, state.js, settings, metrics.published.inc)
+    relay = inbox_relay(
+        state.sessions, state.js, settings, metrics.published.inc, RelayMetrics(state.registry)
+    )
     writer = GroupCommitWriter(
         state.sessions, settings.ingest_batch_window_ms / 1000, settings.ingest_batch_max,
         metrics, relay.notify,
     )  # fmt: skip
-    state.extras[INGEST] = Ingest(writer, metrics, state.clock)
+    limits = Limits(settings.max_event_bytes, settings.max_profile_bytes)
+    state.extras[INGEST] = Ingest(writer, metrics, state.clock, limits)
     async with outbox.running(relay), running_writer(writer):
         yield
 

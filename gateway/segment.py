@@ -21,6 +21,7 @@ from gateway.ingest import (
     MAX_BATCH,
     InboxRow,
     Ingest,
+    Limits,
     check_event,
     check_profile,
     event_row,
@@ -90,7 +91,7 @@ def _moved(errors: Sequence[FieldError], at: str, fields: dict[str, str]) -> lis
 
 
 def track_row(
-    workspace_id: str, message: dict[str, Any], at: str, now: datetime
+    workspace_id: str, message: dict[str, Any], at: str, now: datetime, limits: Limits
 ) -> tuple[InboxRow | None, list[FieldError]]:
     context = message.get("context")
     raw = {
@@ -101,7 +102,7 @@ def track_row(
         "properties": message.get("properties"),
         "traits": context.get("traits") if isinstance(context, dict) else None,
     }
-    event, errors = check_event({k: v for k, v in raw.items() if v is not None})
+    event, errors = check_event({k: v for k, v in raw.items() if v is not None}, (), limits)
     if event is None:
         fields = dict(_TRACK_FIELDS)
         if message.get("userId") in (None, ""):
@@ -111,7 +112,7 @@ def track_row(
 
 
 def identify_row(
-    workspace_id: str, message: dict[str, Any], at: str, now: datetime
+    workspace_id: str, message: dict[str, Any], at: str, now: datetime, limits: Limits
 ) -> tuple[InboxRow | None, list[FieldError]]:
     errors: list[FieldError] = []
     profile_id = _profile_id(message)
@@ -119,7 +120,7 @@ def identify_row(
         path = f"{at}.userId" if at else "userId"
         errors.append(FieldError(path, "give userId or anonymousId (1 to 200 characters)"))
     try:
-        body = check_profile({"attributes": message.get("traits") or {}})
+        body = check_profile({"attributes": message.get("traits") or {}}, limits)
     except ProblemError as exc:
         errors += _moved(exc.errors, at, {"attributes": "traits"})
         return None, errors
@@ -141,7 +142,7 @@ async def accept(ingest: Ingest, identity: Identity, messages: list[tuple[str, A
         if kind not in _KINDS:
             continue
         make = track_row if kind == "track" else identify_row
-        row, problems = make(identity.workspace_id, message, at, now)
+        row, problems = make(identity.workspace_id, message, at, now, ingest.limits)
         if row is not None:
             rows.append(row)
         errors += problems

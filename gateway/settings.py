@@ -20,6 +20,17 @@ class GatewaySettings(ServiceSettings):
         default=1.0, ge=0, le=1.0, description="How long a key lookup is reused (revocation delay)."
     )
 
+    max_event_bytes: int = Field(
+        default=64 * 1024, ge=1024, le=512 * 1024, description="Largest event, as JSON."
+    )
+    max_profile_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        le=256 * 1024,
+        description="Largest profile attributes (an update, an event's traits, the merged "
+        "profile: the runtime's setting of the same name), as JSON.",
+    )
+
     ingest_batch_window_ms: float = Field(
         default=2.0, ge=0, le=1000, description="Longest an accepted event waits to share a commit."
     )

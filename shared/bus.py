@@ -43,12 +43,62 @@ DEAD_REASON = "Waypost-Dead-Reason"
 DEAD_SUBJECT = "Waypost-Original-Subject"
 DEAD_SEQ = "Waypost-Original-Seq"
 DEAD_DELIVERIES = "Waypost-Deliveries"
+# Set on a dead-letter record whose original body did not fit beside its headers: the
+# body's size; the record then carries the headers only.
+DEAD_DROPPED = "Waypost-Body-Dropped"
+# Room a dead-letter record leaves for the headers publishing adds (its id, the request and
+# trace ids).
+COPY_HEADROOM = 1024
 PULL_EXPIRES_S = 1.0  # how long one pull request stays open at the server
 EXPIRY_GRACE_S = 0.25  # how much later than here the server may still deliver to it
 
 
 class Poison(Exception):
     """A message that can never be processed; it is dead-lettered with this reason."""
+
+
+class TooLarge(Poison):
+    """A message larger than the server's ``max_payload``: it can never be published.
+
+    Sending it anyway would not just fail: a NATS server closes the connection of a client
+    that sends more than its limit, which would take every other publish with it. A handler
+    whose work would publish such a message is given poison, so it is dead-lettered at once.
+    """
+
+
+def header_bytes(headers: Mapping[str, str] | None) -> int:
+    """The size of the header block a client sends with ``headers`` (``NATS/1.0``, each
+    ``key: value`` line, the blank line): the server counts it against ``max_payload``."""
+    if not headers:
+        return 0
+    lines = sum(len(k.strip().encode()) + len(v.strip().encode()) + 4 for k, v in headers.items())
+    return len(b"NATS/1.0\r\n") + lines + 2
+
+
+def max_payload(js: JetStreamContext) -> int:
+    """The largest message (headers and body) the connected server takes."""
+    return int(js._nc.max_payload)
+
+
+def wire_size(data: bytes, headers: Mapping[str, str] | None) -> int:
+    return len(data) + header_bytes(headers)
+
+
+def check_size(js: JetStreamContext, subject: str, data: bytes, headers: Mapping[str, str]) -> None:
+    """:class:`TooLarge` if the server would refuse the message."""
+    size, limit = wire_size(data, headers), max_payload(js)
+    if size > limit:
+        raise TooLarge(f"a message to {subject} is {size} bytes; the server takes {limit} at most")
+
+
+def fitting_copy(
+    js: JetStreamContext, data: bytes, headers: dict[str, str]
+) -> tuple[bytes, dict[str, str]]:
+    """A dead-letter record that can be published: the original body when it fits beside
+    ``headers``, else the headers alone and the body's size in :data:`DEAD_DROPPED`."""
+    if wire_size(data, headers) + COPY_HEADROOM <= max_payload(js):
+        return data, headers
+    return b"", {**headers, DEAD_DROPPED: str(len(data))}
 
 
 async def connect(url: str, name: str) -> NATS:
@@ -118,9 +168,11 @@ async def publish(
     headers: Mapping[str, str] | None = None,
     ack_timeout_s: float = 5.0,
 ) -> PubAck:
-    """Publish once per ``msg_id``: JetStream drops a repeat inside the duplicate window."""
+    """Publish once per ``msg_id``: JetStream drops a repeat inside the duplicate window.
+    :class:`TooLarge` (nothing sent) for a message the server would refuse."""
     data = payload if isinstance(payload, bytes) else encode(payload)
     all_headers = {**correlation_headers(), **(headers or {}), MSG_ID: msg_id}
+    check_size(js, subject, data, all_headers)
     return await js.publish(subject, data, headers=all_headers, timeout=ack_timeout_s)
 
 
@@ -435,8 +487,10 @@ class Consumer:
         }
         subject = dead_letter_subject(self.spec.stream, self.spec.durable)
         dl_id = f"dl:{self.spec.stream}:{self.spec.durable}:{meta.sequence.stream}"
+        # The copy carries more headers than the original: it may no longer fit.
+        data, headers = fitting_copy(self._js, msg.data, headers)
         try:
-            await publish(self._js, subject, msg.data, dl_id, headers)
+            await publish(self._js, subject, data, dl_id, headers)
         except Exception as exc:
             # Not recorded, so not dropped: it comes back after a delay.
             log.error("bus.dead_letter_failed", error=str(exc), subject=msg.subject)

@@ -12,6 +12,7 @@ from datetime import date, datetime
 import asyncpg
 import orjson
 from sqlalchemy import MetaData, make_url, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -34,13 +35,30 @@ def schema_metadata(schema: str) -> MetaData:
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    """Statement parameters are never put in error messages: one statement may hold the
+    rows of many tenants (the gateway's group commit), and errors reach the logs."""
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+        hide_parameters=True,
     )
+
+
+def describe_error(exc: BaseException) -> str:
+    """What to log of a failed statement: the error's type and SQLSTATE, never its text,
+    since a driver names the values it could not take (``invalid input for query argument
+    $6: [...]``); errors that are not the database's with their message."""
+    if isinstance(exc, DBAPIError):
+        cause = exc.orig.__cause__ if exc.orig is not None else None
+        inner = cause if cause is not None else exc.orig
+        sqlstate = getattr(inner, "sqlstate", None) or getattr(exc.orig, "sqlstate", None)
+        return f"{type(exc).__name__} ({type(inner).__name__}, SQLSTATE {sqlstate or 'none'})"
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+        return f"{type(exc).__name__} (SQLSTATE {getattr(exc, 'sqlstate', None) or 'none'})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.criteria import LIST_OPS, ORDERING_OPS, PRESENCE_OPS, Op
@@ -35,6 +35,25 @@ MAX_TEXT = 1000
 # Criteria paths are dotted and split on dots and whitespace: names must fit into one segment.
 _NAME = re.compile(r"^[^.\s]{1,200}$")
 _DIGITS = re.compile(r"^\d+$")
+
+
+# The times an event may carry, after conversion to UTC: from the Unix epoch to the end of
+# year 9999. An offset can move a time Python parses into year 0 or 10000, which no
+# datetime (nor asyncpg) can hold; and nothing a customer does happened before 1970.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+TIME_RANGE = "1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z"
+
+
+def time_problem(value: datetime) -> str | None:
+    """Why an aware ``value`` is outside the times events may carry, if it is."""
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return f"is out of range: times go from {TIME_RANGE}"
+    if not EARLIEST <= utc <= LATEST:
+        return f"is out of range: times go from {TIME_RANGE}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -230,7 +249,7 @@ def _is_date_time(value: object) -> bool:
         parsed = datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError:
         return False
-    return parsed.tzinfo is not None
+    return parsed.tzinfo is not None and time_problem(parsed) is None
 
 
 def _kind_of(value: object) -> str:

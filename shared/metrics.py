@@ -32,3 +32,23 @@ class HttpMetrics:
 
 def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
+
+
+class RelayMetrics:
+    """What an outbox relay could not publish: rows moved aside to the dead-letter stream
+    (``too_large`` for the server's limit, ``refused`` for a row the stream kept refusing,
+    ``unusable`` for a row no message could be made of)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.dead = Counter(
+            "waypost_outbox_rows_dead_lettered_total",
+            "Outbox rows that could not be published, moved aside with the reason",
+            ["table", "reason"],
+            registry=registry,
+        )
+        self.failing = Counter(
+            "waypost_outbox_publish_refusals_total",
+            "Rows not acknowledged while other rows of the same round were",
+            ["table"],
+            registry=registry,
+        )

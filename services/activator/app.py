@@ -21,6 +21,7 @@ from services.activator.settings import ActivatorSettings
 from shared import bus, db, http, outbox
 from shared.app import Extension, ServiceState, create_service_app
 from shared.connectors import DestinationGuard
+from shared.metrics import RelayMetrics
 
 HTTP = internal.HTTP
 GUARD = internal.GUARD
@@ -50,7 +51,9 @@ def _extension(settings: ActivatorSettings) -> Extension:
             # its sends are out) and the outbox relay.
             pool = await db.create_raw_pool(settings.database_url, settings.db_pool_size + 4)
             await stack.enter_async_context(db.closing(pool))
-            relay = outbox.OutboxRelay(state.sessions, Outbox, state.js, pool=pool)
+            relay = outbox.OutboxRelay(
+                state.sessions, Outbox, state.js, pool=pool, metrics=RelayMetrics(state.registry)
+            )
             await stack.enter_async_context(outbox.running(relay))
             deliverer = Deliverer(
                 state.sessions, pool, state.clock, designer, state.extras[HTTP], guard, relay,

@@ -19,6 +19,7 @@ from shared import beacon, outbox
 from shared.app import ServiceState, create_service_app, get_state
 from shared.journey import JourneyBody
 from shared.logging import get_logger
+from shared.metrics import RelayMetrics
 
 log = get_logger(__name__)
 
@@ -30,7 +31,9 @@ async def _clients(state: ServiceState) -> AsyncIterator[None]:
     if not settings.secrets_key:
         raise RuntimeError("WAYPOST_SECRETS_KEY is required (a Fernet key; `waypost up` makes one)")
     state.extras[SECRETS] = SecretBox(settings.secrets_key)
-    relay = outbox.OutboxRelay(state.sessions, Outbox, state.js)
+    relay = outbox.OutboxRelay(
+        state.sessions, Outbox, state.js, metrics=RelayMetrics(state.registry)
+    )
     state.extras[RELAY] = relay
     await beacon.ensure(state.js, settings.stream_replicas)
     async with httpx.AsyncClient(timeout=30) as client, outbox.running(relay):

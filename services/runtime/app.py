@@ -15,6 +15,7 @@ from services.runtime import api, internal
 from services.runtime.catalog import CatalogCache
 from services.runtime.consumers import journey_consumer, partition_consumer, timer_consumer
 from services.runtime.models import Outbox
+from services.runtime.needs import TemplateNeeds
 from services.runtime.partitions import PartitionLeases
 from services.runtime.processor import Processor
 from services.runtime.settings import RuntimeSettings
@@ -22,6 +23,7 @@ from services.runtime.triggers import TriggerSchemas
 from shared import beacon, bus, db, outbox
 from shared import http as shared_http
 from shared.app import ServiceState, create_service_app
+from shared.metrics import RelayMetrics
 
 PROCESSOR = "processor"
 HTTP = "http"
@@ -39,10 +41,13 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
         catalogs = CatalogCache(designer, settings.designer_url, state.js)
         relay = outbox.OutboxRelay(
             state.sessions, Outbox, state.js, keep_published_s=settings.outbox_retention_s,
-            pool=pool,
+            pool=pool, metrics=RelayMetrics(state.registry),
         )  # fmt: skip
         triggers = TriggerSchemas(designer, settings.designer_url)
-        processor = Processor(pool, catalogs, relay, state.clock, triggers)
+        needs = TemplateNeeds(designer, settings.designer_url)
+        processor = Processor(
+            pool, catalogs, relay, state.clock, triggers, settings.max_profile_bytes, needs
+        )
         state.extras[PROCESSOR] = processor
         async with outbox.running(relay):
             if not settings.consumers:

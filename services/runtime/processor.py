@@ -29,13 +29,21 @@ from services.runtime.engine.state import (
     TimelineEntry,
     Timer,
 )
+from services.runtime.needs import TemplateNeeds, trimmed
 from services.runtime.store import Command, EventExplained, ProfileRecord, Store
 from services.runtime.triggers import Tally, TriggerSchemas
 from shared import db, outbox
 from shared.clock import Clock
 from shared.erasure import ProfileErased
 from shared.events import AcceptedEvent
+from shared.logging import get_logger
 from shared.timers import TimerCancel, TimerKind, TimerSchedule
+
+log = get_logger(__name__)
+
+# The largest profile attributes (JSON bytes) an update may leave; the gateway's cap on
+# one update (WAYPOST_MAX_PROFILE_BYTES) is the same.
+MAX_PROFILE_BYTES = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -67,18 +75,25 @@ class Processor:
         relay: outbox.OutboxRelay | None,
         clock: Clock,
         triggers: TriggerSchemas | None = None,
+        max_profile_bytes: int = MAX_PROFILE_BYTES,
+        needs: TemplateNeeds | None = None,
     ) -> None:
+        """With ``needs``, each activation carries the profile attributes its template
+        reads (see ``services.runtime.needs``); without, the whole profile."""
         self.pool = pool
         self.catalogs = catalogs
         self.relay = relay
         self.clock = clock
         self.triggers = triggers
+        self.max_profile_bytes = max_profile_bytes
+        self.needs = needs
 
     async def apply_events(
         self, events: Sequence[AcceptedEvent], fetched_at: float
     ) -> dict[int, str]:
         """Apply the events in one transaction; return those refused (index -> reason):
-        events of a workspace that does not exist."""
+        events of a workspace that does not exist, and updates that would make a profile
+        larger than ``max_profile_bytes`` (see :meth:`_merge`)."""
         await self.catalogs.fresh(fetched_at)
         refused = {
             i: f"unknown workspace {e.workspace_id!r}"
@@ -88,16 +103,23 @@ class Processor:
         usable = [e for i, e in enumerate(events) if i not in refused]
         if usable:
             tally = await self.triggers.tally(self.catalogs.revision) if self.triggers else Tally()
+            too_large: dict[int, str] = {}  # id() of the event -> why
             async with db.raw_transaction(self.pool) as conn:
                 store = Store(conn)
                 for workspace_id, batch in _by_workspace(usable).items():
-                    await self._events_of_workspace(store, workspace_id, batch, tally)
+                    await self._events_of_workspace(store, workspace_id, batch, tally, too_large)
                 await tally.save(conn)
             self._notify()
+            refused |= {i: too_large[id(e)] for i, e in enumerate(events) if id(e) in too_large}
         return refused
 
     async def _events_of_workspace(
-        self, store: Store, workspace_id: str, events: list[AcceptedEvent], tally: Tally
+        self,
+        store: Store,
+        workspace_id: str,
+        events: list[AcceptedEvent],
+        tally: Tally,
+        too_large: dict[int, str],
     ) -> None:
         fresh = await store.claim_events(workspace_id, (e.event_id for e in events))
         todo = _first_of_each(e for e in events if e.event_id in fresh)
@@ -111,12 +133,15 @@ class Processor:
         now = self.clock.now()
         for event in todo:
             row = rows[event.profile_id]
-            if event.kind == "profile":
-                _upsert_profile(row, event)
+            if (event.kind == "profile" or event.traits) and (why := self._merge(row, event)):
+                too_large[id(event)] = why
+                log.warning(
+                    "runtime.profile_update_refused", workspace_id=workspace_id,
+                    profile_id=row.profile_id, event_id=event.event_id, reason=why,
+                )  # fmt: skip
                 continue
-            if event.traits:
-                row.attributes = {**row.attributes, **event.traits}
-                row.changed = True
+            if event.kind == "profile":
+                continue
             before = states[row.profile_id]
             result = engine.on_event(
                 catalog, _profile(row, catalog), before, _engine_event(event), now
@@ -126,6 +151,29 @@ class Processor:
             writes.explained.append(_explained(row.profile_id, event, result.explanations))
         await store.save_profiles(workspace_id, rows.values())
         await self._flush(store, workspace_id, writes, catalog)
+
+    def _merge(self, row: ProfileRecord, event: AcceptedEvent) -> str | None:
+        """Merge the event's traits (and a profile update's consent) into the profile; or,
+        when that would make the attributes larger than ``max_profile_bytes`` and larger
+        than they are, change nothing and say why: the whole input is then refused and
+        dead-lettered with the reason, since every message about the profile carries
+        attributes and one oversized profile must not make messages the bus cannot take.
+        (A profile over the cap from before the cap existed may still shrink or keep
+        its size.)"""
+        merged = {**row.attributes, **event.traits}
+        if event.traits:
+            size = len(db.dumps(merged).encode())
+            if size > self.max_profile_bytes and size > len(db.dumps(row.attributes).encode()):
+                return (
+                    f"the profile's attributes would be {size} bytes; a profile holds at most "
+                    f"{self.max_profile_bytes}"
+                )
+        row.attributes = merged
+        consent = event.properties.get("consent") if event.kind == "profile" else None
+        if isinstance(consent, dict):
+            row.consent = {**row.consent, **consent}
+        row.changed = True
+        return None
 
     async def apply_timers(self, fired: Sequence[FiredTimer]) -> None:
         for end in [t for t in fired if t.kind == TimerKind.SCHEDULE_END]:
@@ -264,7 +312,19 @@ class Processor:
         await store.add_timeline(workspace_id, writes.timeline)
         await store.add_explanations(workspace_id, writes.explained)
         await store.bump(workspace_id, dict(writes.counters), _shard(writes))
+        await self._carry_what_is_needed(workspace_id, writes.outbox)
         await store.add_commands(writes.outbox)
+
+    async def _carry_what_is_needed(self, workspace_id: str, commands: list[Command]) -> None:
+        """Each activation's profile cut down to what its template reads."""
+        if self.needs is None:
+            return
+        for _subject, payload, _msg_id in commands:
+            context = payload.get("context")
+            if "activation_id" not in payload or not isinstance(context, dict):
+                continue
+            fields = await self.needs.fields(workspace_id, payload["template_id"])
+            payload["context"] = {**context, "profile": trimmed(context["profile"], fields)}
 
     def _notify(self) -> None:
         if self.relay is not None:
@@ -303,14 +363,6 @@ def _first_of_each(events: Iterable[AcceptedEvent]) -> list[AcceptedEvent]:
             seen.add(event.event_id)
             out.append(event)
     return out
-
-
-def _upsert_profile(row: ProfileRecord, event: AcceptedEvent) -> None:
-    row.attributes = {**row.attributes, **event.traits}
-    consent = event.properties.get("consent")
-    if isinstance(consent, dict):
-        row.consent = {**row.consent, **consent}
-    row.changed = True
 
 
 def _profile(row: ProfileRecord, catalog: Catalog) -> Profile:

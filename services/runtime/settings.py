@@ -19,6 +19,13 @@ class RuntimeSettings(ServiceSettings):
     consumers: bool = Field(
         default=True, description="Consume the bus (off only for API-only processes)."
     )
+    max_profile_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        le=256 * 1024,
+        description="Largest profile attributes, as JSON: an update that would make a profile "
+        "larger is refused and dead-lettered (the gateway's setting of the same name).",
+    )
     outbox_retention_s: float = Field(
         default=3600, gt=0, description="Published outbox rows are deleted after this long."
     )

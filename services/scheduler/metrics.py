@@ -26,3 +26,8 @@ class SchedulerMetrics:
             registry=registry,
             buckets=LATENESS_BUCKETS,
         )
+        self.dead = Counter(
+            "waypost_scheduler_timers_dead_lettered_total",
+            "Due timers whose message the server could never take, dead-lettered and cancelled",
+            registry=registry,
+        )

@@ -24,11 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.scheduler.metrics import SchedulerMetrics
 from services.scheduler.repository import TimerRepository
 from services.scheduler.settings import SchedulerSettings
-from shared import db
+from shared import bus, db
 from shared.bus import MSG_ID
 from shared.clock import Clock, wait_or_wake
 from shared.logging import get_logger
 from shared.timers import TimerFired, TimerKind
+from shared.topology import TIMERS, dead_letter_subject
 
 log = get_logger(__name__)
 
@@ -87,12 +88,44 @@ class Releaser:
             due = await repo.claim_due(now, self._batch)
             if not due:
                 return 0
-            published = await self._publish(self._announcements(due, now))
-            if not published:
+            fitting, too_large = self._by_size(self._announcements(due, now))
+            published = await self._publish(fitting)
+            dead = [m for m in too_large if await self._dead_letter(m)]
+            if not published and not dead:
                 raise NothingPublished(f"none of {len(due)} due timers was acknowledged")
             await repo.mark_fired([m.timer_id for m in published], now)
+            await repo.mark_dead([m.timer_id for m in dead], now)
         self._observe(published)
+        self._metrics.dead.inc(len(dead))
         return len(due)
+
+    def _by_size(self, messages: Sequence[TimerFired]) -> tuple[list[TimerFired], list[TimerFired]]:
+        """The messages the server takes, and those it never would (larger than its
+        ``max_payload``: sending one would close the connection)."""
+        limit = bus.max_payload(self._js)
+        fitting: list[TimerFired] = []
+        too_large: list[TimerFired] = []
+        for m in messages:
+            size = bus.wire_size(m.json_bytes(), {MSG_ID: m.msg_id})
+            (fitting if size <= limit else too_large).append(m)
+        return fitting, too_large
+
+    async def _dead_letter(self, m: TimerFired) -> bool:
+        """Record a timer that can never fire on ``deadletter.TIMERS.scheduler-release``;
+        whether it was recorded (if not, it stays pending and is tried again)."""
+        data = m.json_bytes()
+        why = f"the fired message is {len(data)} bytes; the server takes "
+        why += f"{bus.max_payload(self._js)} at most"
+        headers = {bus.DEAD_REASON: why, bus.DEAD_SUBJECT: m.subject}
+        data, headers = bus.fitting_copy(self._js, data, headers)
+        subject = dead_letter_subject(TIMERS.name, "scheduler-release")
+        try:
+            await bus.publish(self._js, subject, data, f"dl:{m.msg_id}", headers)
+        except Exception as exc:
+            log.error("scheduler.dead_letter_failed", timer_id=m.timer_id, error=repr(exc))
+            return False
+        log.error("scheduler.dead_lettered", timer_id=m.timer_id, reason=why)
+        return True
 
     @staticmethod
     def _announcements(due: Sequence[Row[Any]], now: datetime) -> list[TimerFired]:

@@ -112,6 +112,18 @@ class TimerRepository:
                 .execution_options(synchronize_session=False)
             )
 
+    async def mark_dead(self, timer_ids: Sequence[str], at: datetime) -> None:
+        """Timers whose message can never be published: settled as cancelled (they will
+        not fire), their dead-letter record saying why."""
+        if timer_ids:
+            ids = bindparam("ids", list(timer_ids), type_=ARRAY(Text))
+            await self.session.execute(
+                update(Timer)
+                .where(Timer.timer_id == any_(ids), Timer.state == PENDING)
+                .values(state=CANCELLED, cancelled_at=at)
+                .execution_options(synchronize_session=False)
+            )
+
     async def next_due(self) -> datetime | None:
         return await self.session.scalar(select(func.min(Timer.due_at)).where(_pending()))
 
