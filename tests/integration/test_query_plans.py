@@ -83,7 +83,8 @@ async def test_the_raw_pool_plans_for_the_table_as_it_is(servers: Servers, table
             plan = await _plan_after_growth(conn, table)
     finally:
         await pool.close()
-    assert plan.startswith("Index Scan") and "profile_id" in plan, plan
+    assert plan.startswith("Index Scan"), plan
+    assert "profile_id" in plan, plan
 
 
 async def test_the_engine_plans_for_the_table_as_it_is(servers: Servers, table: str) -> None:
