@@ -3,7 +3,7 @@
 Each service keeps ``migrations/`` beside its models; its ``env.py`` calls
 :func:`run_env` with its schema and metadata. :func:`upgrade` applies one service's
 history; a Postgres advisory lock makes concurrent upgrades (replicas starting together)
-wait for each other instead of racing.
+wait for each other instead of racing. Tables never analyzed get their first statistics.
 """
 
 from __future__ import annotations
@@ -60,3 +60,18 @@ def _run_sync(conn: Connection, schema: str, metadata: MetaData) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+    _analyze_new_tables(conn, schema)
+
+
+def _analyze_new_tables(conn: Connection, schema: str) -> None:
+    """Give tables that have never been analyzed their first statistics, so the first
+    plans of a fresh deployment are not made blind; autovacuum keeps them current after."""
+    never = conn.execute(
+        text(
+            "SELECT relname FROM pg_stat_user_tables WHERE schemaname = :s"
+            " AND last_analyze IS NULL AND last_autoanalyze IS NULL"
+        ),
+        {"s": schema},
+    ).scalars()
+    for table in list(never):
+        conn.execute(text(f'ANALYZE "{schema}"."{table}"'))
