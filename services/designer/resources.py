@@ -48,6 +48,7 @@ from services.designer.schemas import (
     WorkspaceSettingsPatch,
 )
 from shared import templating
+from shared.addresses import AddressPolicy
 from shared.connectors import (
     SECRET_FIELDS,
     ConnectorType,
@@ -286,10 +287,10 @@ async def _split_config(ctx: Ctx, body: ConnectorIn) -> tuple[dict[str, Any], di
         parsed = parse_config(body.type, body.config)
     except ValidationError as exc:
         raise invalid(config_errors(exc)) from exc
-    if not ctx.settings.allow_private_connectors:
-        why = await destination_refusal(parsed)
-        if why is not None:
-            raise invalid([FieldError(f"config.{destination(parsed).field}", why)])
+    policy = AddressPolicy(allow_private=ctx.settings.allow_private_connectors)
+    why = await destination_refusal(parsed, policy)
+    if why is not None:
+        raise invalid([FieldError(f"config.{destination(parsed).field}", why)])
     full = to_stored(parsed)
     names = SECRET_FIELDS[body.type]
     secrets = {k: v for k, v in full.items() if k in names and v is not None}
