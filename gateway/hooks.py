@@ -35,6 +35,15 @@ class Source:
     workspace_id: str
     secret: str
     mapping: dict[str, str]
+    # The secret before the last rotation, accepted until ``previous_until``.
+    previous_secret: str | None = None
+    previous_until: datetime | None = None
+
+    def secrets(self, now: datetime) -> list[str]:
+        """The secrets a delivery may be signed with at ``now``."""
+        if self.previous_secret and self.previous_until and now < self.previous_until:
+            return [self.secret, self.previous_secret]
+        return [self.secret]
 
 
 class SourceCache:
@@ -62,7 +71,11 @@ class SourceCache:
         if r.status_code != 200:
             raise ProblemError(503, "Service unavailable", f"designer answered {r.status_code}")
         data = r.json()
-        return Source(data["id"], data["workspace_id"], data["secret"], dict(data["mapping"]))
+        until = data.get("previous_secret_until")
+        return Source(
+            data["id"], data["workspace_id"], data["secret"], dict(data["mapping"]),
+            data.get("previous_secret"), datetime.fromisoformat(until) if until else None,
+        )  # fmt: skip
 
 
 def _unauthorized(detail: str) -> ProblemError:
@@ -73,7 +86,8 @@ def verify(source: Source, body: bytes, headers: dict[str, str], now: datetime) 
     """The delivery's ``webhook-id`` once its signature and timestamp check out; else 401.
 
     The time is checked against the product's clock (which may be virtual), the signature
-    as Standard Webhooks computes it."""
+    as Standard Webhooks computes it, with the current secret or, in the grace period
+    after a rotation, the previous one."""
     msg_id = headers.get("webhook-id", "")
     stamp = headers.get("webhook-timestamp", "")
     signatures = headers.get("webhook-signature", "")
@@ -85,12 +99,14 @@ def verify(source: Source, body: bytes, headers: dict[str, str], now: datetime) 
         raise _unauthorized("webhook-timestamp must be whole seconds since the epoch") from None
     if abs(sent - now) > TOLERANCE:
         raise _unauthorized("webhook-timestamp is more than 5 minutes from the current time")
+    expected: list[bytes] = []
     try:
         text = body.decode()
-        expected = Webhook(source.secret).sign(msg_id, sent, text).partition(",")[2]
+        for secret in source.secrets(now):
+            signed = Webhook(secret).sign(msg_id, sent, text).partition(",")[2]
+            expected.append(base64.b64decode(signed))
     except (UnicodeDecodeError, ValueError, binascii.Error):
         raise _unauthorized("the signature does not match") from None
-    expected_bytes = base64.b64decode(expected)
     for candidate in signatures.split():
         version, _, signature = candidate.partition(",")
         if version != "v1":
@@ -99,7 +115,7 @@ def verify(source: Source, body: bytes, headers: dict[str, str], now: datetime) 
             given = base64.b64decode(signature, validate=True)
         except (ValueError, binascii.Error):
             continue
-        if hmac.compare_digest(expected_bytes, given):
+        if any(hmac.compare_digest(e, given) for e in expected):
             return msg_id
     raise _unauthorized("the signature does not match")
 

@@ -396,6 +396,14 @@ class WebhookSourceRepository:
         await self.session.flush()
         return source
 
+    async def delete(self, workspace_id: str, source_id: str) -> bool:
+        result = await self.session.execute(
+            delete(WebhookSource)
+            .where(WebhookSource.workspace_id == workspace_id, WebhookSource.id == source_id)
+            .returning(WebhookSource.id)
+        )
+        return result.first() is not None
+
 
 class EventTriggerRepository:
     def __init__(self, session: AsyncSession) -> None:
