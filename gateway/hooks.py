@@ -18,6 +18,7 @@ from standardwebhooks import Webhook
 
 from gateway.cache import TtlCache
 from gateway.ingest import INGEST, Accepted, Ingest, parse_json
+from gateway.ratelimit import OPEN_LIMITS, OpenLimits, too_many
 from shared import jsonpath
 from shared.app import get_state
 from shared.problems import FieldError, ProblemError, invalid
@@ -139,13 +140,25 @@ router = APIRouter(tags=["partner webhooks"])
 
 @router.post("/hooks/{source_id}", status_code=202)
 async def receive(request: Request, source_id: str) -> Accepted:
+    """Limited per client address and per source (429 with Retry-After); a client with too
+    many unknown sources or bad signatures is refused before anything is checked."""
     state = get_state(request)
+    limits: OpenLimits = state.extras[OPEN_LIMITS]
+    limits.refuse_if_failing(request)
+    wait = limits.hit(request, "hooks", source_id)
+    if wait > 0:
+        raise too_many("too many webhook deliveries; slow down", wait)
     cache: SourceCache = state.extras[SOURCES]
     source = await cache.get(source_id) if _SOURCE_ID.match(source_id) else None
     if source is None:
+        limits.failure(request, "webhook_source")
         raise ProblemError(404, "Not found", f"webhook source {source_id} does not exist")
     body = await request.body()
-    msg_id = verify(source, body, dict(request.headers), state.clock.now())
+    try:
+        msg_id = verify(source, body, dict(request.headers), state.clock.now())
+    except ProblemError:
+        limits.failure(request, "webhook_signature")
+        raise
     ingest: Ingest = state.extras[INGEST]
     return await ingest.accept_for(
         source.workspace_id, map_event(source.mapping, parse_json(body), msg_id)
