@@ -95,3 +95,15 @@ def test_failures_are_counted_per_client() -> None:
     assert caught.value.status == 429
     assert int(caught.value.headers["Retry-After"]) >= 1
     open_limits.refuse_if_failing(ada)
+
+
+def test_trusted_proxies_come_from_the_environment_as_a_json_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway.settings import GatewaySettings
+
+    assert GatewaySettings().trusted_proxies == []
+    monkeypatch.setenv("WAYPOST_TRUSTED_PROXIES", '["10.0.0.0/8", "192.0.2.7", "fd00::/8"]')
+    trusted = GatewaySettings().trusted_proxies
+    assert [str(n) for n in trusted] == ["10.0.0.0/8", "192.0.2.7/32", "fd00::/8"]
+    assert client_address(request("192.0.2.7", "203.0.113.5"), trusted) == "203.0.113.5"
