@@ -138,7 +138,17 @@ def map_event(mapping: dict[str, str], payload: Any, msg_id: str) -> dict[str, A
 router = APIRouter(tags=["partner webhooks"])
 
 
-@router.post("/hooks/{source_id}", status_code=202)
+@router.post(
+    "/hooks/{source_id}",
+    status_code=202,
+    summary="Receive a partner's signed webhook as an event",
+    responses={
+        401: {"description": "Missing or bad signature, or a timestamp out of tolerance."},
+        404: {"description": "No such webhook source (or it was revoked)."},
+        429: {"description": "Over the client's, the source's or the failed-attempt rate "
+              "(Retry-After says when to try again)."},
+    },
+)  # fmt: skip
 async def receive(request: Request, source_id: str) -> Accepted:
     """Limited per client address and per source (429 with Retry-After); a client with too
     many unknown sources or bad signatures is refused before anything is checked."""
