@@ -23,7 +23,7 @@ from gateway.auth import Authenticator, DesignerUnavailable
 from gateway.guards import InputGuardMiddleware
 from gateway.openapi import merged_openapi
 from gateway.proxy import forward
-from gateway.ratelimit import RateLimiter, retry_after_header
+from gateway.ratelimit import OPEN_LIMITS, OpenLimits, RateLimiter, retry_after_header
 from gateway.routes import INGEST, MethodNotAllowed, Route, match
 from gateway.settings import GatewaySettings
 from shared.app import ServiceState, create_service_app, get_state
@@ -60,10 +60,24 @@ async def _clients(state: ServiceState) -> AsyncIterator[None]:
         state.extras[HTTP_CLIENT] = client
         state.extras[AUTH] = Authenticator(client, settings.designer_url, settings.auth_cache_s)
         state.extras[LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        state.extras[OPEN_LIMITS] = _open_limits(state, settings)
         state.extras[hooks.SOURCES] = hooks.SourceCache(
             client, settings.designer_url, settings.auth_cache_s
         )
         yield
+
+
+def _open_limits(state: ServiceState, settings: GatewaySettings) -> OpenLimits:
+    return OpenLimits(
+        state.registry,
+        settings.trusted_proxies,
+        per_address=RateLimiter(settings.open_rate_limit_per_s, settings.open_rate_limit_burst),
+        per_token=RateLimiter(
+            settings.tracking_rate_limit_per_s, settings.tracking_rate_limit_burst
+        ),
+        per_source=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        failures=RateLimiter(settings.auth_failure_rate_per_s, settings.auth_failure_burst),
+    )
 
 
 @asynccontextmanager
@@ -106,16 +120,21 @@ async def _identify(request: Request, state: ServiceState) -> Identity:
             401, "Unauthorized", "send 'Authorization: Bearer <api key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )  # fmt: skip
-    return await _known(state, key.strip(), "Bearer")
+    return await _known(state, key.strip(), "Bearer", request)
 
 
-async def _known(state: ServiceState, key: str, scheme: str) -> Identity:
+async def _known(state: ServiceState, key: str, scheme: str, request: Request) -> Identity:
+    """The key's identity. A client with too many failed keys gets 429 before this one is
+    looked up; an unknown key counts as a failure."""
+    limits: OpenLimits = state.extras[OPEN_LIMITS]
+    limits.refuse_if_failing(request)
     authenticator: Authenticator = state.extras[AUTH]
     try:
         identity = await authenticator.identify(key)
     except DesignerUnavailable as exc:
         raise ProblemError(503, "Service unavailable", "designer is not reachable") from exc
     if identity is None:
+        limits.failure(request, "api_key")
         raise ProblemError(
             401, "Unauthorized", "unknown or revoked API key",
             headers={"WWW-Authenticate": scheme},
@@ -162,13 +181,16 @@ async def segment_caller(request: Request) -> Identity:
     except (binascii.Error, ValueError):
         decoded = ""
     key = decoded.partition(":")[0].strip()
+    state = get_state(request)
     if scheme.lower() != "basic" or not key:
+        limits: OpenLimits = state.extras[OPEN_LIMITS]
+        limits.refuse_if_failing(request)
+        limits.failure(request, "write_key")
         raise ProblemError(
             401, "Unauthorized", "send HTTP Basic auth with an ingest key as the user",
             headers={"WWW-Authenticate": basic},
         )  # fmt: skip
-    state = get_state(request)
-    identity = await _known(state, key, basic)
+    identity = await _known(state, key, basic, request)
     if identity.role not in INGEST:
         raise ProblemError(403, "Forbidden", f"a {identity.role.value} key may not send events")
     _limit(state, identity)

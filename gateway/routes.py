@@ -58,6 +58,7 @@ ROUTES: tuple[Route, ...] = (
     _r("/v1/workspace/settings", GET, "designer", READ),
     _r("/v1/workspace/settings", frozenset({"PUT"}), "designer", ADMIN),
     _r(f"/v1/webhooks/sources(/{ID})?", ALL, "designer", ADMIN),
+    _r(f"/v1/webhooks/sources/{ID}/rotate", frozenset({"POST"}), "designer", ADMIN),
     _r("/v1/events(/batch)?", frozenset({"POST"}), "gateway", INGEST),
     # After the reads: the runtime stays the owner of the profile path for the docs.
     _r(f"/v1/profiles/{ID}(/timeline|/explain)?", GET, "runtime", READ),

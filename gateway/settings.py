@@ -1,4 +1,4 @@
-from pydantic import Field, SecretStr
+from pydantic import Field, IPvAnyNetwork, SecretStr
 
 from shared.settings import ServiceSettings
 
@@ -16,6 +16,29 @@ class GatewaySettings(ServiceSettings):
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest request body.")
     rate_limit_per_s: float = Field(default=200.0, gt=0, description="Requests/s per API key.")
     rate_limit_burst: int = Field(default=400, ge=1, description="Burst per API key.")
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default=[],
+        description="Proxies (addresses or CIDR networks) whose X-Forwarded-For names the "
+        "client; the socket peer is the client otherwise.",
+    )
+    open_rate_limit_per_s: float = Field(
+        default=20.0, gt=0, description="Requests/s per client address to /t/* and /hooks/*."
+    )
+    open_rate_limit_burst: int = Field(
+        default=200, ge=1, description="Burst per client address to /t/* and /hooks/*."
+    )
+    tracking_rate_limit_per_s: float = Field(
+        default=0.2, gt=0, description="Hits/s per tracking token (one email's pixel or link)."
+    )
+    tracking_rate_limit_burst: int = Field(default=20, ge=1, description="Burst per token.")
+    auth_failure_rate_per_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="Failed authentications/s per client address.",
+    )
+    auth_failure_burst: int = Field(
+        default=20, ge=1, description="Failed authentications allowed at once before 429."
+    )
     auth_cache_s: float = Field(
         default=1.0, ge=0, le=1.0, description="How long a key lookup is reused (revocation delay)."
     )

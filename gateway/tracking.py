@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.ingest import INGEST, Ingest
+from gateway.ratelimit import OPEN_LIMITS, OpenLimits, too_many
 from gateway.settings import GatewaySettings
 from shared.app import get_state
 from shared.logging import get_logger
@@ -48,10 +49,19 @@ async def _record(request: Request, mark: Mark, name: str, extra: dict[str, Any]
     await ingest.accept_for(mark.workspace_id, event)
 
 
+def _over_limit(request: Request, token: str) -> float:
+    """Seconds to wait when the client or the token is over its rate (0: within it)."""
+    limits: OpenLimits = get_state(request).extras[OPEN_LIMITS]
+    return limits.hit(request, "t", token)
+
+
 @router.get("/t/o/{token}")
 async def opened(request: Request, token: str) -> Response:
-    mark = _mark(request, token)
-    if mark is not None:
+    # Over the limit the pixel is still answered, so a mail client never shows a broken
+    # image; only the open is not recorded.
+    if _over_limit(request, token):
+        log.info("tracking.open_over_limit")
+    elif (mark := _mark(request, token)) is not None:
         await _record(request, mark, "email_opened", {})
     else:
         log.info("tracking.forged_open")
@@ -61,6 +71,8 @@ async def opened(request: Request, token: str) -> Response:
 
 @router.get("/t/c/{token}")
 async def clicked(request: Request, token: str) -> Response:
+    if wait := _over_limit(request, token):
+        raise too_many("too many requests for tracked links; try again later", wait)
     mark = _mark(request, token)
     if mark is None or not mark.url:
         raise ProblemError(404, "Not found", "unknown link")

@@ -1,12 +1,18 @@
 """Which network addresses a connector may reach: public ones only, unless the deployment
-allows private ones (``WAYPOST_ALLOW_PRIVATE_CONNECTORS``, on under ``waypost up``).
+allows private ones (``WAYPOST_ALLOW_PRIVATE_CONNECTORS``, on under ``waypost up``), and
+then also loopback and the private ranges, never more.
 
 A connector's URL or SMTP host is chosen by a workspace admin, and the designer and the
 activator then connect to it from inside the deployment. Without this check a connector
 pointed at ``127.0.0.1``, ``10.0.0.5`` or ``169.254.169.254`` would make Waypost a proxy
-into the private network (the connector test even reports what answered). The designer
-checks on save and the activator on every send, both after resolving the name, so a name
-that later starts resolving to a private address is refused too.
+into the private network (the connector test even reports what answered). Link-local,
+unspecified, multicast, reserved and cloud metadata addresses are refused in every mode:
+no local sink lives there, and the metadata service hands out the host's credentials.
+
+The designer checks on save; the activator resolves a name once per connection, vets every
+address of the answer and connects only to those (``AddressPolicy.vetted``, used by the
+HTTP connector of ``shared.http`` and the SMTP sockets of the senders), so a name whose
+answer flips between a check and the connection (DNS rebinding) cannot slip through.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -23,10 +31,29 @@ RESOLVE_TIMEOUT_S = 5.0
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 # 100.64.0.0/10 (carrier-grade NAT) is neither private nor global in Python's tables.
 SHARED = ipaddress.IPv4Network("100.64.0.0/10")
+# What the local mode adds to the public addresses: the private ranges a sink may live in
+# (loopback is the other). Python's ``is_private`` also covers 0.0.0.0/8, documentation,
+# benchmarking and reserved ranges: none of those is a place a local sink answers.
+LOCAL_RANGES = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+)
+# Cloud instance metadata services outside link-local space (AWS's IPv6 one, Alibaba's):
+# refused in every mode, like 169.254.169.254 itself.
+METADATA = frozenset(ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200"))
 
 
 class Unresolvable(Exception):
     """The destination's name could not be resolved (now; it may resolve later)."""
+
+
+class Refused(Exception):
+    """The destination is, or resolves to, an address the policy does not let us reach.
+    Not an ``OSError``: it must never pass for a network failure worth retrying."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
@@ -85,10 +112,60 @@ async def resolve(host: str, port: int | None = None) -> list[IPAddress]:
 
 
 def refusal(host: str, addresses: list[IPAddress]) -> str | None:
-    """Why a destination with these addresses is refused, or None when all are public."""
-    for ip in addresses:
-        why = non_public(ip)
+    """Why a destination with these addresses is refused when only public ones may be
+    reached, or None."""
+    return AddressPolicy().refusal(host, addresses)
+
+
+def unreachable(ip: IPAddress, allow_private: bool) -> str | None:
+    """Why ``ip`` may not be reached under the mode, or None. With ``allow_private`` (the
+    local mode) loopback and :data:`LOCAL_RANGES` pass too; metadata addresses never do."""
+    inner = embedded_ipv4(ip)
+    if inner is not None:
+        return unreachable(inner, allow_private)
+    if ip in METADATA:
+        return "cloud metadata"
+    why = non_public(ip)
+    if why is None or not allow_private:
+        return why
+    if why == "loopback" or (why == "private" and any(ip in net for net in LOCAL_RANGES)):
+        return None
+    return why
+
+
+Lookup = Callable[[str, int | None], Awaitable[list[IPAddress]]]
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    """Where connectors may connect: public addresses, plus loopback and the private ranges
+    when ``allow_private``. ``lookup`` resolves a name (tests give their own resolver)."""
+
+    allow_private: bool = False
+    lookup: Lookup | None = None
+
+    def refusal(self, host: str, addresses: list[IPAddress]) -> str | None:
+        """Why a destination with these addresses is refused, or None when all may be
+        reached: one address the policy refuses refuses the name."""
+        for ip in addresses:
+            why = unreachable(ip, self.allow_private)
+            if why is not None:
+                shown = host if literal(host) else f"{host} ({ip})"
+                if self.allow_private:
+                    return (
+                        f"{shown} is not a permitted address ({why}); connectors reach "
+                        "public, loopback and private ones only"
+                    )
+                return f"{shown} is not a public address ({why}); connectors reach public ones only"
+        return None
+
+    async def vetted(self, host: str, port: int | None = None) -> list[IPAddress]:
+        """Every address of ``host``, resolved once here, after each has been checked: the
+        caller connects to these and no other. Raises ``Refused`` or ``Unresolvable``."""
+        addresses = await (self.lookup or resolve)(host, port)
+        if not addresses:
+            raise Unresolvable(f"{host} does not resolve")
+        why = self.refusal(host, addresses)
         if why is not None:
-            shown = host if literal(host) else f"{host} ({ip})"
-            return f"{shown} is not a public address ({why}); connectors reach public ones only"
-    return None
+            raise Refused(why)
+        return addresses

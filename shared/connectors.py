@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
 )
 
-from shared.addresses import Unresolvable, refusal, resolve
+from shared.addresses import AddressPolicy, Refused, Unresolvable
 from shared.problems import FieldError, json_path
 
 WEBHOOK_SECRET_PREFIX = "whsec_"
@@ -168,24 +168,37 @@ def destination(config: ConnectorConfig) -> Destination:
     return Destination("url", parts.hostname or "", port)
 
 
-async def destination_refusal(config: ConnectorConfig) -> str | None:
-    """Why the connector's destination is refused (not a public address), or None. A name
-    that does not resolve now is not refused here; a send to it fails on its own."""
+async def destination_refusal(
+    config: ConnectorConfig, policy: AddressPolicy | None = None
+) -> str | None:
+    """Why the connector's destination is refused under ``policy`` (public addresses only
+    when None), or None. A name that does not resolve now is not refused here; a send to
+    it fails on its own."""
     where = destination(config)
     try:
-        addresses = await resolve(where.host, where.port)
+        await (policy or AddressPolicy()).vetted(where.host, where.port)
     except Unresolvable:
         return None
-    return refusal(where.host, addresses)
+    except Refused as exc:
+        return exc.reason
+    return None
 
 
 class DestinationGuard:
     """:func:`destination_refusal` with each answer remembered for ``cache_s`` (monotonic
-    time), so a wave of messages through one connector costs one name lookup."""
+    time), so a wave of messages through one connector costs one name lookup. It answers
+    early and plainly; the connection itself is vetted again on the addresses it uses
+    (``AddressPolicy.vetted``), so a remembered answer never lets a rebound name through."""
 
-    def __init__(self, cache_s: float = 5.0, now: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        cache_s: float = 5.0,
+        now: Callable[[], float] = time.monotonic,
+        policy: AddressPolicy | None = None,
+    ) -> None:
         self._cache_s = cache_s
         self._now = now
+        self.policy = policy or AddressPolicy()
         self._answers: dict[tuple[str, int], tuple[float, str | None]] = {}
 
     async def refusal(self, config: ConnectorConfig) -> str | None:
@@ -195,7 +208,7 @@ class DestinationGuard:
         hit = self._answers.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        answer = await destination_refusal(config)
+        answer = await destination_refusal(config, self.policy)
         if len(self._answers) >= GUARD_ENTRIES:
             self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
         self._answers[key] = (now + self._cache_s, answer)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -14,7 +13,7 @@ from services.activator.schemas import DeliveryOut, DeliveryPage, StatusName
 from shared.app import RequestSession, get_state
 from shared.identity import Identity, identity_from_request
 from shared.pagination import Cursor, Limit, decode_cursor, encode_cursor
-from shared.problems import FieldError, ProblemError, forbidden, invalid, not_found
+from shared.problems import ProblemError, forbidden, not_found
 
 router = APIRouter(prefix="/v1", tags=["deliveries"])
 
@@ -40,7 +39,7 @@ async def list_deliveries(
     """The workspace's activations, newest first, with their status and why."""
     await _check_scope(request, caller, journey_id)
     filters = Filters(caller.workspace_id, journey_id, profile_id, status)
-    rows = await DeliveryRepository(session).page(filters, _position(cursor), limit + 1)
+    rows = await DeliveryRepository(session).page(filters, decode_cursor(cursor), limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = encode_cursor([rows[-1].created_at, rows[-1].activation_id]) if more else None
@@ -62,17 +61,6 @@ async def _check_scope(request: Request, caller: Identity, journey_id: str | Non
         raise ProblemError(503, "Service unavailable", "designer is not reachable") from None
     if not visible:
         raise not_found(f"journey {journey_id}")
-
-
-def _position(cursor: str | None) -> tuple[datetime, str] | None:
-    position = decode_cursor(cursor)
-    if position is None:
-        return None
-    try:
-        created_at, activation_id = position
-        return datetime.fromisoformat(str(created_at)), str(activation_id)
-    except (TypeError, ValueError):
-        raise invalid([FieldError("cursor", "not a cursor")], "bad cursor") from None
 
 
 def _out(row: Delivery) -> DeliveryOut:

@@ -19,6 +19,7 @@ from services.activator.metrics import ActivatorMetrics
 from services.activator.models import Delivery, Outbox
 from services.activator.settings import ActivatorSettings
 from shared import bus, db, http, outbox
+from shared.addresses import AddressPolicy
 from shared.app import Extension, ServiceState, create_service_app
 from shared.connectors import DestinationGuard
 from shared.metrics import RelayMetrics
@@ -43,8 +44,10 @@ def _extension(settings: ActivatorSettings) -> Extension:
     @asynccontextmanager
     async def activator(state: ServiceState) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            designer = await _clients(state, settings, stack)
-            guard = None if settings.allow_private_connectors else DestinationGuard()
+            policy = AddressPolicy(allow_private=settings.allow_private_connectors)
+            designer = await _clients(state, settings, stack, policy)
+            # In every mode: the local one still refuses link-local and metadata addresses.
+            guard = DestinationGuard(policy=policy)
             state.extras[GUARD] = guard
             metrics = ActivatorMetrics(state.registry)
             # The hot path: intake batches, delivery groups (each holds a connection while
@@ -83,12 +86,12 @@ def _extension(settings: ActivatorSettings) -> Extension:
 
 
 async def _clients(
-    state: ServiceState, settings: ActivatorSettings, stack: AsyncExitStack
+    state: ServiceState, settings: ActivatorSettings, stack: AsyncExitStack, policy: AddressPolicy
 ) -> Designer:
     """One pooled client for every HTTP connector, so connections to a provider are reused
-    across messages (each request sets its connector's own timeout); another for the
-    designer, with its own timeout."""
-    providers = http.session(settings.http_max_connections)  # each send sets its timeout
+    across messages (each request sets its connector's own timeout), dialling only the
+    addresses ``policy`` vetted; another for the designer, with its own timeout."""
+    providers = http.session(settings.http_max_connections, policy=policy)
     state.extras[HTTP] = await stack.enter_async_context(providers)
     own = http.session(timeout_s=settings.designer_timeout_s)
     designer = Designer(

@@ -9,8 +9,10 @@ every message (Message-ID, Idempotency-Key, webhook-id) so a provider can drop a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import socket
 import ssl
 import time
 from collections.abc import Mapping
@@ -28,6 +30,7 @@ import aiohttp
 import aiosmtplib
 from standardwebhooks import Webhook
 
+from shared.addresses import AddressPolicy, Refused, Unresolvable
 from shared.connectors import (
     ConnectorConfig,
     ConnectorType,
@@ -88,15 +91,17 @@ async def send(
 ) -> SendResult:
     """Delivers ``message`` once through the connector; raises a ``DeliveryError`` subclass.
 
-    With a ``guard``, a destination that is or resolves to a non-public address fails
-    permanently before anything is sent; None lets connectors reach private addresses.
+    With a ``guard``, a destination its policy refuses fails permanently before anything
+    is sent, and an SMTP session connects only to an address the policy vetted (HTTP
+    connections are vetted by the session's own connector: ``shared.http.session`` with
+    the same policy). None lets connectors reach any address (tests of local peers).
     With ``smtp``, email goes over sessions kept open between messages.
     """
     kind = ConnectorType(kind)
     if guard is not None and (why := await guard.refusal(config)) is not None:
         raise PermanentDeliveryError(why)
     if kind is ConnectorType.SMTP and isinstance(config, SmtpConfig):
-        return await send_email(config, message, smtp)
+        return await send_email(config, message, smtp, None if guard is None else guard.policy)
     if kind is ConnectorType.WEBHOOK and isinstance(config, WebhookConfig):
         return await send_webhook(config, message, http)
     http_kinds = (ConnectorType.SMS_HTTP, ConnectorType.PUSH_HTTP)
@@ -125,8 +130,11 @@ class SmtpConnections:
         return (config.host, config.port, config.username, _password(config), config.use_tls,
                 config.starttls)  # fmt: skip
 
-    async def take(self, config: SmtpConfig) -> tuple[aiosmtplib.SMTP, bool]:
-        """A connected session (and whether it was reused) for ``config``."""
+    async def take(
+        self, config: SmtpConfig, policy: AddressPolicy | None = None
+    ) -> tuple[aiosmtplib.SMTP, bool]:
+        """A connected session (and whether it was reused) for ``config``; a new one goes
+        to an address ``policy`` vetted (kept sessions were vetted when they opened)."""
         now = time.monotonic()
         pool = self._idle.get(self._key(config), [])
         while pool:
@@ -134,13 +142,7 @@ class SmtpConnections:
             if now - since < self._idle_s and client.is_connected:
                 return client, True
             await _quietly_close(client)
-        client = aiosmtplib.SMTP(
-            hostname=config.host, port=config.port, username=config.username,
-            password=_password(config), use_tls=config.use_tls, start_tls=config.starttls,
-            timeout=config.timeout_s,
-        )  # fmt: skip
-        await client.connect()
-        return client, False
+        return await _connect(config, policy), False
 
     async def give_back(self, config: SmtpConfig, client: aiosmtplib.SMTP) -> None:
         pool = self._idle.setdefault(self._key(config), [])
@@ -156,6 +158,53 @@ class SmtpConnections:
         self._idle.clear()
 
 
+async def _connect(config: SmtpConfig, policy: AddressPolicy | None) -> aiosmtplib.SMTP:
+    """A session to the server. With a policy, the socket is opened here to an address it
+    vetted and handed to aiosmtplib, which keeps the host name for TLS (certificate check
+    and SNI, implicit TLS or STARTTLS alike)."""
+    options: dict[str, Any] = {
+        "hostname": config.host, "username": config.username, "password": _password(config),
+        "use_tls": config.use_tls, "start_tls": config.starttls, "timeout": config.timeout_s,
+    }  # fmt: skip
+    if policy is None:
+        client = aiosmtplib.SMTP(port=config.port, **options)
+        await client.connect()
+        return client
+    sock = await vetted_socket(config.host, config.port, policy, config.timeout_s)
+    try:
+        client = aiosmtplib.SMTP(sock=sock, **options)
+        await client.connect()
+    except BaseException:
+        sock.close()
+        raise
+    return client
+
+
+async def vetted_socket(
+    host: str, port: int, policy: AddressPolicy, timeout_s: float
+) -> socket.socket:
+    """A TCP socket connected to one of the addresses ``policy`` vetted for ``host`` (tried
+    in order): the name is resolved once, and what is dialled is what was checked."""
+    loop = asyncio.get_running_loop()
+    last: OSError | None = None
+    async with asyncio.timeout(timeout_s):
+        for ip in await policy.vetted(host, port):
+            family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, (str(ip), port))
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return sock
+    raise last or OSError(f"{host} has no address to connect to")
+
+
 async def _quietly_close(client: aiosmtplib.SMTP) -> None:
     with contextlib.suppress(Exception):
         await client.quit()
@@ -163,24 +212,30 @@ async def _quietly_close(client: aiosmtplib.SMTP) -> None:
 
 
 async def send_email(
-    config: SmtpConfig, message: OutgoingMessage, smtp: SmtpConnections | None = None
+    config: SmtpConfig,
+    message: OutgoingMessage,
+    smtp: SmtpConnections | None = None,
+    policy: AddressPolicy | None = None,
 ) -> SendResult:
-    """Over a kept session of ``smtp``; without, over a session of its own, closed after."""
+    """Over a kept session of ``smtp``; without, over a session of its own, closed after.
+    With a ``policy``, a new session connects only to an address it vetted."""
     email = build_email(config, message)
     if smtp is not None:
-        return await _send_on_session(config, email, smtp)
+        return await _send_on_session(config, email, smtp, policy)
     own = SmtpConnections()
     try:
-        return await _send_on_session(config, email, own)
+        return await _send_on_session(config, email, own, policy)
     finally:
         await own.close()
 
 
-async def _send_on_session(config: SmtpConfig, email: Message, smtp: SmtpConnections) -> SendResult:
+async def _send_on_session(
+    config: SmtpConfig, email: Message, smtp: SmtpConnections, policy: AddressPolicy | None
+) -> SendResult:
     for _ in range(2):  # a kept session the server has closed meanwhile: once more, anew
         client = None
         try:
-            client, reused = await smtp.take(config)
+            client, reused = await smtp.take(config, policy)
             _responses, reply = await client.send_message(email)
         except aiosmtplib.SMTPServerDisconnected as exc:
             if client is not None:
@@ -259,6 +314,10 @@ def _password(config: SmtpConfig) -> str | None:
 
 def _raise_smtp(exc: Exception, config: SmtpConfig) -> NoReturn:
     where = f"{config.host}:{config.port}"
+    if isinstance(exc, Refused):
+        raise PermanentDeliveryError(exc.reason) from None
+    if isinstance(exc, Unresolvable):
+        raise TransientDeliveryError(f"SMTP server {where} unreachable: {exc}") from None
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
         _raise_smtp_code(exc.recipients[0].code, f"recipient refused: {exc.recipients[0].message}")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
@@ -338,6 +397,8 @@ async def _post(
             status = response.status
             text = await response.text(errors="replace") if status >= 300 else ""
             hint = response.headers.get("Retry-After")
+    except Refused as exc:  # the session's connector would not dial the address
+        raise PermanentDeliveryError(exc.reason) from None
     except TimeoutError:
         raise TransientDeliveryError(f"{url} timed out after {timeout_s:g}s") from None
     except aiohttp.InvalidURL as exc:

@@ -28,6 +28,7 @@ from services.designer.schemas import (
     PublishIn,
     TemplateIn,
     TemplateOut,
+    WebhookSecretIn,
     WebhookSourceIn,
     WebhookSourceOut,
     WorkspaceIn,
@@ -281,15 +282,67 @@ async def delete_event_trigger(ctx: CtxDep, name: str) -> Response:
 
 
 @router.post(
-    "/webhooks/sources", status_code=201, response_model=WebhookSourceOut, tags=["webhooks"]
-)
+    "/webhooks/sources",
+    status_code=201,
+    response_model=WebhookSourceOut,
+    tags=["webhooks"],
+    summary="Register a partner's signed webhooks, mapped to events",
+    responses={409: {"description": "A source of that name exists."},
+               422: {"description": "A problem with the body; a weak secret at path secret."}},
+)  # fmt: skip
 async def create_webhook_source(ctx: CtxDep, body: WebhookSourceIn) -> WebhookSourceOut:
     return await resources.create_webhook_source(ctx, body)
 
 
-@router.get("/webhooks/sources", response_model=Page[WebhookSourceOut], tags=["webhooks"])
+@router.get(
+    "/webhooks/sources",
+    response_model=Page[WebhookSourceOut],
+    tags=["webhooks"],
+    summary="The workspace's partner webhook sources (never their secrets)",
+)
 async def list_webhook_sources(ctx: CtxDep, limit: Limit = 50, cursor: Cursor = None) -> Page[Any]:
     return await resources.list_webhook_sources(ctx, cursor, limit)
+
+
+@router.get(
+    "/webhooks/sources/{source_id}",
+    response_model=WebhookSourceOut,
+    tags=["webhooks"],
+    summary="One partner webhook source (never its secret)",
+)
+async def get_webhook_source(ctx: CtxDep, source_id: str) -> WebhookSourceOut:
+    return resources.webhook_source_out(ctx, await resources.get_webhook_source(ctx, source_id))
+
+
+@router.post(
+    "/webhooks/sources/{source_id}/rotate",
+    response_model=WebhookSourceOut,
+    tags=["webhooks"],
+    summary="Replace the signing secret; the old one stays valid for a grace period",
+    responses={404: {"description": "No such source in the workspace."},
+               422: {"description": "The secret is too short or not whsec_ base64."}},
+)  # fmt: skip
+async def rotate_webhook_source(
+    ctx: CtxDep, source_id: str, body: WebhookSecretIn
+) -> WebhookSourceOut:
+    """Deliveries signed with the new secret are accepted at once; those signed with the
+    previous one until ``rotation_grace_until`` (24 hours by default), so the partner
+    can switch without losing any. Only the secret before the last rotation is kept."""
+    return await resources.rotate_webhook_source(ctx, source_id, body)
+
+
+@router.delete(
+    "/webhooks/sources/{source_id}",
+    status_code=204,
+    tags=["webhooks"],
+    summary="Revoke a partner webhook source",
+    responses={404: {"description": "No such source in the workspace."}},
+)
+async def delete_webhook_source(ctx: CtxDep, source_id: str) -> Response:
+    """Deliveries to ``/hooks/{source_id}`` are refused (404) once the gateway's cache of
+    the source has expired (at most a second)."""
+    await resources.delete_webhook_source(ctx, source_id)
+    return Response(status_code=204)
 
 
 @router.get("/workspace/settings", response_model=WorkspaceSettingsBody, tags=["workspace"])

@@ -19,6 +19,7 @@ from services.designer.repository import (
     TemplateRepository,
     WebhookSourceRepository,
 )
+from services.designer.resources import webhook_source_secrets
 from services.designer.schemas import WorkspaceSettingsBody
 from services.designer.secrets import SecretBox
 from shared.app import get_state
@@ -141,12 +142,13 @@ async def webhook_source(request: Request, session: Session, source_id: str) -> 
     found = await WebhookSourceRepository(session).get(None, source_id)
     if found is None:
         raise not_found(f"webhook source {source_id}")
-    box: SecretBox = get_state(request).extras[SECRETS]
+    state = get_state(request)
+    box: SecretBox = state.extras[SECRETS]
     return {
         "id": found.id,
         "workspace_id": found.workspace_id,
-        "secret": box.open(found.secret)["secret"],
         "mapping": found.mapping,
+        **webhook_source_secrets(box.open(found.secret), state.clock.now()),
     }
 
 

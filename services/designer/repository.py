@@ -22,25 +22,17 @@ from services.designer.models import (
     Workspace,
     WorkspaceSettings,
 )
-from shared.problems import FieldError, invalid
+from shared.pagination import Keyset
 
 
-def _after(stmt: Select[Any], model: Any, position: list[Any] | None) -> Select[Any]:
-    """Keyset pagination on (created_at, id)."""
+def _after(stmt: Select[Any], model: Any, position: Keyset | None) -> Select[Any]:
+    """Keyset pagination on (created_at, id); the position was checked by decode_cursor."""
     if position:
-        created, ident = _position(position)
+        created, ident = position
         stmt = stmt.where(
             or_(model.created_at > created, and_(model.created_at == created, model.id > ident))
         )
     return stmt.order_by(model.created_at, model.id)
-
-
-def _position(position: list[Any]) -> tuple[datetime, str]:
-    try:
-        created, ident = position
-        return datetime.fromisoformat(created), str(ident)
-    except (TypeError, ValueError):
-        raise invalid([FieldError("cursor", "not a cursor of this list")]) from None
 
 
 class WorkspaceRepository:
@@ -95,7 +87,7 @@ class ApiKeyRepository:
         )  # fmt: skip
 
     async def page(
-        self, workspace_id: str, position: list[Any] | None, limit: int
+        self, workspace_id: str, position: Keyset | None, limit: int
     ) -> Sequence[ApiKey]:
         stmt = select(ApiKey).where(
             ApiKey.workspace_id == workspace_id, ApiKey.revoked_at.is_(None)
@@ -144,7 +136,7 @@ class FolderRepository:
         self,
         workspace_id: str,
         allowed: set[str] | None,
-        position: list[Any] | None,
+        position: Keyset | None,
         limit: int,
     ) -> Sequence[Folder]:
         stmt = select(Folder).where(Folder.workspace_id == workspace_id)
@@ -182,7 +174,7 @@ class JourneyRepository:
         allowed: set[str] | None,
         folder_id: str | None,
         status: str | None,
-        position: list[Any] | None,
+        position: Keyset | None,
         limit: int,
     ) -> Sequence[Journey]:
         stmt = self._scoped(workspace_id, allowed)
@@ -323,7 +315,7 @@ class TemplateRepository:
         return (await self.session.scalar(stmt)) is not None
 
     async def page(
-        self, workspace_id: str, position: list[Any] | None, limit: int
+        self, workspace_id: str, position: Keyset | None, limit: int
     ) -> Sequence[Template]:
         stmt = select(Template).where(Template.workspace_id == workspace_id)
         return (await self.session.scalars(_after(stmt, Template, position).limit(limit))).all()
@@ -364,7 +356,7 @@ class ConnectorRepository:
         return (await self.session.scalar(stmt)) is not None
 
     async def page(
-        self, workspace_id: str, position: list[Any] | None, limit: int
+        self, workspace_id: str, position: Keyset | None, limit: int
     ) -> Sequence[Connector]:
         stmt = select(Connector).where(Connector.workspace_id == workspace_id)
         return (await self.session.scalars(_after(stmt, Connector, position).limit(limit))).all()
@@ -392,7 +384,7 @@ class WebhookSourceRepository:
         return (await self.session.scalar(stmt)) is not None
 
     async def page(
-        self, workspace_id: str, position: list[Any] | None, limit: int
+        self, workspace_id: str, position: Keyset | None, limit: int
     ) -> Sequence[WebhookSource]:
         stmt = select(WebhookSource).where(WebhookSource.workspace_id == workspace_id)
         return (
@@ -403,6 +395,14 @@ class WebhookSourceRepository:
         self.session.add(source)
         await self.session.flush()
         return source
+
+    async def delete(self, workspace_id: str, source_id: str) -> bool:
+        result = await self.session.execute(
+            delete(WebhookSource)
+            .where(WebhookSource.workspace_id == workspace_id, WebhookSource.id == source_id)
+            .returning(WebhookSource.id)
+        )
+        return result.first() is not None
 
 
 class EventTriggerRepository:
@@ -425,7 +425,7 @@ class EventTriggerRepository:
         return (await self.session.scalar(stmt)) is not None
 
     async def page(
-        self, workspace_id: str, status: str | None, position: list[Any] | None, limit: int
+        self, workspace_id: str, status: str | None, position: Keyset | None, limit: int
     ) -> Sequence[EventTrigger]:
         stmt = select(EventTrigger).where(EventTrigger.workspace_id == workspace_id)
         if status is not None:

@@ -4,6 +4,7 @@ settings."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,6 +41,7 @@ from services.designer.schemas import (
     TemplateIn,
     TemplateOut,
     WebhookMapping,
+    WebhookSecretIn,
     WebhookSourceIn,
     WebhookSourceOut,
     WorkspaceIn,
@@ -48,6 +50,7 @@ from services.designer.schemas import (
     WorkspaceSettingsPatch,
 )
 from shared import templating
+from shared.addresses import AddressPolicy
 from shared.connectors import (
     SECRET_FIELDS,
     ConnectorType,
@@ -286,10 +289,10 @@ async def _split_config(ctx: Ctx, body: ConnectorIn) -> tuple[dict[str, Any], di
         parsed = parse_config(body.type, body.config)
     except ValidationError as exc:
         raise invalid(config_errors(exc)) from exc
-    if not ctx.settings.allow_private_connectors:
-        why = await destination_refusal(parsed)
-        if why is not None:
-            raise invalid([FieldError(f"config.{destination(parsed).field}", why)])
+    policy = AddressPolicy(allow_private=ctx.settings.allow_private_connectors)
+    why = await destination_refusal(parsed, policy)
+    if why is not None:
+        raise invalid([FieldError(f"config.{destination(parsed).field}", why)])
     full = to_stored(parsed)
     names = SECRET_FIELDS[body.type]
     secrets = {k: v for k, v in full.items() if k in names and v is not None}
@@ -355,14 +358,39 @@ async def list_connectors(ctx: Ctx, cursor: str | None, limit: int) -> Page[Any]
 # Webhook sources --------------------------------------------------------------------------
 
 
-def webhook_source_out(source: WebhookSource) -> WebhookSourceOut:
-    """Never the secret."""
+# A source's sealed secrets: {"secret": current, "previous": old, "previous_until": ISO
+# time, "rotated_at": ISO time}; the previous secret only while its grace period runs.
+
+
+def webhook_source_out(ctx: Ctx, source: WebhookSource) -> WebhookSourceOut:
+    """Never a secret; when it was rotated and until when the previous one is accepted."""
+    sealed = ctx.secrets.open(source.secret)
+    now = ctx.state.clock.now()
+    until = _time(sealed.get("previous_until"))
     return WebhookSourceOut(
         id=source.id,
         name=source.name,
         mapping=WebhookMapping.model_validate(source.mapping),
         created_at=source.created_at,
+        rotated_at=_time(sealed.get("rotated_at")),
+        rotation_grace_until=until if until is not None and until > now else None,
     )
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def webhook_source_secrets(sealed: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """What the gateway verifies deliveries with: the current secret, and the previous one
+    with its expiry while the grace period after a rotation runs."""
+    until = _time(sealed.get("previous_until"))
+    previous = sealed.get("previous") if until is not None and until > now else None
+    return {
+        "secret": sealed["secret"],
+        "previous_secret": previous,
+        "previous_secret_until": until.isoformat() if previous and until else None,
+    }
 
 
 async def create_webhook_source(ctx: Ctx, body: WebhookSourceIn) -> WebhookSourceOut:
@@ -381,14 +409,46 @@ async def create_webhook_source(ctx: Ctx, body: WebhookSourceIn) -> WebhookSourc
         )
     )
     await ctx.session.refresh(source)
-    return webhook_source_out(source)
+    return webhook_source_out(ctx, source)
+
+
+async def get_webhook_source(ctx: Ctx, source_id: str) -> WebhookSource:
+    found = await WebhookSourceRepository(ctx.session).get(ctx.identity.workspace_id, source_id)
+    if found is None:
+        raise not_found(f"webhook source {source_id}")
+    return found
+
+
+async def rotate_webhook_source(
+    ctx: Ctx, source_id: str, body: WebhookSecretIn
+) -> WebhookSourceOut:
+    """The new secret signs from now on; the current one stays valid for the grace period
+    (a secret still in its grace from an earlier rotation is dropped)."""
+    source = await get_webhook_source(ctx, source_id)
+    current = ctx.secrets.open(source.secret)["secret"]
+    now = ctx.state.clock.now()
+    until = now + timedelta(seconds=ctx.settings.webhook_secret_grace_s)
+    sealed = ctx.secrets.seal({
+        "secret": body.secret, "previous": current,
+        "previous_until": until.isoformat(), "rotated_at": now.isoformat(),
+    })  # fmt: skip
+    assert sealed is not None
+    source.secret = sealed
+    await ctx.session.flush()
+    return webhook_source_out(ctx, source)
+
+
+async def delete_webhook_source(ctx: Ctx, source_id: str) -> None:
+    """Revokes the source: its deliveries are refused once the gateway's cache expires."""
+    if not await WebhookSourceRepository(ctx.session).delete(ctx.identity.workspace_id, source_id):
+        raise not_found(f"webhook source {source_id}")
 
 
 async def list_webhook_sources(ctx: Ctx, cursor: str | None, limit: int) -> Page[Any]:
     rows = await WebhookSourceRepository(ctx.session).page(
         ctx.identity.workspace_id, decode_cursor(cursor), limit + 1
     )
-    return _page(list(rows), limit, webhook_source_out)
+    return _page(list(rows), limit, lambda s: webhook_source_out(ctx, s))
 
 
 # Workspace settings -----------------------------------------------------------------------

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from standardwebhooks import Webhook
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from shared import jsonpath
-from shared.connectors import ConnectorType
+from shared.connectors import WEBHOOK_SECRET_PREFIX, ConnectorType
 from shared.durations import Duration
 from shared.identity import Role
 
@@ -217,19 +218,64 @@ class WebhookMapping(Strict):
         return value
 
 
+# A source secret: "whsec_" + base64 of this many key bytes (Standard Webhooks issues 24 to
+# 64), or a passphrase of at least WEBHOOK_SECRET_MIN characters; either way a guessable
+# one (few distinct characters or bytes) is refused.
+WEBHOOK_KEY_BYTES = (24, 64)
+WEBHOOK_SECRET_MIN = 24
+WEBHOOK_SECRET_DISTINCT = 8
+
+
+def webhook_secret(value: str) -> str:
+    """The secret in the ``whsec_<base64>`` form the gateway verifies with: a ``whsec_``
+    secret as given, a passphrase as the base64 of its UTF-8 bytes."""
+    if value.startswith(WEBHOOK_SECRET_PREFIX):
+        encoded = value.removeprefix(WEBHOOK_SECRET_PREFIX)
+        try:
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        except binascii.Error:
+            raise ValueError("a whsec_ secret must be followed by base64") from None
+        low, high = WEBHOOK_KEY_BYTES
+        if not low <= len(key) <= high:
+            raise ValueError(f"a whsec_ secret must carry {low} to {high} bytes, not {len(key)}")
+        if len(set(key)) < WEBHOOK_SECRET_DISTINCT:
+            raise ValueError("the key is too repetitive to be secret: use random bytes")
+        return value
+    if len(value) < WEBHOOK_SECRET_MIN:
+        raise ValueError(
+            f"must be whsec_ followed by base64 of {WEBHOOK_KEY_BYTES[0]} to "
+            f"{WEBHOOK_KEY_BYTES[1]} random bytes, or at least {WEBHOOK_SECRET_MIN} characters"
+        )
+    if len(set(value)) < WEBHOOK_SECRET_DISTINCT:
+        raise ValueError("the secret is too repetitive to be secret: use random characters")
+    return WEBHOOK_SECRET_PREFIX + base64.b64encode(value.encode()).decode()
+
+
+SourceSecret = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=500,
+        description=(
+            '"whsec_" followed by base64 of 24 to 64 random bytes (as Standard Webhooks '
+            "issues them), or a passphrase of at least 24 characters, used as its UTF-8 "
+            "bytes. Never returned."
+        ),
+    ),
+    AfterValidator(webhook_secret),
+]
+
+
 class WebhookSourceIn(Strict):
     name: Name
-    secret: Annotated[str, Field(min_length=1, max_length=500)]
+    secret: SourceSecret
     mapping: WebhookMapping
 
-    @field_validator("secret")
-    @classmethod
-    def _usable(cls, value: str) -> str:
-        try:
-            Webhook(value)
-        except Exception:
-            raise ValueError("must be a base64 secret, optionally prefixed 'whsec_'") from None
-        return value
+
+class WebhookSecretIn(Strict):
+    """The new secret of a source; the old one stays valid for the grace period."""
+
+    secret: SourceSecret
 
 
 class WebhookSourceOut(BaseModel):
@@ -237,6 +283,14 @@ class WebhookSourceOut(BaseModel):
     name: str
     mapping: WebhookMapping
     created_at: datetime
+    rotated_at: datetime | None = Field(
+        default=None, description="When the secret was last rotated."
+    )
+    rotation_grace_until: datetime | None = Field(
+        default=None,
+        description="Until when deliveries signed with the secret before the last rotation "
+        "are still accepted; null when only the current secret is.",
+    )
 
 
 # An event name as ingestion takes it, but addressable in a URL path: no slash.

@@ -16,6 +16,11 @@ class DesignerSettings(ConnectorSettings):
     runtime_url: str = Field(
         default="http://127.0.0.1:8082", description="Runtime base URL (in-flight migration)."
     )
+    webhook_secret_grace_s: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="How long a webhook source's secret stays valid after a rotation.",
+    )
     limit_stages: int = Field(default=8, ge=1)
     limit_steps_per_stage: int = Field(default=40, ge=1)
     limit_steps_per_journey: int = Field(default=120, ge=1)

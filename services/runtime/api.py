@@ -127,9 +127,9 @@ async def delete_profile(request: Request, caller: Caller, profile_id: str) -> R
 async def timeline(
     session: Session, caller: Caller, profile_id: str, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
-    after = decode_cursor(cursor)
+    after = decode_cursor(cursor, (int,))
     rows = await RuntimeRepository(session).timeline(
-        caller.workspace_id, profile_id, int(after[0]) if after else None, limit + 1
+        caller.workspace_id, profile_id, after[0] if after else None, limit + 1
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -194,10 +194,10 @@ async def journey_profiles(
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     await _check_journey(request, caller, journey_id)
-    after = decode_cursor(cursor)
+    after = decode_cursor(cursor, (str,))
     rows = await RuntimeRepository(session).journey_members(
         caller.workspace_id, journey_id, stage, None if state is None else state == "active",
-        str(after[0]) if after else None, limit + 1,
+        after[0] if after else None, limit + 1,
     )  # fmt: skip
     more = len(rows) > limit
     rows = rows[:limit]
