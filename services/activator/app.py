@@ -50,7 +50,10 @@ def _extension(settings: ActivatorSettings) -> Extension:
             # its sends are out) and the outbox relay.
             pool = await db.create_raw_pool(settings.database_url, settings.db_pool_size + 4)
             await stack.enter_async_context(db.closing(pool))
-            relay = outbox.OutboxRelay(state.sessions, Outbox, state.js, pool=pool)
+            relay = outbox.OutboxRelay(
+                state.sessions, Outbox, state.js, pool=pool,
+                keep_published_s=settings.outbox_retention_s,
+            )  # fmt: skip
             await stack.enter_async_context(outbox.running(relay))
             deliverer = Deliverer(
                 state.sessions, pool, state.clock, designer, state.extras[HTTP], guard, relay,

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from services.runtime import api, internal
 from services.runtime.catalog import CatalogCache
 from services.runtime.consumers import journey_consumer, partition_consumer, timer_consumer
+from services.runtime.erasures import Tombstones
 from services.runtime.models import Outbox
 from services.runtime.partitions import PartitionLeases
 from services.runtime.processor import Processor
@@ -42,7 +43,9 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
             pool=pool,
         )  # fmt: skip
         triggers = TriggerSchemas(designer, settings.designer_url)
-        processor = Processor(pool, catalogs, relay, state.clock, triggers)
+        processor = Processor(
+            pool, catalogs, relay, state.clock, triggers, Tombstones(state.registry)
+        )
         state.extras[PROCESSOR] = processor
         async with outbox.running(relay):
             if not settings.consumers:
