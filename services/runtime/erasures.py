@@ -43,6 +43,12 @@ ON CONFLICT (workspace_id, profile_key)
 DO UPDATE SET erased_at = greatest(e.erased_at, EXCLUDED.erased_at)
 """
 
+_REQUESTS = """
+DELETE FROM runtime.outbox
+WHERE subject LIKE 'activations.requested.%' AND payload->>'workspace_id' = $1
+  AND payload->>'profile_id' = $2
+"""
+
 _FIND = """
 SELECT profile_key, erased_at FROM runtime.erasures
 WHERE workspace_id = $1 AND profile_key = ANY($2::bytea[])
@@ -56,8 +62,12 @@ _UNCREATE = "DELETE FROM runtime.profiles WHERE workspace_id = $1 AND profile_id
 async def record(
     conn: asyncpg.Connection, workspace_id: str, profile_id: str, erased_at: datetime
 ) -> None:
-    """The profile's tombstone, in the transaction that erases it."""
+    """The profile's tombstone, in the transaction that erases it; and its activation
+    requests leave the outbox, published or not: they carry its address and attributes,
+    and the activator skips a request made before the erasure anyway. The outbox keeps
+    published rows for ``outbox_retention_s`` only, so this reads few rows."""
     await conn.execute(_RECORD, workspace_id, profile_key(profile_id), erased_at)
+    await conn.execute(_REQUESTS, workspace_id, profile_id)
 
 
 class Tombstones:
