@@ -6,8 +6,9 @@ replica) then, in one transaction per batch:
 
 - deletes the profile's rows from the event inbox that were accepted up to the erasure,
   published or not (the inbox would otherwise keep them for ``inbox_retention_h``, and one
-  not yet published would reach the runtime after the erasure); rows accepted later belong
-  to the profile made again, and stay;
+  not yet published would reach the runtime after the erasure), and its feedback rows
+  (opens and clicks recorded in the moment before this consumer saw the erasure); other
+  rows accepted later belong to the profile made again, and stay;
 - remembers the erasure (a digest of the profile id and when), so a tracking token issued
   before it records nothing (:func:`erased_at`).
 """
@@ -20,7 +21,7 @@ from datetime import datetime
 
 from nats.aio.msg import Msg
 from pydantic import ValidationError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,7 +29,7 @@ from gateway.models import Erasures, EventInbox
 from gateway.settings import GatewaySettings
 from shared import bus
 from shared.app import ServiceState
-from shared.erasure import SUBJECTS, ProfileErased, profile_key
+from shared.erasure import FEEDBACK, SUBJECTS, ProfileErased, profile_key
 from shared.logging import get_logger
 from shared.topology import ACTIVATIONS
 
@@ -55,7 +56,7 @@ async def erase(session: AsyncSession, erasures: Sequence[ProfileErased]) -> int
             delete(EventInbox).where(
                 EventInbox.c.workspace_id == e.workspace_id,
                 EventInbox.c.profile_id == e.profile_id,
-                EventInbox.c.accepted_at <= e.erased_at,
+                or_(EventInbox.c.accepted_at <= e.erased_at, EventInbox.c.name.in_(FEEDBACK)),
             )
         )
         deleted += int(getattr(result, "rowcount", 0) or 0)

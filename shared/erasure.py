@@ -20,6 +20,9 @@ from shared.events import SubjectToken
 
 SUBJECTS = "activations.erase.>"
 
+# The built-in events that report on a message; they never bring an erased profile back.
+FEEDBACK = frozenset({"message_sent", "message_failed", "email_opened", "email_clicked"})
+
 
 class ProfileErased(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -28,14 +28,11 @@ import asyncpg
 from prometheus_client import CollectorRegistry, Counter
 
 from services.runtime.store import ProfileRecord
-from shared.erasure import profile_key
+from shared.erasure import FEEDBACK, profile_key
 from shared.events import AcceptedEvent
 from shared.logging import get_logger
 
 log = get_logger(__name__)
-
-# The built-in events that report on a message; they never create a profile of their own.
-FEEDBACK = frozenset({"message_sent", "message_failed", "email_opened", "email_clicked"})
 
 _RECORD = """
 INSERT INTO runtime.erasures AS e (workspace_id, profile_key, erased_at) VALUES ($1, $2, $3)
