@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.middleware import Middleware
 from starlette.responses import Response
 
-from gateway import console, hooks, ingest, segment, tracking
+from gateway import console, erasure, hooks, ingest, segment, tracking
 from gateway.auth import Authenticator, DesignerUnavailable
 from gateway.guards import InputGuardMiddleware
 from gateway.openapi import merged_openapi
@@ -82,7 +82,7 @@ def _open_limits(state: ServiceState, settings: GatewaySettings) -> OpenLimits:
 
 @asynccontextmanager
 async def _extensions(state: ServiceState) -> AsyncIterator[None]:
-    async with _clients(state), ingest.running_ingest(state):
+    async with _clients(state), ingest.running_ingest(state), erasure.running(state):
         yield
 
 

@@ -1,4 +1,4 @@
-"""Tables of the ``gateway`` schema: the inbox of accepted events."""
+"""Tables of the ``gateway`` schema: the inbox of accepted events, and erased profiles."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from sqlalchemy import (
     DateTime,
     Identity,
     Index,
+    LargeBinary,
     String,
     Table,
     UniqueConstraint,
@@ -42,4 +43,15 @@ EventInbox = Table(
     Column("published_at", DateTime(timezone=True)),
     UniqueConstraint("workspace_id", "event_id", name="uq_event_inbox_workspace_event"),
     Index("ix_event_inbox_unpublished", "seq", postgresql_where=Column("published_at").is_(None)),
+    Index("ix_event_inbox_profile", "workspace_id", "profile_id"),  # erasure finds its rows
+)
+
+# Erased profiles (a digest of the id, not the id): a tracking token issued before the
+# erasure records nothing.
+Erasures = Table(
+    "erasures",
+    Base.metadata,
+    Column("workspace_id", String(64), primary_key=True),
+    Column("profile_key", LargeBinary, primary_key=True),
+    Column("erased_at", DateTime(timezone=True), nullable=False),
 )

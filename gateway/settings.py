@@ -78,6 +78,17 @@ class GatewaySettings(ServiceSettings):
         default=None,
         description="Verifies open and click tracking tokens (the activator's secret too).",
     )
+    tracking_token_max_age_days: float = Field(
+        default=90.0,
+        gt=0,
+        description="Tracking tokens older than this (from when the activator signed them) "
+        "record nothing.",
+    )
+    erase_durable: str = Field(
+        default="gateway-erase",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Durable consumer of activations.erase (deleted profiles' inbox rows).",
+    )
 
     def service_urls(self) -> dict[str, str]:
         return {

@@ -2,8 +2,9 @@
 
 The activator puts them into the HTML it sends; the gateway verifies them at ``/t/o/{token}``
 and ``/t/c/{token}`` and records ``email_opened`` / ``email_clicked`` for the profile. A
-token is the message's coordinates (and for a click the original URL) signed with HMAC
-SHA-256, so a forged or altered token records nothing.
+token is the message's coordinates (and for a click the original URL) and when it was
+signed, signed with HMAC SHA-256, so a forged or altered token records nothing; the gateway
+also refuses to record with a token older than its ``tracking_token_max_age_days``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import hashlib
 import hmac
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime, timedelta
 from html import escape
 
 OPEN_PATH = "/t/o/"
@@ -29,6 +31,13 @@ class Mark:
     step_id: str
     activation_id: str
     url: str | None = None  # the original link of a click
+    issued_at: int | None = None  # when it was signed: Unix seconds on the product clock
+
+    def issued(self) -> datetime | None:
+        return None if self.issued_at is None else datetime.fromtimestamp(self.issued_at, UTC)
+
+
+_TEXT_FIELDS = ("workspace_id", "profile_id", "journey_id", "step_id", "activation_id")
 
 
 def _b64(raw: bytes) -> str:
@@ -46,16 +55,40 @@ def sign(mark: Mark, secret: str) -> str:
 
 
 def verify(token: str, secret: str) -> Mark | None:
-    """The mark in ``token``, or None if it was not signed with ``secret``."""
+    """The mark in ``token``, or None if it was not signed with ``secret``. Whatever the
+    token holds, this answers and never raises: it comes from anyone on the internet."""
     body, _, mac = token.partition(".")
+    if not mac or not (body.isascii() and mac.isascii()):
+        return None
     expected = _b64(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()[:16])
-    if not mac or not hmac.compare_digest(mac, expected):
+    if not hmac.compare_digest(mac.encode(), expected.encode()):
         return None
     try:
         data = json.loads(_unb64(body))
-        return Mark(**data)
-    except (ValueError, TypeError):
+    except (ValueError, RecursionError):  # bad base64 or JSON, or not UTF-8
         return None
+    return _mark(data)
+
+
+def _mark(data: object) -> Mark | None:
+    """A mark from the signed JSON, if it has a mark's fields with a mark's types."""
+    if not isinstance(data, dict) or not set(data) <= {f.name for f in fields(Mark)}:
+        return None
+    if not all(isinstance(data.get(name), str) for name in _TEXT_FIELDS):
+        return None
+    url, issued_at = data.get("url"), data.get("issued_at")
+    if url is not None and not isinstance(url, str):
+        return None
+    if issued_at is not None and (type(issued_at) is not int or not 0 <= issued_at < 2**37):
+        return None
+    return Mark(**data)
+
+
+def expired(mark: Mark, now: datetime, max_age: timedelta) -> bool:
+    """Whether ``mark`` is too old to record anything. A token that does not say when it
+    was signed (signed before tokens carried the time) is too old."""
+    issued = mark.issued()
+    return issued is None or now - issued > max_age
 
 
 def instrument(html: str, mark: Mark, secret: str, public_url: str) -> str:

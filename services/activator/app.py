@@ -55,8 +55,9 @@ def _extension(settings: ActivatorSettings) -> Extension:
             pool = await db.create_raw_pool(settings.database_url, settings.db_pool_size + 4)
             await stack.enter_async_context(db.closing(pool))
             relay = outbox.OutboxRelay(
-                state.sessions, Outbox, state.js, pool=pool, metrics=RelayMetrics(state.registry)
-            )
+                state.sessions, Outbox, state.js, pool=pool, metrics=RelayMetrics(state.registry),
+                keep_published_s=settings.outbox_retention_s,
+            )  # fmt: skip
             await stack.enter_async_context(outbox.running(relay))
             deliverer = Deliverer(
                 state.sessions, pool, state.clock, designer, state.extras[HTTP], guard, relay,

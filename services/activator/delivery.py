@@ -327,8 +327,9 @@ class Deliverer:
         if html is None or row.channel != "email" or secret is None or not public_url:
             return html
         mark = Mark(
-            row.workspace_id, row.profile_id, row.journey_id, row.step_id, row.activation_id
-        )
+            row.workspace_id, row.profile_id, row.journey_id, row.step_id, row.activation_id,
+            issued_at=int(self._clock.now().timestamp()),
+        )  # fmt: skip
         return instrument(html, mark, secret.get_secret_value(), public_url)
 
     async def _send(self, row: Delivery, plan: Plan) -> Outcome:

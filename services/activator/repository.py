@@ -14,6 +14,8 @@ from sqlalchemy import (
     String,
     all_,
     bindparam,
+    case,
+    delete,
     func,
     select,
     tuple_,
@@ -22,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.activator.models import Delivery, Erasure, SkipReason, Status
+from services.activator.models import Delivery, Erasure, Outbox, SkipReason, Status
 from services.activator.ratelimit import ConnectorKey
 
 PENDING = Status.PENDING.value
@@ -32,6 +34,9 @@ FAILED = Status.FAILED.value
 SKIPPED = Status.SKIPPED.value
 
 _IDS = ARRAY(String)
+
+# What a delivery of an erased profile shows in place of its error.
+ERASED_ERROR = "removed with the erased profile"
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,8 @@ class DeliveryRepository:
     async def erase(self, workspace_id: str, profile_id: str, erased_at: datetime,
                     now: datetime) -> int:  # fmt: skip
         """Remember the erasure; deliveries not gone out are skipped, and every delivery of
-        the profile loses its recipient and request (which carry the profile's data).
+        the profile loses its recipient, request and error text (which carry the profile's
+        data), and its feedback events waiting in the outbox lose their error text too.
         How many deliveries were skipped."""
         stmt = pg_insert(Erasure).values(
             workspace_id=workspace_id, profile_id=profile_id, erased_at=erased_at
@@ -88,11 +94,35 @@ class DeliveryRepository:
             .values(status=SKIPPED, reason=SkipReason.PROFILE_ERASED.value,
                     next_attempt_at=None, updated_at=now)
         )  # fmt: skip
+        # Errors quote what the provider said, often with the address in it; a failed
+        # delivery's reason is its last error.
         await self.session.execute(
-            update(Delivery).where(*mine).values(recipient=None, request={}, updated_at=now)
-        )
+            update(Delivery)
+            .where(*mine)
+            .values(
+                recipient=None, request={}, updated_at=now,
+                last_error=case((Delivery.last_error.is_(None), None), else_=ERASED_ERROR),
+                reason=case((Delivery.status == FAILED, ERASED_ERROR), else_=Delivery.reason),
+            )
+        )  # fmt: skip
+        await self._erase_feedback(workspace_id, profile_id)
         assert isinstance(skipped, CursorResult)
         return int(skipped.rowcount)
+
+    async def _erase_feedback(self, workspace_id: str, profile_id: str) -> None:
+        """The profile's rows in the outbox: those published go, those waiting lose their
+        error text (the runtime drops them for an erased profile anyway). The outbox keeps
+        published rows for ``outbox_retention_s`` only, so this looks at few rows."""
+        mine = (
+            Outbox.c.payload["workspace_id"].astext == workspace_id,
+            Outbox.c.payload["profile_id"].astext == profile_id,
+        )
+        await self.session.execute(delete(Outbox).where(*mine, Outbox.c.published_at.is_not(None)))
+        await self.session.execute(
+            update(Outbox)
+            .where(*mine, Outbox.c.payload["properties"].has_key("reason"))
+            .values(payload=Outbox.c.payload.delete_path(["properties", "reason"]))
+        )
 
     # Delivery loop ----------------------------------------------------------------------
 

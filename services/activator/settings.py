@@ -90,6 +90,12 @@ class ActivatorSettings(ConnectorSettings):
         description="Messages held by quiet hours are released spread over this long after "
         "the window opens.",
     )
+    outbox_retention_s: float = Field(
+        default=3600,
+        gt=0,
+        description="Published outbox rows (feedback events, quiet-hours timers) are deleted "
+        "after this long.",
+    )
     tracking_secret: SecretStr | None = Field(
         default=None,
         description="Signs open and click tracking in HTML email (the gateway's secret too); "

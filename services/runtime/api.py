@@ -116,7 +116,9 @@ async def get_profile(session: Session, caller: Caller, profile_id: str) -> dict
 
 @router.delete("/profiles/{profile_id}", status_code=204, tags=["profiles"])
 async def delete_profile(request: Request, caller: Caller, profile_id: str) -> Response:
-    """Erases the profile, its places in journeys, its timeline and its pending timers."""
+    """Erases the profile, its places in journeys, its timeline and its pending timers, and
+    tells the activator and the gateway to erase its messages and events. A tombstone keeps
+    late feedback on its messages from making it again (``services/runtime/erasures.py``)."""
     processor: Processor = get_state(request).extras["processor"]
     if not await processor.erase(caller.workspace_id, profile_id):
         raise not_found(f"profile {profile_id}")

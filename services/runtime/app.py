@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from services.runtime import api, internal
 from services.runtime.catalog import CatalogCache
 from services.runtime.consumers import journey_consumer, partition_consumer, timer_consumer
+from services.runtime.erasures import Tombstones
 from services.runtime.models import Outbox
 from services.runtime.needs import TemplateNeeds
 from services.runtime.partitions import PartitionLeases
@@ -46,8 +47,10 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
         triggers = TriggerSchemas(designer, settings.designer_url)
         needs = TemplateNeeds(designer, settings.designer_url)
         processor = Processor(
-            pool, catalogs, relay, state.clock, triggers, settings.max_profile_bytes, needs
-        )
+            pool, catalogs, relay, state.clock, triggers,
+            max_profile_bytes=settings.max_profile_bytes, needs=needs,
+            tombstones=Tombstones(state.registry),
+        )  # fmt: skip
         state.extras[PROCESSOR] = processor
         async with outbox.running(relay):
             if not settings.consumers:

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Identity, Index, SmallInteger, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Identity,
+    Index,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    func,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -49,6 +59,18 @@ class MembershipRow(Base):
     outcome: Mapped[str | None] = mapped_column(String(16))
     entered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     left_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ErasureRow(Base):
+    """An erased profile's tombstone: events accepted before ``erased_at`` and feedback on
+    its old messages are dropped rather than bringing it back. ``profile_key`` is a digest
+    of the profile id, so the tombstone does not keep the id itself."""
+
+    __tablename__ = "erasures"
+
+    workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    profile_key: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class ProcessedRow(Base):

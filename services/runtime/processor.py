@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
+from services.runtime import erasures
 from services.runtime.catalog import CatalogCache
 from services.runtime.engine import engine
 from services.runtime.engine.engine import Catalog
@@ -31,7 +32,7 @@ from services.runtime.engine.state import (
 )
 from services.runtime.needs import TemplateNeeds, trimmed
 from services.runtime.store import Command, EventExplained, ProfileRecord, Store
-from services.runtime.triggers import Tally, TriggerSchemas
+from services.runtime.triggers import Tally, TriggerSchemas, forget_samples
 from shared import db, outbox
 from shared.clock import Clock
 from shared.erasure import ProfileErased
@@ -77,6 +78,7 @@ class Processor:
         triggers: TriggerSchemas | None = None,
         max_profile_bytes: int = MAX_PROFILE_BYTES,
         needs: TemplateNeeds | None = None,
+        tombstones: erasures.Tombstones | None = None,
     ) -> None:
         """With ``needs``, each activation carries the profile attributes its template
         reads (see ``services.runtime.needs``); without, the whole profile."""
@@ -87,6 +89,7 @@ class Processor:
         self.triggers = triggers
         self.max_profile_bytes = max_profile_bytes
         self.needs = needs
+        self.tombstones = tombstones or erasures.Tombstones()
 
     async def apply_events(
         self, events: Sequence[AcceptedEvent], fetched_at: float
@@ -125,8 +128,9 @@ class Processor:
         todo = _first_of_each(e for e in events if e.event_id in fresh)
         if not todo:
             return
-        tally.add(workspace_id, todo)
         rows = await store.lock_profiles(workspace_id, (e.profile_id for e in todo), create=True)
+        todo = await self.tombstones.screen(store.conn, workspace_id, todo, rows)
+        tally.add(workspace_id, todo)
         states = await store.states(workspace_id, sorted(rows))
         catalog = self.catalogs.for_workspace(workspace_id)
         writes = _Writes()
@@ -267,7 +271,8 @@ class Processor:
 
     async def erase(self, workspace_id: str, profile_id: str) -> bool:
         """Delete the profile and everything about it; cancel its pending timers; tell the
-        activator to erase its messages."""
+        activator and the gateway to erase its messages and events; keep a tombstone so
+        late feedback does not bring it back (:mod:`services.runtime.erasures`)."""
         async with db.raw_transaction(self.pool) as conn:
             store = Store(conn)
             if not await store.lock_profiles(workspace_id, [profile_id], create=False):
@@ -285,6 +290,8 @@ class Processor:
             commands.append((erased.subject, erased.model_dump(mode="json"), erased.msg_id))
             await store.add_commands(commands)
             await store.delete_profile(workspace_id, profile_id)
+            await erasures.record(conn, workspace_id, profile_id, erased.erased_at)
+            await forget_samples(conn, workspace_id, profile_id)
         self._notify()
         return True
 

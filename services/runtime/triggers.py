@@ -25,6 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import db, event_schema
+from shared.erasure import profile_key
 from shared.events import AcceptedEvent
 from shared.http import Unavailable, get_json
 from shared.logging import get_logger
@@ -129,7 +130,8 @@ class Tally:
             count.violations += 1
             if len(count.samples) < MAX_SAMPLES:
                 at = event.accepted_at.isoformat()
-                count.samples.append({"event_id": event.event_id, "at": at, "paths": paths})
+                count.samples.append({"event_id": event.event_id, "at": at, "paths": paths,
+                                      _OWNER: _owner(event.profile_id)})  # fmt: skip
 
     async def save(self, conn: asyncpg.Connection) -> None:
         if not self._counts:
@@ -161,6 +163,29 @@ ON CONFLICT (workspace_id, trigger_id, shard) DO UPDATE SET
             ORDER BY n LIMIT {MAX_SAMPLES}) AS kept) END
 """
 
+# Each sample names its profile by digest, so an erasure can take the profile's samples out;
+# readers never see it.
+_OWNER = "profile_key"
+
+
+def _owner(profile_id: str) -> str:
+    return profile_key(profile_id).hex()
+
+
+_FORGET = f"""
+UPDATE runtime.trigger_stats SET samples = (
+    SELECT coalesce(jsonb_agg(x ORDER BY n), '[]'::jsonb)
+    FROM jsonb_array_elements(samples) WITH ORDINALITY AS e (x, n)
+    WHERE x->>'{_OWNER}' IS DISTINCT FROM $2)
+WHERE workspace_id = $1 AND samples @> jsonb_build_array(jsonb_build_object('{_OWNER}', $2::text))
+"""
+
+
+async def forget_samples(conn: asyncpg.Connection, workspace_id: str, profile_id: str) -> None:
+    """Take an erased profile's events out of the violation samples (the counts stay)."""
+    await conn.execute(_FORGET, workspace_id, _owner(profile_id))
+
+
 _READ = text(
     """
 SELECT coalesce(sum(received_total), 0) AS received, max(last_received_at) AS last_at,
@@ -181,5 +206,9 @@ async def stats(session: AsyncSession, workspace_id: str, trigger_id: str) -> di
         "received_total": int(row.received),
         "last_received_at": row.last_at,
         "schema_violations": int(row.violations),
-        "violation_samples": samples[:MAX_SAMPLES],
+        "violation_samples": [_shown(s) for s in samples[:MAX_SAMPLES]],
     }
+
+
+def _shown(sample: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in sample.items() if key != _OWNER}

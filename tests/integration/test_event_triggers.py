@@ -276,7 +276,7 @@ async def test_the_runtime_counts_each_triggers_events_and_their_violations(
     samples = {s["event_id"]: s["paths"] for s in stats["violation_samples"]}
     assert samples == {
         "e2": ["properties.cart.total: expected number, found string",
-               "properties.currency: 'GBP' is not one of the enum"],
+               "properties.currency: not one of the enum values"],
         "e3": ["properties.cart: required"],
     }  # fmt: skip
 

@@ -1,9 +1,14 @@
-"""Tracking endpoints: a signed token records the open or click; a forged one records nothing."""
+"""Tracking endpoints: a signed token records the open or click once; a forged, crafted,
+expired or erased one records nothing, and none of them makes the gateway fail."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+
 import asyncpg
 import httpx
+import pytest
 
 from shared import db
 from shared.tracking import Mark, sign
@@ -23,15 +28,25 @@ async def tracked(stack: Stack, workspace_id: str) -> list[str]:
     return [r["name"] for r in rows]
 
 
+def mark(workspace_id: str, *, age: timedelta = timedelta(0), **changes: str) -> Mark:
+    issued = int((datetime.now(UTC) - age).timestamp())
+    fields = {"workspace_id": workspace_id, "profile_id": "ada", "journey_id": "j1",
+              "step_id": "email-1", "activation_id": f"act_{uuid.uuid4().hex}"}  # fmt: skip
+    return Mark(**(fields | changes), issued_at=issued)
+
+
+def link(m: Mark, url: str) -> str:
+    return sign(Mark(**{**m.__dict__, "url": url}), TRACKING_SECRET)
+
+
 async def test_signed_tokens_record_and_forged_ones_do_not(
     workspace: Workspace, stack: Stack
 ) -> None:
-    mark = Mark(workspace.id, "ada", "j1", "email-1", "act_1")
-    link = Mark(**{**mark.__dict__, "url": "https://shop.example/cart"})
-    forged = sign(Mark(workspace.id, "eve", "j1", "email-1", "act_1"), "not-the-secret")
+    m = mark(workspace.id)
+    forged = sign(mark(workspace.id, profile_id="eve"), "not-the-secret")
     async with httpx.AsyncClient(base_url=stack.url) as browser:
-        pixel = await browser.get(f"/t/o/{sign(mark, TRACKING_SECRET)}")
-        click = await browser.get(f"/t/c/{sign(link, TRACKING_SECRET)}")
+        pixel = await browser.get(f"/t/o/{sign(m, TRACKING_SECRET)}")
+        click = await browser.get(f"/t/c/{link(m, 'https://shop.example/cart')}")
         fake_pixel = await browser.get(f"/t/o/{forged}")
         fake_click = await browser.get(f"/t/c/{forged}")
     assert pixel.status_code == 200
@@ -40,4 +55,62 @@ async def test_signed_tokens_record_and_forged_ones_do_not(
     assert click.headers["location"] == "https://shop.example/cart"
     assert fake_pixel.status_code == 200  # a mail client sees a pixel either way
     assert fake_click.status_code == 404
+    assert fake_click.headers["content-type"] == "application/problem+json"
     assert await tracked(stack, workspace.id) == ["email_opened", "email_clicked"]
+
+
+async def test_an_email_opened_again_and_again_records_one_open_and_one_click_per_link(
+    workspace: Workspace, stack: Stack
+) -> None:
+    first, second = mark(workspace.id), mark(workspace.id)
+    async with httpx.AsyncClient(base_url=stack.url) as browser:
+        for _ in range(5):
+            assert (await browser.get(f"/t/o/{sign(first, TRACKING_SECRET)}")).status_code == 200
+        for url in ["https://shop.example/a", "https://shop.example/b", "https://shop.example/a"]:
+            assert (await browser.get(f"/t/c/{link(first, url)}")).status_code == 302
+        # Another message to the same profile is another open.
+        assert (await browser.get(f"/t/o/{sign(second, TRACKING_SECRET)}")).status_code == 200
+    assert sorted(await tracked(stack, workspace.id)) == [
+        "email_clicked", "email_clicked", "email_opened", "email_opened",
+    ]  # fmt: skip
+
+
+async def test_old_tokens_and_tokens_without_a_time_record_nothing(
+    workspace: Workspace, stack: Stack
+) -> None:
+    old = mark(workspace.id, age=timedelta(days=91))
+    legacy = Mark(workspace.id, "ada", "j1", "email-1", f"act_{uuid.uuid4().hex}")
+    recent = mark(workspace.id, age=timedelta(days=89))
+    async with httpx.AsyncClient(base_url=stack.url) as browser:
+        for m in (old, legacy):
+            pixel = await browser.get(f"/t/o/{sign(m, TRACKING_SECRET)}")
+            assert (pixel.status_code, pixel.content[:3]) == (200, b"GIF")
+            # The link was ours and signed: it still leads where it said, unrecorded.
+            click = await browser.get(f"/t/c/{link(m, 'https://shop.example/')}")
+            assert (click.status_code, click.headers["location"]) == (302, "https://shop.example/")
+        assert (await browser.get(f"/t/o/{sign(recent, TRACKING_SECRET)}")).status_code == 200
+    assert await tracked(stack, workspace.id) == ["email_opened"]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "é.é",
+        "abc.\u00ff\u00fe",
+        "\u2603",
+        "eyJ4IjoxfQ.😀😀😀",
+        "." * 50,
+        "a" * 4000,
+        "%ff.%c3%28",
+        "eyJ4IjoxfQ.AAAAAAAAAAAAAAAAAAAAAA",
+    ],
+)
+async def test_crafted_tokens_answer_a_pixel_or_404_never_an_error(
+    token: str, workspace: Workspace, stack: Stack
+) -> None:
+    async with httpx.AsyncClient(base_url=stack.url) as browser:
+        pixel = await browser.get(f"/t/o/{token}")
+        click = await browser.get(f"/t/c/{token}")
+    assert (pixel.status_code, pixel.headers["content-type"]) == (200, "image/gif")
+    assert click.status_code == 404
+    assert await tracked(stack, workspace.id) == []

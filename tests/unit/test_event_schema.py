@@ -109,7 +109,7 @@ def test_all_problems_come_at_once_and_nesting_is_bounded() -> None:
          ["properties.cart.items[0].sku: required",
           "properties.cart.items[0].qty: expected integer, found number"]),
         ({"cart": {"total": 1}, "currency": "GBP"},
-         ["properties.currency: 'GBP' is not one of the enum"]),
+         ["properties.currency: not one of the enum values"]),
         ({"cart": {"total": 1}, "at": "2026-03-08"},
          ["properties.at: not an RFC 3339 date-time with an offset"]),
         ({"cart": {"total": 1}, "at": "2026-03-08T10:00:00"},

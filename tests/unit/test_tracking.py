@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import re
+from datetime import UTC, datetime, timedelta
 
-from shared.tracking import CLICK_PATH, OPEN_PATH, Mark, instrument, sign, verify
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.tracking import CLICK_PATH, OPEN_PATH, Mark, expired, instrument, sign, verify
 
 MARK = Mark("ws", "ada", "j1", "email-1", "act_1")
 
@@ -33,3 +41,75 @@ def test_links_are_rewritten_and_a_pixel_added() -> None:
     assert out.index("<img") < out.index("</body>")
     assert OPEN_PATH in out
     assert CLICK_PATH in out
+
+
+# --- the token parser takes anything from anyone ------------------------------------------
+
+SECRET = "s3cret"
+_text = st.text(max_size=60)
+
+
+def _signed_body(raw: bytes) -> str:
+    """A token whose signature is right for whatever ``raw`` is: the parser must cope with
+    what comes after the signature check too."""
+    body = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    mac = hmac.new(SECRET.encode(), body.encode(), hashlib.sha256).digest()[:16]
+    return f"{body}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text())
+def test_any_text_is_refused_without_raising(token: str) -> None:
+    assert verify(token, SECRET) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(), st.text())
+def test_any_body_and_signature_are_refused_without_raising(body: str, mac: str) -> None:
+    assert verify(f"{body}.{mac}", SECRET) is None
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _text,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_text, children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(
+    st.binary(max_size=80),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.dictionaries(
+        st.sampled_from(["workspace_id", "profile_id", "journey_id", "step_id",
+                         "activation_id", "url", "issued_at", "other"]),
+        json_values, max_size=8,
+    ).map(lambda v: json.dumps(v).encode()),
+))  # fmt: skip
+def test_a_signed_body_of_anything_gives_a_mark_or_nothing(raw: bytes) -> None:
+    found = verify(_signed_body(raw), SECRET)
+    if found is not None:
+        assert all(isinstance(getattr(found, f), str) for f in ("workspace_id", "profile_id",
+                   "journey_id", "step_id", "activation_id"))  # fmt: skip
+        assert found.url is None or isinstance(found.url, str)
+        assert found.issued_at is None or type(found.issued_at) is int
+        found.issued()  # a time it can say
+
+
+@settings(max_examples=200, deadline=None)
+@given(_text, _text, _text, st.none() | _text, st.none() | st.integers(0, 2**36))
+def test_every_mark_signed_verifies_as_itself(
+    profile: str, journey: str, step: str, url: str | None, issued: int | None
+) -> None:
+    m = Mark("ws", profile, journey, step, "act_1", url, issued)
+    assert verify(sign(m, SECRET), SECRET) == m
+
+
+def test_a_token_expires_after_the_age_and_one_without_a_time_is_expired() -> None:
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    age = timedelta(days=90)
+    fresh = Mark("ws", "ada", "j1", "e1", "a1", issued_at=int((now - age).timestamp()))
+    old = Mark("ws", "ada", "j1", "e1", "a1", issued_at=int((now - age).timestamp()) - 1)
+    assert not expired(fresh, now, age)
+    assert expired(old, now, age)
+    assert expired(MARK, now, age)  # signed before tokens carried the time
