@@ -71,24 +71,43 @@ def assert_too_many(r: httpx.Response) -> None:
     assert int(r.headers["retry-after"]) >= 1
 
 
+def signed(ws: Workspace, n: int, url: str | None = None) -> str:
+    """A token of its own message (an open records once per message, a click once per link)."""
+    mark = Mark(
+        ws.id, f"p{n}", "j1", "email-1", f"act-{n}", url=url,
+        issued_at=int(datetime.now(UTC).timestamp()),
+    )  # fmt: skip
+    return sign(mark, TRACKING_SECRET)
+
+
 async def test_an_open_pixel_past_its_budget_is_a_pixel_that_records_nothing(
     limited: Stack, ws: Workspace
 ) -> None:
-    token = sign(Mark(ws.id, "ada", "j1", "email-1", "act-1"), TRACKING_SECRET)
     async with browser(limited, client()) as b:
-        answers = [await b.get(f"/t/o/{token}") for _ in range(5)]
-    assert [r.status_code for r in answers] == [200] * 5
+        answers = [await b.get(f"/t/o/{signed(ws, n)}") for n in range(7)]
+    assert [r.status_code for r in answers] == [200] * 7
     assert {r.headers["content-type"] for r in answers} == {"image/gif"}
     assert len({r.content for r in answers}) == 1
-    assert await recorded(limited, ws.id, "email_opened") == 3  # the token's budget
+    assert await recorded(limited, ws.id, "email_opened") == 5  # the client's budget
+
+
+async def test_a_tracked_link_is_limited_per_token_whatever_the_client(
+    limited: Stack, ws: Workspace
+) -> None:
+    link = f"/t/c/{signed(ws, 1, 'https://shop.example/')}"
+    answers = []
+    for _ in range(4):
+        async with browser(limited, client()) as b:
+            answers.append(await b.get(link))
+    assert [r.status_code for r in answers[:3]] == [302] * 3  # the token's budget
+    assert_too_many(answers[3])
 
 
 async def test_tracked_links_are_limited_per_client_and_a_forged_header_does_not_help(
     limited: Stack, ws: Workspace
 ) -> None:
     def link(n: int) -> str:
-        mark = Mark(ws.id, f"p{n}", "j1", "email-1", f"act-{n}", url="https://shop.example/")
-        return f"/t/c/{sign(mark, TRACKING_SECRET)}"
+        return f"/t/c/{signed(ws, n, 'https://shop.example/')}"
 
     me = client()
     async with browser(limited, me) as b:
