@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.middleware import Middleware
 from starlette.responses import Response
 
-from gateway import console, hooks, ingest, segment, tracking
+from gateway import console, guards, hooks, ingest, segment, tracking
 from gateway.auth import Authenticator, DesignerUnavailable
 from gateway.guards import InputGuardMiddleware
 from gateway.openapi import merged_openapi
@@ -58,6 +58,7 @@ async def _clients(state: ServiceState) -> AsyncIterator[None]:
     timeout = httpx.Timeout(settings.upstream_timeout_s, connect=2.0)
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
         state.extras[HTTP_CLIENT] = client
+        state.extras[guards.METRICS] = guards.EdgeMetrics(state.registry)
         state.extras[AUTH] = Authenticator(client, settings.designer_url, settings.auth_cache_s)
         state.extras[LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         state.extras[hooks.SOURCES] = hooks.SourceCache(
@@ -87,15 +88,17 @@ async def _services_ready(state: ServiceState) -> tuple[bool, str]:
 
 
 def _route(request: Request) -> Route:
+    # The decoded path itself: the URL built from it would cut it at a decoded "?" or "#".
+    path: str = request.scope["path"]
     try:
-        route = match(request.method, request.url.path)
+        route = match(request.method, path)
     except MethodNotAllowed as exc:
         raise ProblemError(
             405, "Method not allowed", f"{request.method} is not allowed here",
             headers={"Allow": ", ".join(sorted(exc.allowed))},
         ) from None  # fmt: skip
     if route is None:
-        raise ProblemError(404, "Not found", f"no resource at {request.url.path}")
+        raise ProblemError(404, "Not found", f"no resource at {path}")
     return route
 
 

@@ -19,7 +19,7 @@ from services.runtime.repository import RuntimeRepository
 from services.runtime.settings import RuntimeSettings
 from services.runtime.simulate import SimEvent, Simulation, check
 from shared.app import RequestSession, get_state
-from shared.identity import Identity, identity_from_request
+from shared.identity import ADMIN, READ, WRITE, Identity, require
 from shared.journey import JourneyLimits
 from shared.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from shared.problems import FieldError, ProblemError, forbidden, invalid, not_found
@@ -54,7 +54,7 @@ class SimulateIn(_Strict):
 
 @router.post("/journeys/simulate")
 async def simulate(
-    request: Request, body: SimulateIn, caller: Annotated[Identity, Depends(identity_from_request)]
+    request: Request, body: SimulateIn, caller: Annotated[Identity, Depends(require(WRITE))]
 ) -> dict[str, Any]:
     """Each profile's path and the messages that would be sent; nothing is stored or sent."""
     journey, errors = check(body.journey, JourneyLimits())
@@ -85,7 +85,9 @@ def _event(e: SimEventIn) -> SimEvent:
 
 
 Session = RequestSession
-Caller = Annotated[Identity, Depends(identity_from_request)]
+Reader = Annotated[Identity, Depends(require(READ))]
+Writer = Annotated[Identity, Depends(require(WRITE))]
+Admin = Annotated[Identity, Depends(require(ADMIN))]
 
 
 def _membership_out(row: MembershipRow) -> dict[str, Any]:
@@ -100,7 +102,7 @@ def _membership_out(row: MembershipRow) -> dict[str, Any]:
 
 
 @router.get("/profiles/{profile_id}", tags=["profiles"])
-async def get_profile(session: Session, caller: Caller, profile_id: str) -> dict[str, Any]:
+async def get_profile(session: Session, caller: Reader, profile_id: str) -> dict[str, Any]:
     repo = RuntimeRepository(session)
     row = await repo.profile(caller.workspace_id, profile_id)
     if row is None:
@@ -115,7 +117,7 @@ async def get_profile(session: Session, caller: Caller, profile_id: str) -> dict
 
 
 @router.delete("/profiles/{profile_id}", status_code=204, tags=["profiles"])
-async def delete_profile(request: Request, caller: Caller, profile_id: str) -> Response:
+async def delete_profile(request: Request, caller: Admin, profile_id: str) -> Response:
     """Erases the profile, its places in journeys, its timeline and its pending timers."""
     processor: Processor = get_state(request).extras["processor"]
     if not await processor.erase(caller.workspace_id, profile_id):
@@ -125,7 +127,7 @@ async def delete_profile(request: Request, caller: Caller, profile_id: str) -> R
 
 @router.get("/profiles/{profile_id}/timeline", tags=["profiles"])
 async def timeline(
-    session: Session, caller: Caller, profile_id: str, limit: Limit = 50, cursor: Cursor = None
+    session: Session, caller: Reader, profile_id: str, limit: Limit = 50, cursor: Cursor = None
 ) -> dict[str, Any]:
     after = decode_cursor(cursor)
     rows = await RuntimeRepository(session).timeline(
@@ -144,7 +146,7 @@ async def timeline(
 @router.get("/profiles/{profile_id}/explain", tags=["profiles"])
 async def explain(
     session: Session,
-    caller: Caller,
+    caller: Reader,
     profile_id: str,
     journey_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Limit = 50,
@@ -186,7 +188,7 @@ async def _check_journey(request: Request, caller: Identity, journey_id: str) ->
 async def journey_profiles(
     request: Request,
     session: Session,
-    caller: Caller,
+    caller: Writer,
     journey_id: str,
     stage: Annotated[str | None, Query(max_length=200)] = None,
     state: Literal["active", "left"] | None = None,
@@ -209,7 +211,7 @@ async def journey_profiles(
 async def analytics(
     request: Request,
     session: Session,
-    caller: Caller,
+    caller: Reader,
     journey_id: str,
     version: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
