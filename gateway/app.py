@@ -56,7 +56,9 @@ async def _clients(state: ServiceState) -> AsyncIterator[None]:
         max_keepalive_connections=settings.upstream_connections,
     )
     timeout = httpx.Timeout(settings.upstream_timeout_s, connect=2.0)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+    # Every call this client makes goes to a service: each bears the service token.
+    headers = settings.service_headers()
+    async with httpx.AsyncClient(limits=limits, timeout=timeout, headers=headers) as client:
         state.extras[HTTP_CLIENT] = client
         state.extras[guards.METRICS] = guards.EdgeMetrics(state.registry)
         state.extras[AUTH] = Authenticator(client, settings.designer_url, settings.auth_cache_s)
@@ -314,4 +316,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         readiness={"services": _services_ready},
         openapi_url=None,
         middleware=[Middleware(InputGuardMiddleware, max_bytes=settings.max_body_bytes)],
+        private=False,
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -36,6 +35,7 @@ def _metrics(scope: Scope) -> EdgeMetrics | None:
     state: Any = getattr(getattr(scope.get("app"), "state", None), "svc", None)
     found = state.extras.get(METRICS) if state is not None else None
     return found if isinstance(found, EdgeMetrics) else None
+
 
 # Routes that accept compressed bodies and check the decoded body themselves.
 DECODED_LATER = ("/segment/",)

@@ -8,6 +8,7 @@ first on the way out.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -26,9 +27,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared import bus, db
 from shared.clock import Clock, RealClock, VirtualClock
 from shared.logging import REQUEST_ID_HEADER, bind_correlation, configure_logging, get_logger
-from shared.metrics import CONTENT_TYPE, HttpMetrics, render
-from shared.problems import install_problem_handlers
-from shared.settings import ClockMode, ServiceSettings
+from shared.metrics import CONTENT_TYPE, HttpMetrics, ServiceTokenMetrics, render
+from shared.problems import install_problem_handlers, problem_response
+from shared.settings import SERVICE_TOKEN_HEADER, ClockMode, ServiceSettings
 
 log = get_logger(__name__)
 
@@ -81,7 +82,10 @@ def create_service_app(
     readiness: dict[str, ReadinessCheck] | None = None,
     openapi_url: str | None = "/openapi.json",
     middleware: Sequence[Middleware] = (),
+    private: bool = True,
 ) -> FastAPI:
+    """``private``: only the other services call this one, so its /internal and /v1 routes
+    and any identity header need the service token (the gateway, public, passes False)."""
     checks: dict[str, ReadinessCheck] = {
         "database": _check_database,
         "nats": _check_nats,
@@ -95,6 +99,7 @@ def create_service_app(
             state = await _open_state(settings, stack)
             app.state.svc = state
             app.state.http_metrics = HttpMetrics(state.registry)
+            app.state.service_token_metrics = ServiceTokenMetrics(state.registry)
             if extend is not None:
                 await stack.enter_async_context(extend(state))
             log.info("service.started", port=settings.port, clock=settings.clock.value)
@@ -106,6 +111,8 @@ def create_service_app(
     install_problem_handlers(app)
     for layer in middleware:
         app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
+    if private:
+        app.add_middleware(ServiceTokenMiddleware, settings=settings)
     app.add_middleware(CorrelationMiddleware)  # outermost: every answer carries the id
     _add_operational_routes(app, checks)
     for router in routers:
@@ -220,3 +227,51 @@ class CorrelationMiddleware:
         method = scope["method"]
         metrics.requests.labels(method, route, str(status)).inc()
         metrics.latency.labels(method, route).observe(seconds)
+
+
+# Paths only another service may call. Health, readiness, metrics and the API description
+# stay open on the service's private binding.
+PRIVATE_PREFIXES = ("/internal/", "/v1/")
+
+
+class ServiceTokenMiddleware:
+    """401 for a call to a private path, or one carrying identity headers, that does not
+    bear this deployment's service token: reaching a service's port is not enough to act
+    as a caller or to read connector secrets."""
+
+    def __init__(self, app: ASGIApp, settings: ServiceSettings) -> None:
+        self.app = app
+        token = settings.service_token
+        self.token = token.get_secret_value().encode() if token is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        claims = scope["path"].startswith(PRIVATE_PREFIXES) or any(
+            k.lower().startswith(b"x-waypost-") for k, _ in headers
+        )
+        reason = self._refusal(headers) if claims else None
+        if reason is None:
+            await self.app(scope, receive, send)
+            return
+        metrics = getattr(getattr(scope.get("app"), "state", None), "service_token_metrics", None)
+        if isinstance(metrics, ServiceTokenMetrics):
+            metrics.refused.labels(reason).inc()
+        log.warning("service.token_refused", reason=reason, path=scope["path"])
+        detail = (
+            "this service has no service token configured (WAYPOST_SERVICE_TOKEN)"
+            if reason == "unconfigured"
+            else "only the other Waypost services may call this"
+        )
+        await problem_response(401, "Unauthorized", detail)(scope, receive, send)
+
+    def _refusal(self, headers: list[tuple[bytes, bytes]]) -> str | None:
+        if self.token is None:
+            return "unconfigured"
+        name = SERVICE_TOKEN_HEADER.encode()
+        sent = next((v for k, v in headers if k.lower() == name), None)
+        if sent is None:
+            return "missing"
+        return None if hmac.compare_digest(sent, self.token) else "wrong"

@@ -11,11 +11,19 @@ from typing import Any
 import aiohttp
 
 
-def session(max_connections: int = 100, timeout_s: float | None = None) -> aiohttp.ClientSession:
-    """A pooled keep-alive session; create it inside the running event loop."""
+def session(
+    max_connections: int = 100,
+    timeout_s: float | None = None,
+    headers: dict[str, str] | None = None,
+) -> aiohttp.ClientSession:
+    """A pooled keep-alive session; create it inside the running event loop. ``headers``
+    go on every request: the service token for a session to other services, never for
+    one that reaches providers."""
     connector = aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, raise_for_status=False, headers=headers
+    )
 
 
 class Unavailable(Exception):

@@ -30,5 +30,15 @@ class HttpMetrics:
         )
 
 
+class ServiceTokenMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.refused = Counter(
+            "waypost_service_token_refused_total",
+            "Calls to a service refused for a missing, wrong or unconfigured service token",
+            ["reason"],
+            registry=registry,
+        )
+
+
 def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)

@@ -288,7 +288,9 @@ async def create_webhook_source(ctx: AdminCtx, body: WebhookSourceIn) -> Webhook
 
 
 @router.get("/webhooks/sources", response_model=Page[WebhookSourceOut], tags=["webhooks"])
-async def list_webhook_sources(ctx: AdminCtx, limit: Limit = 50, cursor: Cursor = None) -> Page[Any]:
+async def list_webhook_sources(
+    ctx: AdminCtx, limit: Limit = 50, cursor: Cursor = None
+) -> Page[Any]:
     return await resources.list_webhook_sources(ctx, cursor, limit)
 
 
