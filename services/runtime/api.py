@@ -101,13 +101,41 @@ def _membership_out(row: MembershipRow) -> dict[str, Any]:
     return out
 
 
+async def _granted(request: Request, caller: Identity) -> set[str] | None:
+    """The journeys a key limited to folders sees of a profile (the designer knows which
+    are in its folders); None for a key of the whole workspace.
+
+    Such a key reads a profile's attributes and consent, which belong to the workspace as
+    templates do, but only the memberships, timeline entries and explanations of journeys
+    in its folders: what happened in the others is not its business."""
+    if caller.unrestricted:
+        return None
+    state = get_state(request)
+    settings = state.settings
+    assert isinstance(settings, RuntimeSettings)
+    url = (
+        f"{settings.designer_url}/internal/workspaces/{quote(caller.workspace_id, safe='')}"
+        "/journeys/granted"
+    )
+    try:
+        r = await state.extras["http"].get(url, params={"folders": ",".join(caller.folder_ids)})
+        r.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ProblemError(503, "Service unavailable", "designer is not reachable") from exc
+    return set(r.json()["journey_ids"])
+
+
 @router.get("/profiles/{profile_id}", tags=["profiles"])
-async def get_profile(session: Session, caller: Reader, profile_id: str) -> dict[str, Any]:
+async def get_profile(
+    request: Request, session: Session, caller: Reader, profile_id: str
+) -> dict[str, Any]:
+    """The profile; a key limited to folders sees only its journeys among ``journeys``."""
     repo = RuntimeRepository(session)
     row = await repo.profile(caller.workspace_id, profile_id)
     if row is None:
         raise not_found(f"profile {profile_id}")
-    members = await repo.memberships_of(caller.workspace_id, profile_id)
+    granted = await _granted(request, caller)
+    members = await repo.memberships_of(caller.workspace_id, profile_id, granted)
     return {
         "profile_id": row.profile_id,
         "attributes": row.attributes,
@@ -127,11 +155,18 @@ async def delete_profile(request: Request, caller: Admin, profile_id: str) -> Re
 
 @router.get("/profiles/{profile_id}/timeline", tags=["profiles"])
 async def timeline(
-    session: Session, caller: Reader, profile_id: str, limit: Limit = 50, cursor: Cursor = None
+    request: Request,
+    session: Session,
+    caller: Reader,
+    profile_id: str,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
+    """The profile's timeline; a key limited to folders sees its journeys' entries only."""
     after = decode_cursor(cursor)
+    granted = await _granted(request, caller)
     rows = await RuntimeRepository(session).timeline(
-        caller.workspace_id, profile_id, int(after[0]) if after else None, limit + 1
+        caller.workspace_id, profile_id, int(after[0]) if after else None, limit + 1, granted
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -145,13 +180,18 @@ async def timeline(
 
 @router.get("/profiles/{profile_id}/explain", tags=["profiles"])
 async def explain(
+    request: Request,
     session: Session,
     caller: Reader,
     profile_id: str,
     journey_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:
-    """Why each recent event did or did not enter or move the profile."""
+    """Why each recent event did or did not enter or move the profile (a key limited to
+    folders: for its journeys only; naming another journey of the workspace is 403)."""
+    if journey_id is not None and not caller.unrestricted:
+        await _check_journey(request, caller, journey_id)
+    granted = await _granted(request, caller)
     rows = await RuntimeRepository(session).explanations(
         caller.workspace_id, profile_id, journey_id, limit
     )
@@ -159,7 +199,8 @@ async def explain(
         {"event_id": r.event_id, "name": r.name, "at": r.at, **j}
         for r in rows
         for j in r.journeys
-        if journey_id is None or j["journey_id"] == journey_id
+        if (journey_id is None or j["journey_id"] == journey_id)
+        and (granted is None or j["journey_id"] in granted)
     ]  # fmt: skip
     return {"items": items[:limit]}
 

@@ -19,6 +19,7 @@ from services.activator.app import create_app as create_activator
 from services.designer.app import create_app as create_designer
 from services.runtime.app import create_app as create_runtime
 from shared.identity import ADMIN, READ, WRITE, Identity, Role
+from tests.helpers import eventually
 from tests.stack import SERVICE_TOKEN, Stack, Workspace, service_headers
 from tests.unit.test_service_roles import _checked_roles, _public_routes
 
@@ -240,3 +241,87 @@ async def test_a_client_cannot_send_the_token_through_the_gateway(workspace: Wor
             headers={"X-Waypost-Service-Token": SERVICE_TOKEN, "X-Waypost-Role": "admin"},
         )  # fmt: skip
     assert r.status_code == 403
+
+
+# --- folder grants: a profile's journeys and jumps ------------------------------------------
+
+
+async def _folders_and_journeys(workspace: Workspace) -> tuple[str, str, str, str]:
+    """Folders A and B, and a live journey in each entered by the event ``e``."""
+    async with workspace.client() as admin:
+        a = (await admin.post("/v1/folders", json={"name": "A"})).json()["id"]
+        b = (await admin.post("/v1/folders", json={"name": "B"})).json()["id"]
+        ja = (await admin.post("/v1/journeys", json=JOURNEY | {"folder_id": a})).json()["id"]
+        jb = (await admin.post("/v1/journeys", json=JOURNEY | {"folder_id": b})).json()["id"]
+        for jid in (ja, jb):
+            assert (await admin.post(f"/v1/journeys/{jid}/publish")).status_code == 200
+    return a, b, ja, jb
+
+
+async def test_a_folder_limited_key_reads_a_profile_only_through_its_journeys(
+    workspace: Workspace,
+) -> None:
+    a, _b, ja, jb = await _folders_and_journeys(workspace)
+    async with workspace.client() as admin:
+        r = await admin.post("/v1/events", json={"profile_id": "ada", "name": "e"})
+        assert r.status_code == 202, r.text
+
+        async def in_both() -> dict[str, Any] | None:
+            r = await admin.get("/v1/profiles/ada")
+            if r.status_code != 200:
+                return None
+            body: dict[str, Any] = r.json()
+            return body if {j["journey_id"] for j in body["journeys"]} == {ja, jb} else None
+
+        await eventually(in_both, "the profile in both journeys")
+        whole = (await admin.get("/v1/profiles/ada/timeline")).json()["items"]
+        explained = (await admin.get("/v1/profiles/ada/explain")).json()["items"]
+    assert {e["journey_id"] for e in whole} == {ja, jb}
+    assert {e["journey_id"] for e in explained} == {ja, jb}
+
+    viewer = await workspace.key("viewer", [a])
+    async with workspace.client(viewer) as c:
+        profile = await c.get("/v1/profiles/ada")
+        timeline = await c.get("/v1/profiles/ada/timeline")
+        explain = await c.get("/v1/profiles/ada/explain")
+        explain_b = await c.get("/v1/profiles/ada/explain", params={"journey_id": jb})
+    assert profile.status_code == 200, profile.text
+    assert [j["journey_id"] for j in profile.json()["journeys"]] == [ja]
+    assert "attributes" in profile.json()  # the workspace's profile itself stays readable
+    assert timeline.json()["items"]
+    assert {e["journey_id"] for e in timeline.json()["items"]} == {ja}
+    assert {e["journey_id"] for e in explain.json()["items"]} == {ja}
+    assert explain_b.status_code == 403
+
+
+def _jumping(folder: str, target: str) -> dict[str, Any]:
+    return {
+        "name": f"jumper-{target[:6]}",
+        "folder_id": folder,
+        "stages": [{"name": "S", "entry": {"event": "e"},
+                    "steps": [{"id": "go", "type": "jump", "journey_id": target, "stage": "S"}]}],
+    }  # fmt: skip
+
+
+async def test_a_folder_limited_editor_cannot_jump_outside_its_folders(
+    workspace: Workspace,
+) -> None:
+    a, _b, ja, jb = await _folders_and_journeys(workspace)
+    editor = await workspace.key("editor", [a])
+    async with workspace.client(editor) as c:
+        inside = await c.post("/v1/journeys", json=_jumping(a, ja))
+        outside = await c.post("/v1/journeys", json=_jumping(a, jb))
+        validated = await c.post("/v1/journeys/validate", json=_jumping(a, jb))
+    assert inside.status_code == 201, inside.text
+    for refused in (outside, validated):
+        assert refused.status_code == 422, refused.text
+        assert [e["path"] for e in refused.json()["errors"]] == ["stages[0].steps[0].journey_id"]
+    # A draft an admin wrote into the editor's folder: the editor still cannot publish it.
+    async with workspace.client() as admin:
+        draft = (await admin.post("/v1/journeys", json=_jumping(a, jb))).json()["id"]
+    async with workspace.client(editor) as c:
+        published = await c.post(f"/v1/journeys/{draft}/publish")
+    assert published.status_code == 422, published.text
+    assert published.json()["errors"][0]["path"] == "stages[0].steps[0].journey_id"
+    async with workspace.client() as admin:
+        assert (await admin.post(f"/v1/journeys/{draft}/publish")).status_code == 200
