@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -31,6 +32,7 @@ from shared.clock import VirtualClock
 from shared.durations import Duration, to_timedelta
 from shared.identity import Identity, Role
 from shared.problems import FieldError, ProblemError, invalid
+from shared.settings import SERVICE_TOKEN_HEADER
 
 HTTP_CLIENT = "http"
 AUTH = "auth"
@@ -135,6 +137,29 @@ def _limit(state: ServiceState, identity: Identity) -> None:
             429, "Too many requests", "this key is over its request rate",
             headers={"Retry-After": retry_after_header(wait)},
         )  # fmt: skip
+
+
+async def operator(request: Request) -> None:
+    """Who may read the gateway's /metrics and readiness detail: a caller showing the
+    service token (``X-Waypost-Service-Token``, or as the bearer token, which is what a
+    Prometheus scrape config sends), or an admin key. The rest of the world learns only
+    whether the gateway is ready."""
+    token = _settings(get_state(request)).service_token
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    bearer = credential.strip() if scheme.lower() == "bearer" else ""
+    if token is not None:
+        expected = token.get_secret_value().encode()
+        for shown in (request.headers.get(SERVICE_TOKEN_HEADER, ""), bearer):
+            if shown and hmac.compare_digest(shown.encode(), expected):
+                return
+    if not bearer:
+        raise ProblemError(
+            401, "Unauthorized", "send an admin key or the service token as a bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
+    identity = await _known(get_state(request), bearer, "Bearer")
+    if identity.role is not Role.ADMIN:
+        raise ProblemError(403, "Forbidden", f"a {identity.role.value} key may not read this")
 
 
 async def authorize(request: Request) -> tuple[Route, Identity]:
@@ -317,4 +342,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         openapi_url=None,
         middleware=[Middleware(InputGuardMiddleware, max_bytes=settings.max_body_bytes)],
         private=False,
+        operator=operator,
     )

@@ -28,12 +28,13 @@ from shared import bus, db
 from shared.clock import Clock, RealClock, VirtualClock
 from shared.logging import REQUEST_ID_HEADER, bind_correlation, configure_logging, get_logger
 from shared.metrics import CONTENT_TYPE, HttpMetrics, ServiceTokenMetrics, render
-from shared.problems import install_problem_handlers, problem_response
+from shared.problems import ProblemError, install_problem_handlers, problem_response
 from shared.settings import SERVICE_TOKEN_HEADER, ClockMode, ServiceSettings
 
 log = get_logger(__name__)
 
 ReadinessCheck = Callable[["ServiceState"], Awaitable[tuple[bool, str]]]
+Operator = Callable[[Request], Awaitable[None]]
 
 
 @dataclass
@@ -83,9 +84,14 @@ def create_service_app(
     openapi_url: str | None = "/openapi.json",
     middleware: Sequence[Middleware] = (),
     private: bool = True,
+    operator: Operator | None = None,
 ) -> FastAPI:
     """``private``: only the other services call this one, so its /internal and /v1 routes
-    and any identity header need the service token (the gateway, public, passes False)."""
+    and any identity header need the service token (the gateway, public, passes False).
+
+    ``operator``: for a public app, checks that a request may see operational detail
+    (raises ProblemError when not): /metrics needs it, /readyz shows only its status
+    without it. None: both are open, as on a service's private binding."""
     checks: dict[str, ReadinessCheck] = {
         "database": _check_database,
         "nats": _check_nats,
@@ -114,7 +120,7 @@ def create_service_app(
     if private:
         app.add_middleware(ServiceTokenMiddleware, settings=settings)
     app.add_middleware(CorrelationMiddleware)  # outermost: every answer carries the id
-    _add_operational_routes(app, checks)
+    _add_operational_routes(app, checks, operator)
     for router in routers:
         app.include_router(router)
     return app
@@ -153,7 +159,9 @@ async def _check_nats(state: ServiceState) -> tuple[bool, str]:
     return True, "ok"
 
 
-def _add_operational_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> None:
+def _add_operational_routes(
+    app: FastAPI, checks: dict[str, ReadinessCheck], operator: Operator | None
+) -> None:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -166,17 +174,28 @@ def _add_operational_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> 
         results = await asyncio.gather(*(_run_check(c, state) for c in checks.values()))
         report = dict(zip(checks, results, strict=True))
         ready = all(ok for ok, _ in results)
-        return JSONResponse(
-            {
-                "status": "ready" if ready else "unavailable",
-                "checks": {k: {"ok": ok, "detail": d} for k, (ok, d) in report.items()},
-            },
-            status_code=200 if ready else 503,
-        )
+        body: dict[str, Any] = {"status": "ready" if ready else "unavailable"}
+        if await _may_see_detail(operator, request):
+            body["checks"] = {k: {"ok": ok, "detail": d} for k, (ok, d) in report.items()}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
+        if operator is not None:
+            await operator(request)
         return Response(render(get_state(request).registry), media_type=CONTENT_TYPE)
+
+
+async def _may_see_detail(operator: Operator | None, request: Request) -> bool:
+    """Readiness detail (which dependency is down, and why) for an operator only; anyone
+    else, a load balancer included, gets the status alone."""
+    if operator is None:
+        return True
+    try:
+        await operator(request)
+    except ProblemError:
+        return False
+    return True
 
 
 async def _run_check(check: ReadinessCheck, state: ServiceState) -> tuple[bool, str]:

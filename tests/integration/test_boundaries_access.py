@@ -325,3 +325,49 @@ async def test_a_folder_limited_editor_cannot_jump_outside_its_folders(
     assert published.json()["errors"][0]["path"] == "stages[0].steps[0].journey_id"
     async with workspace.client() as admin:
         assert (await admin.post(f"/v1/journeys/{draft}/publish")).status_code == 200
+
+
+# --- the gateway's operational routes -------------------------------------------------------
+
+
+async def test_the_gateways_readiness_detail_and_metrics_are_for_operators(
+    workspace: Workspace, stack: Stack
+) -> None:
+    editor = await workspace.key("editor")
+    async with httpx.AsyncClient(base_url=stack.url) as c:
+        health = await c.get("/healthz")
+        bare = await c.get("/readyz")
+        anonymous = await c.get("/metrics")
+        forged = await c.get("/metrics", headers={"Authorization": "Bearer wp_forged"})
+        not_admin = await c.get("/metrics", headers={"Authorization": f"Bearer {editor}"})
+        wrong_token = await c.get("/metrics", headers={"X-Waypost-Service-Token": "guess"})
+        admin = {"Authorization": f"Bearer {workspace.admin_key}"}
+        by_admin = await c.get("/metrics", headers=admin)
+        by_token = await c.get("/metrics", headers={"Authorization": f"Bearer {SERVICE_TOKEN}"})
+        detail = await c.get("/readyz", headers=service_headers())
+        admin_detail = await c.get("/readyz", headers=admin)
+        editor_detail = await c.get("/readyz", headers={"Authorization": f"Bearer {editor}"})
+    assert health.status_code == 200
+    assert bare.status_code == 200
+    assert bare.json() == {"status": "ready"}
+    assert editor_detail.json() == {"status": "ready"}
+    for refused, status in ((anonymous, 401), (forged, 401), (not_admin, 403), (wrong_token, 401)):
+        assert refused.status_code == status, refused.text
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "waypost_" not in refused.text
+    for allowed in (by_admin, by_token):
+        assert allowed.status_code == 200
+        assert "waypost_http_requests_total" in allowed.text
+    for shown in (detail, admin_detail):
+        assert shown.json()["checks"]["services"]["ok"] is True
+
+
+async def test_refused_paths_and_tokens_are_counted(workspace: Workspace, stack: Stack) -> None:
+    await raw_request(stack.url, "GET", "/v1/journeys/x/../../api-keys", {})
+    async with httpx.AsyncClient(base_url=stack.service_urls["designer"]) as c:
+        await c.get("/internal/journeys/live")
+        designer_metrics = (await c.get("/metrics")).text
+    async with httpx.AsyncClient(base_url=stack.url, headers=service_headers()) as c:
+        gateway_metrics = (await c.get("/metrics")).text
+    assert 'waypost_gateway_refused_paths_total{kind="dot_segment"}' in gateway_metrics
+    assert 'waypost_service_token_refused_total{reason="missing"}' in designer_metrics
