@@ -25,12 +25,12 @@ from gateway.guards import InputGuardMiddleware
 from gateway.openapi import merged_openapi
 from gateway.proxy import forward
 from gateway.ratelimit import RateLimiter, retry_after_header
-from gateway.routes import INGEST, MethodNotAllowed, Route, match
+from gateway.routes import MethodNotAllowed, Route, match
 from gateway.settings import GatewaySettings
 from shared.app import ServiceState, create_service_app, get_state
 from shared.clock import VirtualClock
 from shared.durations import Duration, to_timedelta
-from shared.identity import Identity, Role
+from shared.identity import INGEST, Identity, Role
 from shared.problems import FieldError, ProblemError, invalid
 from shared.settings import SERVICE_TOKEN_HEADER
 
