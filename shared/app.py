@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared import bus, db
 from shared.clock import Clock, RealClock, VirtualClock
 from shared.logging import REQUEST_ID_HEADER, bind_correlation, configure_logging, get_logger
-from shared.metrics import CONTENT_TYPE, HttpMetrics, ServiceTokenMetrics, render
+from shared.metrics import CONTENT_TYPE, BoundaryMetrics, HttpMetrics, render
 from shared.problems import ProblemError, install_problem_handlers, problem_response
 from shared.settings import SERVICE_TOKEN_HEADER, ClockMode, ServiceSettings
 
@@ -105,7 +105,7 @@ def create_service_app(
             state = await _open_state(settings, stack)
             app.state.svc = state
             app.state.http_metrics = HttpMetrics(state.registry)
-            app.state.service_token_metrics = ServiceTokenMetrics(state.registry)
+            app.state.boundary_metrics = BoundaryMetrics(state.registry)
             if extend is not None:
                 await stack.enter_async_context(extend(state))
             log.info("service.started", port=settings.port, clock=settings.clock.value)
@@ -275,9 +275,9 @@ class ServiceTokenMiddleware:
         if reason is None:
             await self.app(scope, receive, send)
             return
-        metrics = getattr(getattr(scope.get("app"), "state", None), "service_token_metrics", None)
-        if isinstance(metrics, ServiceTokenMetrics):
-            metrics.refused.labels(reason).inc()
+        metrics = getattr(getattr(scope.get("app"), "state", None), "boundary_metrics", None)
+        if isinstance(metrics, BoundaryMetrics):
+            metrics.token_refused.labels(reason).inc()
         log.warning("service.token_refused", reason=reason, path=scope["path"])
         detail = (
             "this service has no service token configured (WAYPOST_SERVICE_TOKEN)"

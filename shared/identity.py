@@ -15,7 +15,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from shared.logging import get_logger
+from shared.metrics import BoundaryMetrics
 from shared.problems import ProblemError, forbidden
+
+log = get_logger(__name__)
 
 HEADER_PREFIX = "x-waypost-"
 KEY_HEADER = "x-waypost-key-id"
@@ -85,9 +89,13 @@ def require(roles: frozenset[Role]) -> Callable[..., Any]:
     the gateway's route table."""
 
     async def dependency(
-        identity: Annotated[Identity, Depends(identity_from_request)],
+        request: Request, identity: Annotated[Identity, Depends(identity_from_request)]
     ) -> Identity:
         if identity.role not in roles:
+            metrics = getattr(request.app.state, "boundary_metrics", None)
+            if isinstance(metrics, BoundaryMetrics):
+                metrics.role_refused.labels(identity.role.value).inc()
+            log.warning("service.role_refused", role=identity.role.value, path=request.url.path)
             raise forbidden(f"a {identity.role.value} key may not do this")
         return identity
 

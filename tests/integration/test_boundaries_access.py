@@ -364,10 +364,13 @@ async def test_the_gateways_readiness_detail_and_metrics_are_for_operators(
 
 async def test_refused_paths_and_tokens_are_counted(workspace: Workspace, stack: Stack) -> None:
     await raw_request(stack.url, "GET", "/v1/journeys/x/../../api-keys", {})
+    viewer = Identity("k-viewer", workspace.id, Role.VIEWER)
     async with httpx.AsyncClient(base_url=stack.service_urls["designer"]) as c:
         await c.get("/internal/journeys/live")
+        await c.post("/v1/connectors", headers=service_headers(viewer), json={})
         designer_metrics = (await c.get("/metrics")).text
     async with httpx.AsyncClient(base_url=stack.url, headers=service_headers()) as c:
         gateway_metrics = (await c.get("/metrics")).text
     assert 'waypost_gateway_refused_paths_total{kind="dot_segment"}' in gateway_metrics
     assert 'waypost_service_token_refused_total{reason="missing"}' in designer_metrics
+    assert 'waypost_service_role_refused_total{role="viewer"}' in designer_metrics
