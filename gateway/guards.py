@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from prometheus_client import CollectorRegistry, Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -105,9 +106,10 @@ class PathRefusal:
     detail: str
 
 
-# Percent-encoded "/", "\\", "." and "%" (a double encoding): each could turn into a
-# separator, a dot segment or another escape in a hop that decodes once more.
-_ENCODED = re.compile(rb"%(2f|5c|2e|25)", re.IGNORECASE)
+# Percent-encoded "/", "\\" and ".", also encoded again (%252f, %25252e, ...): each could
+# turn into a separator or a dot segment in a hop that decodes once more. A percent sign
+# of its own ("100%" is "100%25") stays allowed.
+_ENCODED = re.compile(rb"%(25)*(2f|5c|2e)", re.IGNORECASE)
 
 
 def path_refusal(raw_path: bytes) -> PathRefusal | None:
@@ -132,7 +134,28 @@ def path_refusal(raw_path: bytes) -> PathRefusal | None:
         return PathRefusal("dot_segment", "'.' and '..' segments are not accepted in the path")
     if any(s == b"" for s in segments[:-1]):  # a trailing slash is one empty last segment
         return PathRefusal("empty_segment", "empty segments ('//') are not accepted in the path")
+    if not _same_once_decoded(raw_path):
+        return PathRefusal("encoded", "the path decodes, more than once, into another path")
     return None
+
+
+def _same_once_decoded(raw_path: bytes, rounds: int = 8) -> bool:
+    """However often a hop decodes the path (``%25%32%66`` is ``%2f``, then ``/``), it keeps
+    its separators and gains no backslash or dot segment. Decoding only ever adds those,
+    so the fully decoded path is the one to check."""
+    decoded = raw_path
+    for _ in range(rounds):
+        again = unquote_to_bytes(decoded)
+        if again == decoded:
+            break
+        decoded = again
+    else:
+        return False  # still decoding: nothing sane is encoded this deep
+    return (
+        decoded.count(b"/") == raw_path.count(b"/")
+        and b"\\" not in decoded
+        and not any(s in (b".", b"..") for s in decoded.split(b"/"))
+    )
 
 
 # An escaped NUL that is not itself an escaped backslash followed by "u0000".

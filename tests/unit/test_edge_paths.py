@@ -20,6 +20,9 @@ REFUSED = {
     "/v1/journeys/x%5c..%5capi-keys": "encoded",
     "/v1/journeys/x/%252e%252e/api-keys": "encoded",
     "/v1/journeys/x/%25252e": "encoded",
+    "/v1/journeys/x/%25%32%65%25%32%65/api-keys": "encoded",
+    "/v1/journeys/x%25%32%66..%25%32%66api-keys": "encoded",
+    "/v1/journeys/x%25%35%63": "encoded",
     "/v1/journeys/x\\..\\..\\api-keys": "backslash",
     "/v1//api-keys": "empty_segment",
     "//v1/api-keys": "empty_segment",
@@ -36,6 +39,8 @@ ACCEPTED = [
     "/v1/profiles/ada..lovelace",
     "/v1/profiles/%C3%A9",
     "/t/o/abc.def",
+    "/v1/profiles/100%25",
+    "/v1/profiles/50%25off",
     "/",
 ]
 
