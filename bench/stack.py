@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -49,6 +50,7 @@ class Processes:
             "WAYPOST_LOG_LEVEL": "WARNING",
             "WAYPOST_ADMIN_KEY": ADMIN_KEY,
             "WAYPOST_ALLOW_PRIVATE_CONNECTORS": "true",  # the sinks are on loopback
+            "WAYPOST_SERVICE_TOKEN": secrets.token_urlsafe(32),  # the children show each other
         }
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.profilers: list[subprocess.Popen[bytes]] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -18,19 +19,20 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.middleware import Middleware
 from starlette.responses import Response
 
-from gateway import console, erasure, hooks, ingest, segment, tracking
+from gateway import console, erasure, guards, hooks, ingest, segment, tracking
 from gateway.auth import Authenticator, DesignerUnavailable
 from gateway.guards import InputGuardMiddleware
 from gateway.openapi import merged_openapi
 from gateway.proxy import forward
 from gateway.ratelimit import OPEN_LIMITS, OpenLimits, RateLimiter, retry_after_header
-from gateway.routes import INGEST, MethodNotAllowed, Route, match
+from gateway.routes import MethodNotAllowed, Route, match
 from gateway.settings import GatewaySettings
 from shared.app import ServiceState, create_service_app, get_state
 from shared.clock import VirtualClock
 from shared.durations import Duration, to_timedelta
-from shared.identity import Identity, Role
+from shared.identity import INGEST, Identity, Role
 from shared.problems import FieldError, ProblemError, invalid
+from shared.settings import SERVICE_TOKEN_HEADER
 
 HTTP_CLIENT = "http"
 AUTH = "auth"
@@ -56,8 +58,11 @@ async def _clients(state: ServiceState) -> AsyncIterator[None]:
         max_keepalive_connections=settings.upstream_connections,
     )
     timeout = httpx.Timeout(settings.upstream_timeout_s, connect=2.0)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+    # Every call this client makes goes to a service: each bears the service token.
+    headers = settings.service_headers()
+    async with httpx.AsyncClient(limits=limits, timeout=timeout, headers=headers) as client:
         state.extras[HTTP_CLIENT] = client
+        state.extras[guards.METRICS] = guards.EdgeMetrics(state.registry)
         state.extras[AUTH] = Authenticator(client, settings.designer_url, settings.auth_cache_s)
         state.extras[LIMITER] = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         state.extras[OPEN_LIMITS] = _open_limits(state, settings)
@@ -101,15 +106,17 @@ async def _services_ready(state: ServiceState) -> tuple[bool, str]:
 
 
 def _route(request: Request) -> Route:
+    # The decoded path itself: the URL built from it would cut it at a decoded "?" or "#".
+    path: str = request.scope["path"]
     try:
-        route = match(request.method, request.url.path)
+        route = match(request.method, path)
     except MethodNotAllowed as exc:
         raise ProblemError(
             405, "Method not allowed", f"{request.method} is not allowed here",
             headers={"Allow": ", ".join(sorted(exc.allowed))},
         ) from None  # fmt: skip
     if route is None:
-        raise ProblemError(404, "Not found", f"no resource at {request.url.path}")
+        raise ProblemError(404, "Not found", f"no resource at {path}")
     return route
 
 
@@ -149,6 +156,29 @@ def _limit(state: ServiceState, identity: Identity) -> None:
             429, "Too many requests", "this key is over its request rate",
             headers={"Retry-After": retry_after_header(wait)},
         )  # fmt: skip
+
+
+async def operator(request: Request) -> None:
+    """Who may read the gateway's /metrics and readiness detail: a caller showing the
+    service token (``X-Waypost-Service-Token``, or as the bearer token, which is what a
+    Prometheus scrape config sends), or an admin key. The rest of the world learns only
+    whether the gateway is ready."""
+    token = _settings(get_state(request)).service_token
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    bearer = credential.strip() if scheme.lower() == "bearer" else ""
+    if token is not None:
+        expected = token.get_secret_value().encode()
+        for shown in (request.headers.get(SERVICE_TOKEN_HEADER, ""), bearer):
+            if shown and hmac.compare_digest(shown.encode(), expected):
+                return
+    if not bearer:
+        raise ProblemError(
+            401, "Unauthorized", "send an admin key or the service token as a bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
+    identity = await _known(get_state(request), bearer, "Bearer", request)
+    if identity.role is not Role.ADMIN:
+        raise ProblemError(403, "Forbidden", f"a {identity.role.value} key may not read this")
 
 
 async def authorize(request: Request) -> tuple[Route, Identity]:
@@ -333,4 +363,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         readiness={"services": _services_ready},
         openapi_url=None,
         middleware=[Middleware(InputGuardMiddleware, max_bytes=settings.max_body_bytes)],
+        private=False,
+        operator=operator,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from urllib.parse import unquote
 
 import httpx
 from fastapi import Request
@@ -42,6 +43,22 @@ def _forward_headers(
     return [(k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP | drop]
 
 
+def upstream_url(base_url: str, request: Request) -> httpx.URL | None:
+    """The service's URL for ``request``: the path and query exactly as the client sent them
+    (still percent-encoded), or None when what would be sent is not the path the route
+    table matched (``scope["path"]``), whether httpx would normalise it or it decodes to
+    something else. The edge guard already refuses such paths; this keeps "authorised"
+    and "forwarded" the same path even if that guard changed."""
+    matched: str = request.scope["path"]
+    raw: bytes = request.scope.get("raw_path") or matched.encode()
+    query: bytes = request.scope.get("query_string", b"")
+    target = raw + (b"?" + query if query else b"")
+    url = httpx.URL(base_url).copy_with(raw_path=target)
+    if url.raw_path != target or unquote(raw.decode("latin-1")) != matched:
+        return None
+    return url
+
+
 async def forward(
     client: httpx.AsyncClient,
     base_url: str,
@@ -62,10 +79,10 @@ async def forward(
         if k.lower() not in replaced and not k.lower().startswith(HEADER_PREFIX)
     ]
     headers += list(added.items())
-    # The path and query exactly as the client sent them (still percent-encoded).
-    raw = request.scope.get("raw_path") or request.url.path.encode()
-    query = request.scope.get("query_string", b"")
-    url = httpx.URL(base_url).copy_with(raw_path=raw + (b"?" + query if query else b""))
+    url = upstream_url(base_url, request)
+    if url is None:
+        log.warning("gateway.path_mismatch", service=service)
+        return problem_response(400, "Bad request", "the path cannot be forwarded as it was sent")
     upstream = client.build_request(request.method, url, headers=headers, content=request.stream())
     try:
         response = await client.send(upstream, stream=True)

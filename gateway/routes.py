@@ -1,8 +1,9 @@
 """Every public /v1 route: which service owns it and which roles may call it.
 
-This table is the one place authorisation by role happens; a path it does not list does
-not exist (404), so no route can be reachable without a rule. Folder grants and
-workspace scoping are then applied by the owning service to the rows themselves.
+A path this table does not list does not exist (404), so no route can be reachable
+without a rule. The role sets are shared/identity.py's: each service checks the same set
+again on its own route. Folder grants and workspace scoping are then applied by the
+owning service to the rows themselves.
 """
 
 from __future__ import annotations
@@ -10,13 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from shared.identity import Role
-
-ANY_KEY = frozenset(Role)
-READ = frozenset({Role.ADMIN, Role.EDITOR, Role.VIEWER})
-WRITE = frozenset({Role.ADMIN, Role.EDITOR})
-ADMIN = frozenset({Role.ADMIN})
-INGEST = frozenset({Role.ADMIN, Role.EDITOR, Role.INGEST})
+from shared.identity import ADMIN, ANY_KEY, INGEST, READ, WRITE, Role
 
 GET = frozenset({"GET", "HEAD"})
 CHANGE = frozenset({"POST", "PUT", "PATCH", "DELETE"})

@@ -8,6 +8,7 @@ first on the way out.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -26,13 +27,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared import bus, db
 from shared.clock import Clock, RealClock, VirtualClock
 from shared.logging import REQUEST_ID_HEADER, bind_correlation, configure_logging, get_logger
-from shared.metrics import CONTENT_TYPE, HttpMetrics, render
-from shared.problems import install_problem_handlers
-from shared.settings import ClockMode, ServiceSettings
+from shared.metrics import CONTENT_TYPE, BoundaryMetrics, HttpMetrics, render
+from shared.problems import ProblemError, install_problem_handlers, problem_response
+from shared.settings import SERVICE_TOKEN_HEADER, ClockMode, ServiceSettings
 
 log = get_logger(__name__)
 
 ReadinessCheck = Callable[["ServiceState"], Awaitable[tuple[bool, str]]]
+Operator = Callable[[Request], Awaitable[None]]
 
 
 @dataclass
@@ -81,7 +83,15 @@ def create_service_app(
     readiness: dict[str, ReadinessCheck] | None = None,
     openapi_url: str | None = "/openapi.json",
     middleware: Sequence[Middleware] = (),
+    private: bool = True,
+    operator: Operator | None = None,
 ) -> FastAPI:
+    """``private``: only the other services call this one, so its /internal and /v1 routes
+    and any identity header need the service token (the gateway, public, passes False).
+
+    ``operator``: for a public app, checks that a request may see operational detail
+    (raises ProblemError when not): /metrics needs it, /readyz shows only its status
+    without it. None: both are open, as on a service's private binding."""
     checks: dict[str, ReadinessCheck] = {
         "database": _check_database,
         "nats": _check_nats,
@@ -95,6 +105,7 @@ def create_service_app(
             state = await _open_state(settings, stack)
             app.state.svc = state
             app.state.http_metrics = HttpMetrics(state.registry)
+            app.state.boundary_metrics = BoundaryMetrics(state.registry)
             if extend is not None:
                 await stack.enter_async_context(extend(state))
             log.info("service.started", port=settings.port, clock=settings.clock.value)
@@ -106,8 +117,10 @@ def create_service_app(
     install_problem_handlers(app)
     for layer in middleware:
         app.add_middleware(layer.cls, *layer.args, **layer.kwargs)
+    if private:
+        app.add_middleware(ServiceTokenMiddleware, settings=settings)
     app.add_middleware(CorrelationMiddleware)  # outermost: every answer carries the id
-    _add_operational_routes(app, checks)
+    _add_operational_routes(app, checks, operator)
     for router in routers:
         app.include_router(router)
     return app
@@ -146,7 +159,9 @@ async def _check_nats(state: ServiceState) -> tuple[bool, str]:
     return True, "ok"
 
 
-def _add_operational_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> None:
+def _add_operational_routes(
+    app: FastAPI, checks: dict[str, ReadinessCheck], operator: Operator | None
+) -> None:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -159,17 +174,28 @@ def _add_operational_routes(app: FastAPI, checks: dict[str, ReadinessCheck]) -> 
         results = await asyncio.gather(*(_run_check(c, state) for c in checks.values()))
         report = dict(zip(checks, results, strict=True))
         ready = all(ok for ok, _ in results)
-        return JSONResponse(
-            {
-                "status": "ready" if ready else "unavailable",
-                "checks": {k: {"ok": ok, "detail": d} for k, (ok, d) in report.items()},
-            },
-            status_code=200 if ready else 503,
-        )
+        body: dict[str, Any] = {"status": "ready" if ready else "unavailable"}
+        if await _may_see_detail(operator, request):
+            body["checks"] = {k: {"ok": ok, "detail": d} for k, (ok, d) in report.items()}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
+        if operator is not None:
+            await operator(request)
         return Response(render(get_state(request).registry), media_type=CONTENT_TYPE)
+
+
+async def _may_see_detail(operator: Operator | None, request: Request) -> bool:
+    """Readiness detail (which dependency is down, and why) for an operator only; anyone
+    else, a load balancer included, gets the status alone."""
+    if operator is None:
+        return True
+    try:
+        await operator(request)
+    except ProblemError:
+        return False
+    return True
 
 
 async def _run_check(check: ReadinessCheck, state: ServiceState) -> tuple[bool, str]:
@@ -220,3 +246,51 @@ class CorrelationMiddleware:
         method = scope["method"]
         metrics.requests.labels(method, route, str(status)).inc()
         metrics.latency.labels(method, route).observe(seconds)
+
+
+# Paths only another service may call. Health, readiness, metrics and the API description
+# stay open on the service's private binding.
+PRIVATE_PREFIXES = ("/internal/", "/v1/")
+
+
+class ServiceTokenMiddleware:
+    """401 for a call to a private path, or one carrying identity headers, that does not
+    bear this deployment's service token: reaching a service's port is not enough to act
+    as a caller or to read connector secrets."""
+
+    def __init__(self, app: ASGIApp, settings: ServiceSettings) -> None:
+        self.app = app
+        token = settings.service_token
+        self.token = token.get_secret_value().encode() if token is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope["headers"]
+        claims = scope["path"].startswith(PRIVATE_PREFIXES) or any(
+            k.lower().startswith(b"x-waypost-") for k, _ in headers
+        )
+        reason = self._refusal(headers) if claims else None
+        if reason is None:
+            await self.app(scope, receive, send)
+            return
+        metrics = getattr(getattr(scope.get("app"), "state", None), "boundary_metrics", None)
+        if isinstance(metrics, BoundaryMetrics):
+            metrics.token_refused.labels(reason).inc()
+        log.warning("service.token_refused", reason=reason, path=scope["path"])
+        detail = (
+            "this service has no service token configured (WAYPOST_SERVICE_TOKEN)"
+            if reason == "unconfigured"
+            else "only the other Waypost services may call this"
+        )
+        await problem_response(401, "Unauthorized", detail)(scope, receive, send)
+
+    def _refusal(self, headers: list[tuple[bytes, bytes]]) -> str | None:
+        if self.token is None:
+            return "unconfigured"
+        name = SERVICE_TOKEN_HEADER.encode()
+        sent = next((v for k, v in headers if k.lower() == name), None)
+        if sent is None:
+            return "missing"
+        return None if hmac.compare_digest(sent, self.token) else "wrong"

@@ -81,15 +81,20 @@ def session(
     max_connections: int = 100,
     timeout_s: float | None = None,
     policy: AddressPolicy | None = None,
+    headers: dict[str, str] | None = None,
 ) -> aiohttp.ClientSession:
     """A pooled keep-alive session; create it inside the running event loop. With a
-    ``policy``, connections go only to addresses it vetted (connectors' sessions)."""
+    ``policy``, connections go only to addresses it vetted (connectors' sessions).
+    ``headers`` go on every request: the service token for a session to other services,
+    never for one that reaches providers."""
     limits: dict[str, Any] = {"limit": max_connections, "limit_per_host": max_connections}
     connector = (
         aiohttp.TCPConnector(**limits) if policy is None else VettingConnector(policy, **limits)
     )
     timeout = aiohttp.ClientTimeout(total=timeout_s)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=timeout, raise_for_status=False, headers=headers
+    )
 
 
 class Unavailable(Exception):

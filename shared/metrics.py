@@ -30,6 +30,25 @@ class HttpMetrics:
         )
 
 
+class BoundaryMetrics:
+    """Calls a service refused on its own: each means something reached it that the
+    gateway should have stopped, or that did not come through the gateway at all."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.token_refused = Counter(
+            "waypost_service_token_refused_total",
+            "Calls to a service refused for a missing, wrong or unconfigured service token",
+            ["reason"],
+            registry=registry,
+        )
+        self.role_refused = Counter(
+            "waypost_service_role_refused_total",
+            "Calls to a service refused because the caller's role may not use the route",
+            ["role"],
+            registry=registry,
+        )
+
+
 def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 

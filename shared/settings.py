@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The gateway drops any x-waypost-* header a client sends, so only a process that was
+# given the token can send it.
+SERVICE_TOKEN_HEADER = "x-waypost-service-token"
 
 
 class ClockMode(StrEnum):
@@ -41,10 +45,22 @@ class ServiceSettings(CommonSettings):
     service_name: str = "service"
     host: str = Field(default="127.0.0.1", description="Interface the service listens on.")
     port: int = Field(default=8080, ge=0, le=65535, description="Port the service listens on.")
+    service_token: SecretStr | None = Field(
+        default=None,
+        description="Shared by every process: sent on every call between them, required by "
+        "a service's /internal routes and /v1 routes (unset: a service refuses them all; "
+        "`waypost up` makes one).",
+    )
 
     @property
     def db_schema(self) -> str:
         return self.service_name
+
+    def service_headers(self) -> dict[str, str]:
+        """What this process sends on every call to another service."""
+        if self.service_token is None:
+            return {}
+        return {SERVICE_TOKEN_HEADER: self.service_token.get_secret_value()}
 
 
 class ConnectorSettings(ServiceSettings):

@@ -25,13 +25,21 @@ from services.runtime.settings import RuntimeSettings
 from services.scheduler.app import create_app as create_scheduler
 from services.scheduler.settings import SchedulerSettings
 from shared import db
-from shared.settings import ClockMode
+from shared.identity import Identity
+from shared.settings import SERVICE_TOKEN_HEADER, ClockMode
 from tests.conftest import Servers
 from tests.helpers import serving
 from waypost.embedded import free_port
 
 BOOTSTRAP_KEY = "wp_test-bootstrap-admin-key"
 TRACKING_SECRET = "test-tracking-secret"
+# What the services show each other; a test that calls a service directly shows it too.
+SERVICE_TOKEN = "test-service-token"
+
+
+def service_headers(identity: Identity | None = None) -> dict[str, str]:
+    """Headers of a call from another service: the token, and a caller when given."""
+    return {SERVICE_TOKEN_HEADER: SERVICE_TOKEN, **(identity.headers() if identity else {})}
 
 
 @dataclass
@@ -61,7 +69,12 @@ async def running_stack(
 ) -> AsyncIterator[Stack]:
     """Every service on ``clock``: with the virtual clock one advance moves them all."""
     await _bootstrap(servers.database_url)
-    common = {"database_url": servers.database_url, "nats_url": servers.nats_url, "clock": clock}
+    common = {
+        "database_url": servers.database_url,
+        "nats_url": servers.nats_url,
+        "clock": clock,
+        "service_token": SERVICE_TOKEN,
+    }
     ports = {name: free_port() for name in ("designer", "runtime", "scheduler", "activator")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     gateway_port = free_port()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import secrets
 import signal
 import sys
 import time
@@ -187,6 +188,16 @@ def secrets_key(data_dir: Path, name: str = "secrets.key") -> str:
     return path.read_text().strip()
 
 
+def service_token(data_dir: Path, name: str = "service.token") -> str:
+    """The token the processes of this data dir show each other, made once and kept there
+    (readable by its owner only)."""
+    path = data_dir / name
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 def child_specs(
     data_dir: Path,
     port: int,
@@ -204,6 +215,7 @@ def child_specs(
     common = {
         "WAYPOST_SECRETS_KEY": secrets_key(data_dir),
         "WAYPOST_TRACKING_SECRET": secrets_key(data_dir, "tracking.key"),
+        "WAYPOST_SERVICE_TOKEN": service_token(data_dir),
         "WAYPOST_PUBLIC_URL": f"http://127.0.0.1:{port}",
         # One machine, local sinks: connectors may reach loopback and private addresses.
         "WAYPOST_ALLOW_PRIVATE_CONNECTORS": "true",

@@ -11,7 +11,7 @@ from services.activator.models import Delivery
 from services.activator.repository import DeliveryRepository, Filters
 from services.activator.schemas import DeliveryOut, DeliveryPage, StatusName
 from shared.app import RequestSession, get_state
-from shared.identity import Identity, identity_from_request
+from shared.identity import READ, Identity, require
 from shared.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from shared.problems import ProblemError, forbidden, not_found
 
@@ -21,7 +21,7 @@ DESIGNER = "designer"
 
 
 Session = RequestSession
-Caller = Annotated[Identity, Depends(identity_from_request)]
+Reader = Annotated[Identity, Depends(require(READ))]
 IdFilter = Annotated[str | None, Query(min_length=1, max_length=200)]
 
 
@@ -29,7 +29,7 @@ IdFilter = Annotated[str | None, Query(min_length=1, max_length=200)]
 async def list_deliveries(
     request: Request,
     session: Session,
-    caller: Caller,
+    caller: Reader,
     journey_id: IdFilter = None,
     profile_id: IdFilter = None,
     status: StatusName | None = None,

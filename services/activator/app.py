@@ -94,7 +94,7 @@ async def _clients(
     addresses ``policy`` vetted; another for the designer, with its own timeout."""
     providers = http.session(settings.http_max_connections, policy=policy)
     state.extras[HTTP] = await stack.enter_async_context(providers)
-    own = http.session(timeout_s=settings.designer_timeout_s)
+    own = http.session(timeout_s=settings.designer_timeout_s, headers=settings.service_headers())
     designer = Designer(
         await stack.enter_async_context(own), settings.designer_url, settings.lookup_cache_s
     )

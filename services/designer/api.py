@@ -8,7 +8,7 @@ import httpx
 from fastapi import APIRouter, Body, Path, Query, Response
 
 from services.designer import resources, triggers
-from services.designer.context import CtxDep
+from services.designer.context import AdminCtx, Ctx, ReadCtx, WriteCtx
 from services.designer.journeys import JourneyService
 from services.designer.schemas import (
     ApiKeyCreated,
@@ -46,38 +46,38 @@ JourneyIn = Annotated[dict[str, Any], Body(description="A journey body (see Jour
 
 
 @router.post("/workspaces", status_code=201, response_model=WorkspaceOut, tags=["workspaces"])
-async def create_workspace(ctx: CtxDep, body: WorkspaceIn) -> WorkspaceOut:
+async def create_workspace(ctx: AdminCtx, body: WorkspaceIn) -> WorkspaceOut:
     return await resources.create_workspace(ctx, body)
 
 
 @router.post("/api-keys", status_code=201, response_model=ApiKeyCreated, tags=["api keys"])
-async def create_api_key(ctx: CtxDep, body: ApiKeyIn) -> ApiKeyCreated:
+async def create_api_key(ctx: AdminCtx, body: ApiKeyIn) -> ApiKeyCreated:
     return await resources.create_key(ctx, body)
 
 
 @router.get("/api-keys", response_model=Page[ApiKeyOut], tags=["api keys"])
-async def list_api_keys(ctx: CtxDep, limit: Limit = 50, cursor: Cursor = None) -> Page[Any]:
+async def list_api_keys(ctx: AdminCtx, limit: Limit = 50, cursor: Cursor = None) -> Page[Any]:
     return await resources.list_keys(ctx, cursor, limit)
 
 
 @router.delete("/api-keys/{key_id}", status_code=204, tags=["api keys"])
-async def revoke_api_key(ctx: CtxDep, key_id: str) -> Response:
+async def revoke_api_key(ctx: AdminCtx, key_id: str) -> Response:
     await resources.revoke_key(ctx, key_id)
     return Response(status_code=204)
 
 
 @router.post("/folders", status_code=201, response_model=FolderOut, tags=["folders"])
-async def create_folder(ctx: CtxDep, body: FolderIn) -> FolderOut:
+async def create_folder(ctx: WriteCtx, body: FolderIn) -> FolderOut:
     return await resources.create_folder(ctx, body)
 
 
 @router.get("/folders", response_model=Page[FolderOut], tags=["folders"])
-async def list_folders(ctx: CtxDep, limit: Limit = 50, cursor: Cursor = None) -> Page[Any]:
+async def list_folders(ctx: ReadCtx, limit: Limit = 50, cursor: Cursor = None) -> Page[Any]:
     return await resources.list_folders(ctx, cursor, limit)
 
 
 @router.post("/journeys/validate", tags=["journeys"])
-async def validate_journey(ctx: CtxDep, body: JourneyIn) -> dict[str, bool]:
+async def validate_journey(ctx: WriteCtx, body: JourneyIn) -> dict[str, bool]:
     await JourneyService(ctx).validate(body)
     return {"valid": True}
 
@@ -87,13 +87,13 @@ async def validate_journey(ctx: CtxDep, body: JourneyIn) -> dict[str, bool]:
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": {
         "$ref": "#/components/schemas/JourneyBody"}}}}},
 )  # fmt: skip
-async def create_journey(ctx: CtxDep, body: JourneyIn) -> dict[str, Any]:
+async def create_journey(ctx: WriteCtx, body: JourneyIn) -> dict[str, Any]:
     return await JourneyService(ctx).create(body)
 
 
 @router.get("/journeys", tags=["journeys"])
 async def list_journeys(
-    ctx: CtxDep,
+    ctx: ReadCtx,
     folder_id: Annotated[str | None, Query(max_length=64)] = None,
     status: JourneyStatus | None = None,
     limit: Limit = 50,
@@ -105,25 +105,25 @@ async def list_journeys(
 
 
 @router.get("/journeys/{journey_id}", tags=["journeys"])
-async def get_journey(ctx: CtxDep, journey_id: str) -> dict[str, Any]:
+async def get_journey(ctx: ReadCtx, journey_id: str) -> dict[str, Any]:
     return await JourneyService(ctx).get(journey_id)
 
 
 @router.get("/journeys/{journey_id}/versions/{number}", tags=["journeys"])
 async def get_journey_version(
-    ctx: CtxDep, journey_id: str, number: Annotated[int, Path(ge=1)]
+    ctx: ReadCtx, journey_id: str, number: Annotated[int, Path(ge=1)]
 ) -> dict[str, Any]:
     return await JourneyService(ctx).get(journey_id, number)
 
 
 @router.put("/journeys/{journey_id}", tags=["journeys"])
-async def update_journey(ctx: CtxDep, journey_id: str, body: JourneyIn) -> dict[str, Any]:
+async def update_journey(ctx: WriteCtx, journey_id: str, body: JourneyIn) -> dict[str, Any]:
     return await JourneyService(ctx).update(journey_id, body)
 
 
 @router.post("/journeys/{journey_id}/publish", tags=["journeys"])
 async def publish_journey(
-    ctx: CtxDep, journey_id: str, body: Annotated[PublishIn | None, Body()] = None
+    ctx: WriteCtx, journey_id: str, body: Annotated[PublishIn | None, Body()] = None
 ) -> dict[str, Any]:
     in_flight = (body or PublishIn()).in_flight
     result = await JourneyService(ctx).publish(journey_id, in_flight)
@@ -136,7 +136,7 @@ async def publish_journey(
     return result
 
 
-async def _migrate(ctx: CtxDep, journey_id: str, previous: int | None, to: int) -> int:
+async def _migrate(ctx: Ctx, journey_id: str, previous: int | None, to: int) -> int:
     if previous is None:
         return 0
     url = f"{ctx.settings.runtime_url}/internal/journeys/{journey_id}/migrate"
@@ -154,79 +154,79 @@ async def _migrate(ctx: CtxDep, journey_id: str, previous: int | None, to: int) 
 
 
 @router.post("/journeys/{journey_id}/versions", status_code=201, tags=["journeys"])
-async def new_journey_version(ctx: CtxDep, journey_id: str) -> dict[str, Any]:
+async def new_journey_version(ctx: WriteCtx, journey_id: str) -> dict[str, Any]:
     return await JourneyService(ctx).new_version(journey_id)
 
 
 @router.post("/journeys/{journey_id}/pause", tags=["journeys"])
-async def pause_journey(ctx: CtxDep, journey_id: str) -> dict[str, Any]:
+async def pause_journey(ctx: WriteCtx, journey_id: str) -> dict[str, Any]:
     return await JourneyService(ctx).transition(journey_id, "pause")
 
 
 @router.post("/journeys/{journey_id}/resume", tags=["journeys"])
-async def resume_journey(ctx: CtxDep, journey_id: str) -> dict[str, Any]:
+async def resume_journey(ctx: WriteCtx, journey_id: str) -> dict[str, Any]:
     return await JourneyService(ctx).transition(journey_id, "resume")
 
 
 @router.post("/journeys/{journey_id}/stop", tags=["journeys"])
-async def stop_journey(ctx: CtxDep, journey_id: str) -> dict[str, Any]:
+async def stop_journey(ctx: WriteCtx, journey_id: str) -> dict[str, Any]:
     return await JourneyService(ctx).transition(journey_id, "stop")
 
 
 @router.delete("/journeys/{journey_id}", status_code=204, tags=["journeys"])
-async def delete_journey(ctx: CtxDep, journey_id: str) -> Response:
+async def delete_journey(ctx: WriteCtx, journey_id: str) -> Response:
     await JourneyService(ctx).delete(journey_id)
     return Response(status_code=204)
 
 
 @router.post("/templates", status_code=201, response_model=TemplateOut, tags=["templates"])
-async def create_template(ctx: CtxDep, body: TemplateIn) -> TemplateOut:
+async def create_template(ctx: WriteCtx, body: TemplateIn) -> TemplateOut:
     return await resources.create_template(ctx, body)
 
 
 @router.get("/templates", response_model=Page[TemplateOut], tags=["templates"])
-async def list_templates(ctx: CtxDep, limit: Limit = 50, cursor: Cursor = None) -> Page[Any]:
+async def list_templates(ctx: ReadCtx, limit: Limit = 50, cursor: Cursor = None) -> Page[Any]:
     return await resources.list_templates(ctx, cursor, limit)
 
 
 @router.get("/templates/{template_id}", response_model=TemplateOut, tags=["templates"])
-async def get_template(ctx: CtxDep, template_id: str) -> TemplateOut:
+async def get_template(ctx: ReadCtx, template_id: str) -> TemplateOut:
     return resources.template_out(await resources.get_template(ctx, template_id))
 
 
 @router.put("/templates/{template_id}", response_model=TemplateOut, tags=["templates"])
-async def update_template(ctx: CtxDep, template_id: str, body: TemplateIn) -> TemplateOut:
+async def update_template(ctx: WriteCtx, template_id: str, body: TemplateIn) -> TemplateOut:
     return await resources.update_template(ctx, template_id, body)
 
 
 @router.post("/templates/{template_id}/preview", response_model=PreviewOut, tags=["templates"])
-async def preview_template(ctx: CtxDep, template_id: str, body: PreviewIn) -> dict[str, Any]:
+async def preview_template(ctx: ReadCtx, template_id: str, body: PreviewIn) -> dict[str, Any]:
     template = await resources.get_template(ctx, template_id)
     return resources.preview(template, body.profile, body.event)
 
 
 @router.post("/connectors", status_code=201, response_model=ConnectorOut, tags=["connectors"])
-async def create_connector(ctx: CtxDep, body: ConnectorIn) -> ConnectorOut:
+async def create_connector(ctx: AdminCtx, body: ConnectorIn) -> ConnectorOut:
     return await resources.create_connector(ctx, body)
 
 
 @router.get("/connectors", response_model=Page[ConnectorOut], tags=["connectors"])
-async def list_connectors(ctx: CtxDep, limit: Limit = 50, cursor: Cursor = None) -> Page[Any]:
+async def list_connectors(ctx: ReadCtx, limit: Limit = 50, cursor: Cursor = None) -> Page[Any]:
     return await resources.list_connectors(ctx, cursor, limit)
 
 
 @router.get("/connectors/{connector_id}", response_model=ConnectorOut, tags=["connectors"])
-async def get_connector(ctx: CtxDep, connector_id: str) -> ConnectorOut:
+async def get_connector(ctx: ReadCtx, connector_id: str) -> ConnectorOut:
     return resources.connector_out(ctx, await resources.get_connector(ctx, connector_id))
 
 
 @router.put("/connectors/{connector_id}", response_model=ConnectorOut, tags=["connectors"])
-async def update_connector(ctx: CtxDep, connector_id: str, body: ConnectorIn) -> ConnectorOut:
+async def update_connector(ctx: AdminCtx, connector_id: str, body: ConnectorIn) -> ConnectorOut:
     return await resources.update_connector(ctx, connector_id, body)
 
 
 @router.post("/connectors/{connector_id}/test", tags=["connectors"])
-async def test_connector(ctx: CtxDep, connector_id: str, body: ConnectorTestIn) -> Any:
+async def test_connector(ctx: AdminCtx, connector_id: str, body: ConnectorTestIn) -> Any:
     connector = await resources.get_connector(ctx, connector_id)
     payload = {
         "type": connector.type,
@@ -249,13 +249,13 @@ async def test_connector(ctx: CtxDep, connector_id: str, body: ConnectorTestIn) 
 @router.post(
     "/event-triggers", status_code=201, response_model=EventTriggerOut, tags=["event triggers"]
 )
-async def create_event_trigger(ctx: CtxDep, body: EventTriggerIn) -> EventTriggerOut:
+async def create_event_trigger(ctx: WriteCtx, body: EventTriggerIn) -> EventTriggerOut:
     return await triggers.create(ctx, body)
 
 
 @router.get("/event-triggers", response_model=Page[EventTriggerOut], tags=["event triggers"])
 async def list_event_triggers(
-    ctx: CtxDep,
+    ctx: ReadCtx,
     status: Literal["draft", "published"] | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -264,19 +264,19 @@ async def list_event_triggers(
 
 
 @router.get("/event-triggers/{name}", response_model=EventTriggerDetail, tags=["event triggers"])
-async def get_event_trigger(ctx: CtxDep, name: str) -> EventTriggerDetail:
+async def get_event_trigger(ctx: ReadCtx, name: str) -> EventTriggerDetail:
     """The trigger and what the runtime received of its event: ``received_total``,
     ``last_received_at``, ``schema_violations`` and the first few violations."""
     return await triggers.detail(ctx, name)
 
 
 @router.put("/event-triggers/{name}", response_model=EventTriggerOut, tags=["event triggers"])
-async def update_event_trigger(ctx: CtxDep, name: str, body: EventTriggerIn) -> EventTriggerOut:
+async def update_event_trigger(ctx: WriteCtx, name: str, body: EventTriggerIn) -> EventTriggerOut:
     return await triggers.update(ctx, name, body)
 
 
 @router.delete("/event-triggers/{name}", status_code=204, tags=["event triggers"])
-async def delete_event_trigger(ctx: CtxDep, name: str) -> Response:
+async def delete_event_trigger(ctx: WriteCtx, name: str) -> Response:
     await triggers.delete(ctx, name)
     return Response(status_code=204)
 
@@ -290,7 +290,7 @@ async def delete_event_trigger(ctx: CtxDep, name: str) -> Response:
     responses={409: {"description": "A source of that name exists."},
                422: {"description": "A problem with the body; a weak secret at path secret."}},
 )  # fmt: skip
-async def create_webhook_source(ctx: CtxDep, body: WebhookSourceIn) -> WebhookSourceOut:
+async def create_webhook_source(ctx: AdminCtx, body: WebhookSourceIn) -> WebhookSourceOut:
     return await resources.create_webhook_source(ctx, body)
 
 
@@ -300,7 +300,9 @@ async def create_webhook_source(ctx: CtxDep, body: WebhookSourceIn) -> WebhookSo
     tags=["webhooks"],
     summary="The workspace's partner webhook sources (never their secrets)",
 )
-async def list_webhook_sources(ctx: CtxDep, limit: Limit = 50, cursor: Cursor = None) -> Page[Any]:
+async def list_webhook_sources(
+    ctx: AdminCtx, limit: Limit = 50, cursor: Cursor = None
+) -> Page[Any]:
     return await resources.list_webhook_sources(ctx, cursor, limit)
 
 
@@ -310,7 +312,7 @@ async def list_webhook_sources(ctx: CtxDep, limit: Limit = 50, cursor: Cursor = 
     tags=["webhooks"],
     summary="One partner webhook source (never its secret)",
 )
-async def get_webhook_source(ctx: CtxDep, source_id: str) -> WebhookSourceOut:
+async def get_webhook_source(ctx: AdminCtx, source_id: str) -> WebhookSourceOut:
     return resources.webhook_source_out(ctx, await resources.get_webhook_source(ctx, source_id))
 
 
@@ -323,7 +325,7 @@ async def get_webhook_source(ctx: CtxDep, source_id: str) -> WebhookSourceOut:
                422: {"description": "The secret is too short or not whsec_ base64."}},
 )  # fmt: skip
 async def rotate_webhook_source(
-    ctx: CtxDep, source_id: str, body: WebhookSecretIn
+    ctx: AdminCtx, source_id: str, body: WebhookSecretIn
 ) -> WebhookSourceOut:
     """Deliveries signed with the new secret are accepted at once; those signed with the
     previous one until ``rotation_grace_until`` (24 hours by default), so the partner
@@ -338,7 +340,7 @@ async def rotate_webhook_source(
     summary="Revoke a partner webhook source",
     responses={404: {"description": "No such source in the workspace."}},
 )
-async def delete_webhook_source(ctx: CtxDep, source_id: str) -> Response:
+async def delete_webhook_source(ctx: AdminCtx, source_id: str) -> Response:
     """Deliveries to ``/hooks/{source_id}`` are refused (404) once the gateway's cache of
     the source has expired (at most a second)."""
     await resources.delete_webhook_source(ctx, source_id)
@@ -346,13 +348,13 @@ async def delete_webhook_source(ctx: CtxDep, source_id: str) -> Response:
 
 
 @router.get("/workspace/settings", response_model=WorkspaceSettingsBody, tags=["workspace"])
-async def get_workspace_settings(ctx: CtxDep) -> WorkspaceSettingsBody:
+async def get_workspace_settings(ctx: ReadCtx) -> WorkspaceSettingsBody:
     return await resources.get_settings(ctx)
 
 
 @router.put("/workspace/settings", response_model=WorkspaceSettingsBody, tags=["workspace"])
 async def put_workspace_settings(
-    ctx: CtxDep, body: WorkspaceSettingsPatch
+    ctx: AdminCtx, body: WorkspaceSettingsPatch
 ) -> WorkspaceSettingsBody:
     return await resources.put_settings(ctx, body)
 

@@ -36,7 +36,8 @@ async def _clients(state: ServiceState) -> AsyncIterator[None]:
     )
     state.extras[RELAY] = relay
     await beacon.ensure(state.js, settings.stream_replicas)
-    async with httpx.AsyncClient(timeout=30) as client, outbox.running(relay):
+    headers = settings.service_headers()  # the client calls only the other services
+    async with httpx.AsyncClient(timeout=30, headers=headers) as client, outbox.running(relay):
         state.extras[HTTP] = client
         yield
 

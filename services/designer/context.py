@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.designer.secrets import SecretBox
 from services.designer.settings import DesignerSettings
 from shared.app import ServiceState, get_state, request_session
-from shared.identity import Identity, identity_from_request
+from shared.identity import ADMIN, READ, WRITE, Identity, Role, require
 from shared.outbox import OutboxRelay
 
 HTTP = "http"
@@ -53,14 +53,26 @@ async def session_dep(request: Request) -> AsyncIterator[AsyncSession]:
         state.extras[RELAY].notify()
 
 
-async def ctx_dep(
-    request: Request,
-    session: Annotated[AsyncSession, Depends(session_dep, scope="function")],
-    identity: Annotated[Identity, Depends(identity_from_request)],
-) -> Ctx:
-    state = get_state(request)
-    assert isinstance(state.settings, DesignerSettings)
-    return Ctx(session, identity, state.settings, state)
+def ctx_for(roles: frozenset[Role]) -> Callable[..., Awaitable[Ctx]]:
+    """The request's context for a caller whose role is one of ``roles`` (else 403, before
+    any transaction opens): every public route names the roles the gateway's route table
+    gives it."""
+
+    checked = Depends(require(roles))  # a default: evaluated here, where ``roles`` is known
+
+    async def ctx_dep(
+        request: Request,
+        *,
+        identity: Identity = checked,
+        session: Annotated[AsyncSession, Depends(session_dep, scope="function")],
+    ) -> Ctx:
+        state = get_state(request)
+        assert isinstance(state.settings, DesignerSettings)
+        return Ctx(session, identity, state.settings, state)
+
+    return ctx_dep
 
 
-CtxDep = Annotated[Ctx, Depends(ctx_dep)]
+ReadCtx = Annotated[Ctx, Depends(ctx_for(READ))]
+WriteCtx = Annotated[Ctx, Depends(ctx_for(WRITE))]
+AdminCtx = Annotated[Ctx, Depends(ctx_for(ADMIN))]

@@ -66,6 +66,15 @@ async def journey_access(
     return {"visible": True}
 
 
+@router.get("/workspaces/{workspace_id}/journeys/granted")
+async def granted_journeys(session: Session, workspace_id: str, folders: str) -> dict[str, Any]:
+    """Ids of the workspace's journeys that folder grants (comma separated) cover: what a
+    key limited to those folders sees of a profile's journeys, timeline and explanations."""
+    roots = [f for f in folders.split(",") if f]
+    allowed = await FolderRepository(session).subtree_ids(workspace_id, roots)
+    return {"journey_ids": await JourneyRepository(session).ids_in(workspace_id, allowed)}
+
+
 @router.get("/journeys/live")
 async def live_journeys(session: Session) -> dict[str, Any]:
     """Every published version of every live or paused journey, and every workspace with

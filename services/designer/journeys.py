@@ -17,7 +17,7 @@ from services.designer.repository import (
 )
 from services.designer.triggers import catalog_events
 from shared import outbox
-from shared.journey import JourneyBody, JourneyLimits
+from shared.journey import JourneyBody, JourneyLimits, JumpStep, iter_journey_steps
 from shared.journey_validation import (
     Catalog,
     ConnectorRef,
@@ -116,10 +116,44 @@ async def checked_body(
     catalog = await catalog_for(ctx, raw, journey_id, for_publish=for_publish)
     body, errors = validate_journey(raw, limits_of(ctx), catalog, for_publish=for_publish)
     if body is not None:
+        errors = await _jump_scope(ctx, body, catalog, errors)
         errors = [*errors, *await _folder_errors(ctx, body.folder_id)]
     if errors or body is None:
         raise invalid(errors, f"the journey has {len(errors)} problem(s)")
     return body
+
+
+async def _jump_scope(
+    ctx: Ctx, body: JourneyBody, catalog: Catalog, errors: list[FieldError]
+) -> list[FieldError]:
+    """A key limited to folders may not make a journey jump into one of the workspace
+    outside them: each such jump is an error at its step's ``journey_id``, and nothing else
+    is said about the target (its stages or status are not this key's to read)."""
+    allowed = await allowed_folders(ctx.session, ctx.identity)
+    if allowed is None:
+        return errors
+    jumps = {
+        path: step.journey_id
+        for path, step in iter_journey_steps(body)
+        if isinstance(step, JumpStep) and step.journey_id is not None
+    }
+    if not jumps:
+        return errors
+    ws = ctx.identity.workspace_id
+    granted = set(await JourneyRepository(ctx.session).ids_in(ws, allowed))
+    outside = {
+        path: target
+        for path, target in jumps.items()
+        if target in catalog.journeys and target not in granted
+    }
+    kept = [e for e in errors if not any(e.path.startswith(f"{p}.") for p in outside)]
+    return [
+        *kept,
+        *(
+            FieldError(f"{path}.journey_id", f"this key's folder grants do not cover '{target}'")
+            for path, target in outside.items()
+        ),
+    ]
 
 
 async def _folder_errors(ctx: Ctx, folder_id: str | None) -> list[FieldError]:

@@ -168,6 +168,13 @@ class JourneyRepository:
             stmt = stmt.with_for_update()
         return await self.session.scalar(stmt)
 
+    async def ids_in(self, workspace_id: str, allowed: set[str]) -> list[str]:
+        """Ids of the workspace's journeys in the folders ``allowed``."""
+        stmt = select(Journey.id).where(
+            Journey.workspace_id == workspace_id, Journey.folder_id.in_(allowed)
+        )
+        return sorted(await self.session.scalars(stmt))
+
     async def page(
         self,
         workspace_id: str,

@@ -81,7 +81,7 @@ def _page(rows: list[Any], limit: int, out: Any) -> Page[Any]:
 
 
 async def create_workspace(ctx: Ctx, body: WorkspaceIn) -> WorkspaceOut:
-    if not ctx.identity.bootstrap:
+    if not ctx.identity.may_bootstrap:
         raise forbidden("only an admin key of the bootstrap workspace creates workspaces")
     workspace = await WorkspaceRepository(ctx.session).add(
         Workspace(id=_new_id(), name=body.name, is_bootstrap=False)
@@ -106,7 +106,7 @@ def key_out(key: ApiKey) -> ApiKeyOut:
 async def create_key(ctx: Ctx, body: ApiKeyIn) -> ApiKeyCreated:
     workspace_id = body.workspace_id or ctx.identity.workspace_id
     if workspace_id != ctx.identity.workspace_id:
-        if not ctx.identity.bootstrap:
+        if not ctx.identity.may_bootstrap:
             raise not_found(f"workspace {workspace_id}")
         if await WorkspaceRepository(ctx.session).get(workspace_id) is None:
             raise invalid([FieldError("workspace_id", "no such workspace")])

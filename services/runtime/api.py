@@ -19,7 +19,7 @@ from services.runtime.repository import RuntimeRepository
 from services.runtime.settings import RuntimeSettings
 from services.runtime.simulate import SimEvent, Simulation, check
 from shared.app import RequestSession, get_state
-from shared.identity import Identity, identity_from_request
+from shared.identity import ADMIN, READ, WRITE, Identity, require
 from shared.journey import JourneyLimits
 from shared.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from shared.problems import FieldError, ProblemError, forbidden, invalid, not_found
@@ -54,7 +54,7 @@ class SimulateIn(_Strict):
 
 @router.post("/journeys/simulate")
 async def simulate(
-    request: Request, body: SimulateIn, caller: Annotated[Identity, Depends(identity_from_request)]
+    request: Request, body: SimulateIn, caller: Annotated[Identity, Depends(require(WRITE))]
 ) -> dict[str, Any]:
     """Each profile's path and the messages that would be sent; nothing is stored or sent."""
     journey, errors = check(body.journey, JourneyLimits())
@@ -85,7 +85,9 @@ def _event(e: SimEventIn) -> SimEvent:
 
 
 Session = RequestSession
-Caller = Annotated[Identity, Depends(identity_from_request)]
+Reader = Annotated[Identity, Depends(require(READ))]
+Writer = Annotated[Identity, Depends(require(WRITE))]
+Admin = Annotated[Identity, Depends(require(ADMIN))]
 
 
 def _membership_out(row: MembershipRow) -> dict[str, Any]:
@@ -99,13 +101,41 @@ def _membership_out(row: MembershipRow) -> dict[str, Any]:
     return out
 
 
+async def _granted(request: Request, caller: Identity) -> set[str] | None:
+    """The journeys a key limited to folders sees of a profile (the designer knows which
+    are in its folders); None for a key of the whole workspace.
+
+    Such a key reads a profile's attributes and consent, which belong to the workspace as
+    templates do, but only the memberships, timeline entries and explanations of journeys
+    in its folders: what happened in the others is not its business."""
+    if caller.unrestricted:
+        return None
+    state = get_state(request)
+    settings = state.settings
+    assert isinstance(settings, RuntimeSettings)
+    url = (
+        f"{settings.designer_url}/internal/workspaces/{quote(caller.workspace_id, safe='')}"
+        "/journeys/granted"
+    )
+    try:
+        r = await state.extras["http"].get(url, params={"folders": ",".join(caller.folder_ids)})
+        r.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise ProblemError(503, "Service unavailable", "designer is not reachable") from exc
+    return set(r.json()["journey_ids"])
+
+
 @router.get("/profiles/{profile_id}", tags=["profiles"])
-async def get_profile(session: Session, caller: Caller, profile_id: str) -> dict[str, Any]:
+async def get_profile(
+    request: Request, session: Session, caller: Reader, profile_id: str
+) -> dict[str, Any]:
+    """The profile; a key limited to folders sees only its journeys among ``journeys``."""
     repo = RuntimeRepository(session)
     row = await repo.profile(caller.workspace_id, profile_id)
     if row is None:
         raise not_found(f"profile {profile_id}")
-    members = await repo.memberships_of(caller.workspace_id, profile_id)
+    granted = await _granted(request, caller)
+    members = await repo.memberships_of(caller.workspace_id, profile_id, granted)
     return {
         "profile_id": row.profile_id,
         "attributes": row.attributes,
@@ -115,7 +145,7 @@ async def get_profile(session: Session, caller: Caller, profile_id: str) -> dict
 
 
 @router.delete("/profiles/{profile_id}", status_code=204, tags=["profiles"])
-async def delete_profile(request: Request, caller: Caller, profile_id: str) -> Response:
+async def delete_profile(request: Request, caller: Admin, profile_id: str) -> Response:
     """Erases the profile, its places in journeys, its timeline and its pending timers, and
     tells the activator and the gateway to erase its messages and events. A tombstone keeps
     late feedback on its messages from making it again (``services/runtime/erasures.py``)."""
@@ -127,11 +157,18 @@ async def delete_profile(request: Request, caller: Caller, profile_id: str) -> R
 
 @router.get("/profiles/{profile_id}/timeline", tags=["profiles"])
 async def timeline(
-    session: Session, caller: Caller, profile_id: str, limit: Limit = 50, cursor: Cursor = None
+    request: Request,
+    session: Session,
+    caller: Reader,
+    profile_id: str,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
+    """The profile's timeline; a key limited to folders sees its journeys' entries only."""
     after = decode_cursor(cursor, (int,))
+    granted = await _granted(request, caller)
     rows = await RuntimeRepository(session).timeline(
-        caller.workspace_id, profile_id, after[0] if after else None, limit + 1
+        caller.workspace_id, profile_id, after[0] if after else None, limit + 1, granted
     )
     more = len(rows) > limit
     rows = rows[:limit]
@@ -145,13 +182,18 @@ async def timeline(
 
 @router.get("/profiles/{profile_id}/explain", tags=["profiles"])
 async def explain(
+    request: Request,
     session: Session,
-    caller: Caller,
+    caller: Reader,
     profile_id: str,
     journey_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:
-    """Why each recent event did or did not enter or move the profile."""
+    """Why each recent event did or did not enter or move the profile (a key limited to
+    folders: for its journeys only; naming another journey of the workspace is 403)."""
+    if journey_id is not None and not caller.unrestricted:
+        await _check_journey(request, caller, journey_id)
+    granted = await _granted(request, caller)
     rows = await RuntimeRepository(session).explanations(
         caller.workspace_id, profile_id, journey_id, limit
     )
@@ -159,7 +201,8 @@ async def explain(
         {"event_id": r.event_id, "name": r.name, "at": r.at, **j}
         for r in rows
         for j in r.journeys
-        if journey_id is None or j["journey_id"] == journey_id
+        if (journey_id is None or j["journey_id"] == journey_id)
+        and (granted is None or j["journey_id"] in granted)
     ]  # fmt: skip
     return {"items": items[:limit]}
 
@@ -188,7 +231,7 @@ async def _check_journey(request: Request, caller: Identity, journey_id: str) ->
 async def journey_profiles(
     request: Request,
     session: Session,
-    caller: Caller,
+    caller: Writer,
     journey_id: str,
     stage: Annotated[str | None, Query(max_length=200)] = None,
     state: Literal["active", "left"] | None = None,
@@ -211,7 +254,7 @@ async def journey_profiles(
 async def analytics(
     request: Request,
     session: Session,
-    caller: Caller,
+    caller: Reader,
     journey_id: str,
     version: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:

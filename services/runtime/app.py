@@ -35,8 +35,11 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
     settings = state.settings
     assert isinstance(settings, RuntimeSettings)
     pool = await db.create_raw_pool(settings.database_url, settings.event_partitions + 4)
-    designer = shared_http.session(timeout_s=30)
-    async with httpx.AsyncClient(timeout=30) as http, designer, db.closing(pool):
+    # Both clients call only the other services: each request bears the service token.
+    headers = settings.service_headers()
+    designer = shared_http.session(timeout_s=30, headers=headers)
+    http_client = httpx.AsyncClient(timeout=30, headers=headers)
+    async with http_client as http, designer, db.closing(pool):
         state.extras[HTTP] = http
         await beacon.ensure(state.js, settings.stream_replicas)
         catalogs = CatalogCache(designer, settings.designer_url, state.js)

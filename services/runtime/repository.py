@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,18 +32,18 @@ class RuntimeRepository:
 
     # Memberships ------------------------------------------------------------------------
 
-    async def memberships_of(self, workspace_id: str, profile_id: str) -> Sequence[MembershipRow]:
-        return (
-            await self.session.scalars(
-                select(MembershipRow)
-                .where(
-                    MembershipRow.workspace_id == workspace_id,
-                    MembershipRow.profile_id == profile_id,
-                    MembershipRow.entered_at.is_not(None),
-                )
-                .order_by(MembershipRow.entered_at)
-            )
-        ).all()
+    async def memberships_of(
+        self, workspace_id: str, profile_id: str, journeys: Collection[str] | None = None
+    ) -> Sequence[MembershipRow]:
+        """``journeys``: only these (a key limited to folders); None: all."""
+        stmt = select(MembershipRow).where(
+            MembershipRow.workspace_id == workspace_id,
+            MembershipRow.profile_id == profile_id,
+            MembershipRow.entered_at.is_not(None),
+        )
+        if journeys is not None:
+            stmt = stmt.where(MembershipRow.journey_id.in_(list(journeys)))
+        return (await self.session.scalars(stmt.order_by(MembershipRow.entered_at))).all()
 
     async def journey_members(
         self,
@@ -99,11 +99,19 @@ class RuntimeRepository:
         return {key: int(value) for key, value in rows.all()}
 
     async def timeline(
-        self, workspace_id: str, profile_id: str, after: int | None, limit: int
+        self,
+        workspace_id: str,
+        profile_id: str,
+        after: int | None,
+        limit: int,
+        journeys: Collection[str] | None = None,
     ) -> Sequence[TimelineRow]:
+        """``journeys``: only entries of these (a key limited to folders); None: all."""
         stmt = select(TimelineRow).where(
             TimelineRow.workspace_id == workspace_id, TimelineRow.profile_id == profile_id
         )
+        if journeys is not None:
+            stmt = stmt.where(TimelineRow.journey_id.in_(list(journeys)))
         if after is not None:
             stmt = stmt.where(TimelineRow.id > after)
         return (await self.session.scalars(stmt.order_by(TimelineRow.id).limit(limit))).all()

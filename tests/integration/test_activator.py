@@ -29,7 +29,7 @@ from shared.events import subject_for
 from shared.topology import ACTIVATIONS
 from tests.helpers import eventually, serving
 from tests.sinks import Mailbox, run_mailbox
-from tests.stack import Stack, Workspace, new_workspace
+from tests.stack import SERVICE_TOKEN, Stack, Workspace, new_workspace, service_headers
 
 PARTITIONS = 16
 # Its own durable: the stack's activator has no designer address, so it must not be the one
@@ -44,6 +44,7 @@ async def activator(stack: Stack) -> AsyncIterator[str]:
         database_url=stack.servers.database_url,
         nats_url=stack.servers.nats_url,
         designer_url=stack.service_urls["designer"],
+        service_token=SERVICE_TOKEN,
         consumer_durable=DURABLE,
         allow_private_connectors=True,
         retry_base_s=0.05,
@@ -488,7 +489,9 @@ async def test_quiet_hours_hold_a_message_with_a_scheduler_timer(
     assert provider.requests == []
 
     # The release is the scheduler's: a quiet-hours timer due then, for this workspace.
-    async with httpx.AsyncClient(base_url=stack.service_urls["scheduler"]) as scheduler:
+    async with httpx.AsyncClient(
+        base_url=stack.service_urls["scheduler"], headers=service_headers()
+    ) as scheduler:
 
         async def timer() -> dict[str, Any] | None:
             r = await scheduler.get("/internal/timers/stats", params={"workspace_id": workspace.id})
@@ -551,7 +554,7 @@ async def test_deliveries_are_filtered_paged_counted_and_kept_per_workspace(
             "items"
         ] == []
 
-    async with httpx.AsyncClient(base_url=activator) as own:
+    async with httpx.AsyncClient(base_url=activator, headers=service_headers()) as own:
         path = f"/internal/workspaces/{ws}/journeys/j-welcome/activations"
         counts = (await own.get(path)).json()
         assert counts == {"sent": 1, "skipped": 1, "failed": 0, "pending": 0, "held": 0}

@@ -35,6 +35,7 @@ from shared.identity import Identity, Role
 from shared.topology import ACTIVATIONS, TIMERS
 from tests.conftest import Servers
 from tests.helpers import eventually, serving
+from tests.stack import SERVICE_TOKEN, service_headers
 from waypost.cli import migrate_all
 from waypost.embedded import die_with_parent, free_port
 
@@ -68,7 +69,7 @@ async def database(servers: Servers) -> AsyncIterator[str]:
 async def designer(servers: Servers, database: str) -> AsyncIterator[str]:
     settings = DesignerSettings(
         database_url=database, nats_url=servers.nats_url, secrets_key=SecretBox.new_key(),
-        allow_private_connectors=True,
+        allow_private_connectors=True, service_token=SERVICE_TOKEN,
     )  # fmt: skip
     async with serving(create_designer(settings)) as url:
         yield url
@@ -119,6 +120,7 @@ async def start_activator(servers: Servers, database: str, designer: str) -> Any
         "WAYPOST_DATABASE_URL": database,
         "WAYPOST_NATS_URL": servers.nats_url,
         "WAYPOST_DESIGNER_URL": designer,
+        "WAYPOST_SERVICE_TOKEN": SERVICE_TOKEN,
         "WAYPOST_PORT": str(free_port()),
         "WAYPOST_CONSUMER_DURABLE": DURABLE,
         "WAYPOST_RELEASE_DURABLE": RELEASES,
@@ -134,11 +136,11 @@ async def start_activator(servers: Servers, database: str, designer: str) -> Any
 async def new_workspace(designer: str) -> tuple[str, dict[str, str]]:
     """A workspace, and the headers the gateway would send for an admin key of it."""
     root = Identity("k-root", "root", Role.ADMIN, bootstrap=True)
-    async with httpx.AsyncClient(base_url=designer, headers=root.headers()) as c:
+    async with httpx.AsyncClient(base_url=designer, headers=service_headers(root)) as c:
         r = await c.post("/v1/workspaces", json={"name": f"ws-{uuid.uuid4().hex[:8]}"})
         assert r.status_code == 201, r.text
     ws = r.json()["id"]
-    return ws, Identity("k-admin", ws, Role.ADMIN).headers()
+    return ws, service_headers(Identity("k-admin", ws, Role.ADMIN))
 
 
 async def delivery(database: str, activation_id: str) -> dict[str, Any] | None:

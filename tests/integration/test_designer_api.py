@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 from shared import db
 from tests.helpers import eventually
 from tests.scenarios import load, make_concrete, scenario_names
-from tests.stack import Stack, Workspace, new_workspace
+from tests.stack import Stack, Workspace, new_workspace, service_headers
 
 
 def welcome(name: str = "Welcome") -> dict[str, Any]:
@@ -322,7 +322,7 @@ async def test_runtime_reads_every_published_version(workspace: Workspace, stack
         await c.post(f"/v1/journeys/{jid}/publish")
     import httpx
 
-    async with httpx.AsyncClient() as raw:
+    async with httpx.AsyncClient(headers=service_headers()) as raw:
         items = (await raw.get(f"{stack.service_urls['designer']}/internal/journeys/live")).json()
     mine = [i for i in items["items"] if i["journey_id"] == jid]
     assert [(i["version"], i["live_version"], i["status"]) for i in mine] == [

@@ -47,7 +47,7 @@ from shared.settings import ClockMode
 from shared.topology import EVENTS
 from tests.conftest import Servers
 from tests.helpers import eventually
-from tests.stack import Stack, Workspace, new_workspace, running_stack
+from tests.stack import SERVICE_TOKEN, Stack, Workspace, new_workspace, running_stack
 from waypost.embedded import free_port
 
 PARTITIONS = GatewaySettings().event_partitions
@@ -595,6 +595,7 @@ class GatewayProcess:
             "WAYPOST_RATE_LIMIT_PER_S": "100000",
             "WAYPOST_RATE_LIMIT_BURST": "100000",
             "WAYPOST_LOG_LEVEL": "WARNING",
+            "WAYPOST_SERVICE_TOKEN": SERVICE_TOKEN,
             **{f"WAYPOST_{n.upper()}_URL": u for n, u in stack.service_urls.items()},
         }
         with log.open("ab") as out:

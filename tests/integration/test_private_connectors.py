@@ -21,7 +21,7 @@ from shared.identity import Identity, Role
 from tests.conftest import Servers
 from tests.helpers import serving
 from tests.sinks import HttpSink
-from tests.stack import Workspace
+from tests.stack import SERVICE_TOKEN, Workspace, service_headers
 
 PUBLIC_URL = "https://93.184.216.34/send"  # a literal: no name lookup in the test
 
@@ -32,11 +32,12 @@ async def designer(servers: Servers, workspace: Workspace) -> AsyncIterator[http
     settings = DesignerSettings(
         database_url=servers.database_url, nats_url=servers.nats_url,
         secrets_key=SecretBox.new_key(), allow_private_connectors=False,
+        service_token=SERVICE_TOKEN,
     )  # fmt: skip
     caller = Identity("k-test", workspace.id, Role.ADMIN)
     async with (
         serving(create_designer(settings)) as url,
-        httpx.AsyncClient(base_url=url, headers=caller.headers()) as client,
+        httpx.AsyncClient(base_url=url, headers=service_headers(caller)) as client,
     ):
         yield client
 
@@ -46,8 +47,12 @@ async def guarded_activator(servers: Servers) -> AsyncIterator[httpx.AsyncClient
     settings = ActivatorSettings(
         database_url=servers.database_url, nats_url=servers.nats_url,
         consumer_durable="activator-private-test", allow_private_connectors=False,
+        service_token=SERVICE_TOKEN,
     )  # fmt: skip
-    async with serving(create_activator(settings)) as url, httpx.AsyncClient(base_url=url) as c:
+    async with (
+        serving(create_activator(settings)) as url,
+        httpx.AsyncClient(base_url=url, headers=service_headers()) as c,
+    ):
         yield c
 
 

@@ -22,7 +22,7 @@ from tests.conftest import Servers
 from tests.helpers import eventually, serving
 from tests.integration.test_activator import connector, find, publish, request, template
 from tests.sinks import HttpSink
-from tests.stack import Stack, new_workspace, running_stack
+from tests.stack import Stack, new_workspace, running_stack, service_headers
 
 SPREAD = timedelta(seconds=600)  # the activator's default quiet_hours_spread_s
 RETRY_AFTER_S = 180
@@ -172,7 +172,9 @@ async def test_a_retry_that_would_fall_in_quiet_hours_is_held_then_sent_with_the
 
 
 async def _timers(stack: Stack, workspace_id: str, ok: Any) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=stack.service_urls["scheduler"]) as scheduler:
+    async with httpx.AsyncClient(
+        base_url=stack.service_urls["scheduler"], headers=service_headers()
+    ) as scheduler:
 
         async def probe() -> dict[str, Any] | None:
             r = await scheduler.get("/internal/timers/stats", params={"workspace_id": workspace_id})

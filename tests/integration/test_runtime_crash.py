@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 from tests.helpers import eventually
 from tests.integration.test_runtime import live_journey, send
 from tests.integration.test_runtime_replicas import _rows
-from tests.stack import Stack, Workspace
+from tests.stack import SERVICE_TOKEN, Stack, Workspace
 from waypost.embedded import free_port
 
 EVENTS = 1500
@@ -26,6 +26,7 @@ async def start_runtime(stack: Stack) -> asyncio.subprocess.Process:
         "WAYPOST_DATABASE_URL": stack.servers.database_url,
         "WAYPOST_NATS_URL": stack.servers.nats_url,
         "WAYPOST_DESIGNER_URL": stack.service_urls["designer"],
+        "WAYPOST_SERVICE_TOKEN": SERVICE_TOKEN,
         "WAYPOST_PORT": str(free_port()),
     }
     return await asyncio.create_subprocess_exec(

@@ -16,7 +16,7 @@ from services.runtime.settings import RuntimeSettings
 from shared import db
 from tests.helpers import eventually, serving
 from tests.integration.test_runtime import live_journey, send
-from tests.stack import Stack, Workspace
+from tests.stack import SERVICE_TOKEN, Stack, Workspace
 
 # An explanation row is one event; it concerns the journeys it lists.
 ABOUT_JOURNEY = "journeys @> jsonb_build_array(jsonb_build_object('journey_id', $2::text))"
@@ -37,6 +37,7 @@ async def _replicas(stack: Stack, n: int, exits: AsyncExitStack) -> None:
             database_url=stack.servers.database_url,
             nats_url=stack.servers.nats_url,
             designer_url=stack.service_urls["designer"],
+            service_token=SERVICE_TOKEN,
         )
         await exits.enter_async_context(serving(create_app(settings)))
 

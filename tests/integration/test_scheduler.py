@@ -46,6 +46,7 @@ from shared.timers import (
 from shared.topology import DEADLETTER, TIMERS, dead_letter_subject
 from tests.conftest import Servers
 from tests.helpers import eventually, serving
+from tests.stack import SERVICE_TOKEN, service_headers
 from waypost.embedded import die_with_parent, free_port
 
 Command = TimerSchedule | TimerCancel
@@ -74,9 +75,15 @@ async def engine(servers: Servers) -> AsyncIterator[AsyncEngine]:
 async def scheduler(servers: Servers, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
     """A scheduler app serving on a loopback port; yields a client of its HTTP API."""
     settings = SchedulerSettings(
-        database_url=servers.database_url, nats_url=servers.nats_url, **overrides
+        database_url=servers.database_url,
+        nats_url=servers.nats_url,
+        service_token=SERVICE_TOKEN,
+        **overrides,
     )
-    async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+    async with (
+        serving(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, headers=service_headers()) as client,
+    ):
         yield client
 
 

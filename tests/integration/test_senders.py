@@ -31,6 +31,7 @@ from shared.connectors import ConnectorType, parse_config
 from tests.conftest import Servers
 from tests.helpers import eventually, serving
 from tests.sinks import Mailbox, run_mailbox
+from tests.stack import SERVICE_TOKEN, service_headers
 from waypost.embedded import free_port
 
 # The peers here are on loopback: no destination guard (as with allow_private_connectors).
@@ -393,9 +394,15 @@ async def test_webhook_signed_with_another_secret_is_refused(
 @pytest.fixture
 async def activator(servers: Servers) -> AsyncIterator[httpx.AsyncClient]:
     settings = ActivatorSettings(
-        database_url=servers.database_url, nats_url=servers.nats_url, allow_private_connectors=True
+        database_url=servers.database_url,
+        nats_url=servers.nats_url,
+        allow_private_connectors=True,
+        service_token=SERVICE_TOKEN,
     )
-    async with serving(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+    async with (
+        serving(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, headers=service_headers()) as client,
+    ):
         yield client
 
 

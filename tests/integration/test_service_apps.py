@@ -19,6 +19,7 @@ from services.scheduler.settings import SchedulerSettings
 from shared.settings import ServiceSettings
 from tests.conftest import Servers
 from tests.helpers import serving
+from tests.stack import SERVICE_TOKEN, service_headers
 from waypost.embedded import free_port
 
 FACTORIES = [
@@ -76,12 +77,13 @@ async def test_gateway_answers_503_problem_when_a_service_is_down(servers: Serve
             runtime_url=down,
             scheduler_url=down,
             activator_url=down,
+            service_token=SERVICE_TOKEN,
         )
     )
     async with serving(gateway) as url, httpx.AsyncClient(base_url=url) as client:
         headers = {"Authorization": "Bearer wp_anything"}
         routed = await client.post("/v1/events", json={"name": "x"}, headers=headers)
-        ready = await client.get("/readyz")
+        ready = await client.get("/readyz", headers=service_headers())
     assert routed.status_code == 503
     assert routed.headers["content-type"] == "application/problem+json"
     assert routed.json()["detail"] == "designer is not reachable"
