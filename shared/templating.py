@@ -5,19 +5,29 @@ A template sees ``profile`` (the profile's attributes), ``event`` (``name`` and
 Rendering never crashes its caller: a missing variable renders empty, and anything else that
 goes wrong inside a template (unsafe access, a runtime error, output over the bound) becomes
 one ``TemplateError`` whose message can be recorded as a failure reason.
+
+Templates are written by tenants, so one of them must not be able to stall a service that
+every tenant shares. The sandbox refuses what would allocate past the output bound before
+it allocates (repetition, powers, padding filters and format widths, ranges), and
+``Renderer`` (``shared.rendering``) renders whatever could still run long (loops, macros,
+calls, assignments, filters outside a short list) in worker processes under a wall-clock and
+a memory budget; only templates whose cost is linear in their source and context, which
+``inline_safe`` recognises from the compiled tree, are rendered in the caller.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from types import TracebackType
+from types import BuiltinMethodType, MethodType, TracebackType
 from typing import Any, NoReturn
 
-from jinja2 import ChainableUndefined, Template
+from jinja2 import ChainableUndefined, Template, nodes
 from jinja2 import TemplateSyntaxError as JinjaSyntaxError
 from jinja2.exceptions import SecurityError
+from jinja2.filters import do_center, do_format, do_indent, do_wordwrap
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -34,7 +44,17 @@ _PROBED_ATTRIBUTES = frozenset({"unsafe_callable", "alters_data", "jinja_pass_ar
 
 
 class TemplateError(Exception):
-    """A template could not be compiled or rendered; ``str(error)`` says why."""
+    """A template could not be compiled or rendered; ``str(error)`` says why.
+
+    ``limit`` names the budget it went over (``time``, ``memory``, ``output``), if that was
+    the reason; it survives the trip back from a worker process."""
+
+    def __init__(self, message: str, limit: str | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[type[TemplateError], tuple[str, str | None]]:
+        return (type(self), (str(self), self.limit))
 
 
 @dataclass(frozen=True)
@@ -93,11 +113,17 @@ class LenientUndefined(ChainableUndefined):
 class _Environment(ImmutableSandboxedEnvironment):
     """The sandbox with unsafe access made loud and size-multiplying operators bounded."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def __init__(self, *, html: bool) -> None:
         super().__init__(autoescape=html, undefined=LenientUndefined, cache_size=0)
         self.globals["range"] = _bounded_range
+        self.filters.update(
+            center=_padding(do_center, "width"),
+            indent=_padding(do_indent, "width"),
+            wordwrap=_padding(do_wordwrap, "width", skip=1),
+            format=_checked_format,
+        )
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # Profiles and events are JSON objects: `cart.items` is the key "items", not the
@@ -118,7 +144,21 @@ class _Environment(ImmutableSandboxedEnvironment):
             _check_repeat(left, right)
         elif operator == "**":
             _check_power(left, right)
+        elif operator == "%" and isinstance(left, str):
+            _check_widths(left)
         return self.binop_table[operator](left, right)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        # str methods that pad allocate their whole width before any bound can be checked.
+        padding = isinstance(__obj, BuiltinMethodType) and __obj.__name__ in _PADDING_METHODS
+        if padding and isinstance(__obj.__self__, str):
+            _check_width([*args, *kwargs.values()][:1])
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        if isinstance(value, MethodType | BuiltinMethodType) and isinstance(value.__self__, str):
+            _check_widths(value.__self__)
+        return super().wrap_str_format(value)
 
 
 def _bounded_range(*args: int) -> range:
@@ -132,7 +172,50 @@ def _check_repeat(left: Any, right: Any) -> None:
     for seq, times in ((left, right), (right, left)):
         sized = isinstance(seq, str | list | tuple) and isinstance(times, int)
         if sized and len(seq) * times > MAX_OUTPUT_CHARS:
-            raise SecurityError("repetition would exceed the output size limit")
+            raise TemplateError(
+                f"repetition would exceed {MAX_OUTPUT_CHARS} characters (the output limit)",
+                "output",
+            )
+
+
+# str methods whose first argument is a width the result is padded to.
+_PADDING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+# A width or precision in a printf-style or str.format specification.
+_FORMAT_SPEC = re.compile(r"%[^a-zA-Z%]*|\{[^{}]*\}")
+_NUMBER = re.compile(r"\d+")
+
+
+def _check_width(values: Iterable[Any]) -> None:
+    for value in values:
+        if isinstance(value, int) and value > MAX_OUTPUT_CHARS:
+            raise TemplateError(
+                f"a width over {MAX_OUTPUT_CHARS} characters (the output limit)", "output"
+            )
+
+
+def _check_widths(fmt: str) -> None:
+    """Refuses a format string whose widths or precisions pad past the output bound."""
+    for spec in _FORMAT_SPEC.findall(fmt):
+        _check_width(int(n) for n in _NUMBER.findall(spec))
+
+
+def _padding(filter_: Callable[..., str], name: str, skip: int = 0) -> Callable[..., str]:
+    """A padding filter that checks its width (the first argument after ``skip`` leading
+    ones it is passed, or ``name``) before the padded string is built."""
+
+    def bounded(*args: Any, **kwargs: Any) -> str:
+        given = args[1 + skip : 2 + skip] or [kwargs.get(name)]
+        _check_width(given)
+        return filter_(*args, **kwargs)
+
+    # Jinja passes the environment to filters marked so (wordwrap is).
+    bounded.__dict__.update(filter_.__dict__)
+    return bounded
+
+
+def _checked_format(value: str, *args: Any, **kwargs: Any) -> str:
+    _check_widths(str(value))
+    return do_format(value, *args, **kwargs)
 
 
 def _check_power(base: Any, exponent: Any) -> None:
@@ -145,11 +228,89 @@ _TEXT = _Environment(html=False)
 _HTML = _Environment(html=True)
 
 
+@dataclass(frozen=True)
+class _Compiled:
+    template: Template
+    inline: bool  # its cost is linear in its source and context (see ``_inline_safe``)
+
+
 @lru_cache(maxsize=CACHE_SIZE)
-def _compile(source: str, html: bool) -> Template:
+def _compiled(source: str, html: bool) -> _Compiled:
     """Compiles once per distinct source; the same few templates render many times."""
     env = _HTML if html else _TEXT
-    return env.from_string(source)
+    try:
+        tree = env.parse(source)
+        return _Compiled(env.from_string(tree), _inline_safe(tree))
+    except (RecursionError, MemoryError):
+        # Deeply nested expressions exhaust the compiler's stack: an error in the template.
+        raise JinjaSyntaxError("the template is nested too deeply", 1) from None
+
+
+def _compile(source: str, html: bool) -> Template:
+    return _compiled(source, html).template
+
+
+# Nodes whose evaluation costs no more than their operands: no loops, no calls, no names
+# bound to a value a later statement can double, no operator that multiplies a size.
+_LINEAR_NODES: tuple[type[nodes.Node], ...] = (
+    nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Name, nodes.Getattr,
+    nodes.Getitem, nodes.Slice, nodes.If, nodes.CondExpr, nodes.And, nodes.Or, nodes.Not,
+    nodes.Compare, nodes.Operand, nodes.Add, nodes.Sub, nodes.Div, nodes.FloorDiv, nodes.Neg,
+    nodes.Pos, nodes.Concat, nodes.Filter, nodes.Test, nodes.List, nodes.Tuple, nodes.Dict,
+    nodes.Pair, nodes.Keyword, nodes.MarkSafeIfAutoescape, nodes.ScopedEvalContextModifier,
+    nodes.EvalContextModifier,
+)  # fmt: skip
+# Filters whose result is at most a small multiple of their input, given constant arguments.
+_LINEAR_FILTERS = frozenset({
+    "abs", "capitalize", "count", "d", "default", "dictsort", "e", "escape", "filesizeformat",
+    "first", "float", "forceescape", "int", "items", "join", "last", "length", "list", "lower",
+    "max", "min", "reverse", "round", "safe", "sort", "string", "striptags", "sum", "title",
+    "tojson", "trim", "truncate", "unique", "upper", "urlencode", "wordcount",
+})  # fmt: skip
+# A separator is repeated between every item of a list that comes from the context.
+_MAX_INLINE_SEPARATOR = 16
+
+
+def _inline_safe(tree: nodes.Template) -> bool:
+    """True when rendering ``tree`` cannot take longer than reading its source and context:
+    such a template is rendered in the caller; any other goes to a worker process."""
+    return all(_linear(node) for node in tree.find_all(nodes.Node))
+
+
+def _linear(node: nodes.Node) -> bool:
+    if not isinstance(node, _LINEAR_NODES):
+        return False
+    if isinstance(node, nodes.Filter):
+        return _linear_filter(node)
+    return True
+
+
+def _linear_filter(node: nodes.Filter) -> bool:
+    if node.name not in _LINEAR_FILTERS or node.dyn_args or node.dyn_kwargs:
+        return False
+    if node.name in ("d", "default"):
+        return True  # its argument is an expression like any other
+    if node.name == "tojson":
+        return not node.args and not node.kwargs  # an indent pads every line
+    arguments = [*node.args, *(kw.value for kw in node.kwargs)]
+    if not all(isinstance(arg, nodes.Const) for arg in arguments):
+        return False
+    if node.name == "join":
+        return all(len(str(arg.value)) <= _MAX_INLINE_SEPARATOR for arg in arguments)  # type: ignore[attr-defined]
+    return True
+
+
+def inline_safe(content: TemplateContent) -> bool:
+    """Every part of ``content`` compiles and can be rendered in the caller (a part that does
+    not compile renders its error at once, wherever it is rendered)."""
+    try:
+        return all(
+            _compiled(source, name == "html").inline
+            for name, source in _fields(content)
+            if source is not None
+        )
+    except JinjaSyntaxError:
+        return True
 
 
 def check(source: str) -> str | None:
@@ -221,7 +382,11 @@ def _render_part(
     try:
         return _bounded(template.generate(dict(context)), limit)
     except TemplateError as exc:
-        raise TemplateError(f"{name}: {exc}") from None
+        raise TemplateError(f"{name}{_at_line(exc)}: {exc}", exc.limit) from None
+    except MemoryError:
+        raise TemplateError(
+            f"{name}: rendering needs more memory than its limit{_memory_limit()}", "memory"
+        ) from None
     except SecurityError as exc:
         raise TemplateError(f"{name}{_at_line(exc)}: not allowed: {exc}") from None
     except Exception as exc:
@@ -237,9 +402,17 @@ def _bounded(chunks: Iterable[str], limit: int) -> str:
     for chunk in chunks:
         size += len(chunk)
         if size > limit:
-            raise TemplateError(f"output exceeds {limit} characters")
+            raise TemplateError(f"output exceeds {limit} characters (the output limit)", "output")
         parts.append(chunk)
     return "".join(parts)
+
+
+# Set in a worker process by ``shared.rendering`` when it limits the worker's memory.
+MEMORY_LIMIT_MIB: int | None = None
+
+
+def _memory_limit() -> str:
+    return f" of {MEMORY_LIMIT_MIB} MiB" if MEMORY_LIMIT_MIB else ""
 
 
 def _at_line(exc: BaseException) -> str:
@@ -260,6 +433,7 @@ __all__ = [
     "TemplateError",
     "check",
     "check_content",
+    "inline_safe",
     "render",
     "render_text",
 ]

@@ -21,6 +21,7 @@ from services.activator.settings import ActivatorSettings
 from shared import bus, db, http, outbox
 from shared.app import Extension, ServiceState, create_service_app
 from shared.connectors import DestinationGuard
+from shared.rendering import Renderer
 
 HTTP = internal.HTTP
 GUARD = internal.GUARD
@@ -52,9 +53,11 @@ def _extension(settings: ActivatorSettings) -> Extension:
             await stack.enter_async_context(db.closing(pool))
             relay = outbox.OutboxRelay(state.sessions, Outbox, state.js, pool=pool)
             await stack.enter_async_context(outbox.running(relay))
+            renderer = Renderer.from_settings(settings, state.registry)
+            stack.push_async_callback(renderer.close)
             deliverer = Deliverer(
                 state.sessions, pool, state.clock, designer, state.extras[HTTP], guard, relay,
-                settings, metrics,
+                settings, metrics, renderer,
             )  # fmt: skip
             state.extras[DELIVERER] = deliverer
             await stack.enter_async_context(deliverer.running())

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
 from services.designer import api, internal
-from services.designer.context import HTTP, RELAY, SECRETS
+from services.designer.context import HTTP, RELAY, RENDERER, SECRETS
 from services.designer.models import Outbox
 from services.designer.secrets import SecretBox
 from services.designer.settings import DesignerSettings
@@ -19,6 +19,7 @@ from shared import beacon, outbox
 from shared.app import ServiceState, create_service_app, get_state
 from shared.journey import JourneyBody
 from shared.logging import get_logger
+from shared.rendering import Renderer
 
 log = get_logger(__name__)
 
@@ -33,9 +34,14 @@ async def _clients(state: ServiceState) -> AsyncIterator[None]:
     relay = outbox.OutboxRelay(state.sessions, Outbox, state.js)
     state.extras[RELAY] = relay
     await beacon.ensure(state.js, settings.stream_replicas)
-    async with httpx.AsyncClient(timeout=30) as client, outbox.running(relay):
-        state.extras[HTTP] = client
-        yield
+    renderer = Renderer.from_settings(settings, state.registry)
+    state.extras[RENDERER] = renderer
+    try:
+        async with httpx.AsyncClient(timeout=30) as client, outbox.running(relay):
+            state.extras[HTTP] = client
+            yield
+    finally:
+        await renderer.close()
 
 
 def create_app(settings: DesignerSettings | None = None) -> FastAPI:

@@ -245,7 +245,12 @@ async def list_templates(ctx: Ctx, cursor: str | None, limit: int) -> Page[Any]:
     return _page(list(rows), limit, template_out)
 
 
-def preview(template: Template, profile: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+async def preview(
+    ctx: Ctx, template: Template, profile: dict[str, Any], event: dict[str, Any]
+) -> dict[str, Any]:
+    """The template rendered as a message would be: within the renderer's time, memory and
+    output budget, off the event loop when it could run long; over a budget is a 422
+    naming it."""
     content = _content(template)
     context = {
         "profile": profile,
@@ -254,7 +259,7 @@ def preview(template: Template, profile: dict[str, Any], event: dict[str, Any]) 
         "step": {},
     }
     try:
-        rendered = templating.render(content, context)
+        rendered = await ctx.renderer.render(content, context)
     except templating.TemplateError as exc:
         raise invalid([FieldError("template", str(exc))]) from exc
     return {
