@@ -385,7 +385,7 @@ def _render_part(
         raise TemplateError(f"{name}{_at_line(exc)}: {exc}", exc.limit) from None
     except MemoryError:
         raise TemplateError(
-            f"{name}: rendering needs more memory than its limit{_memory_limit()}", "memory"
+            f"{name}: rendering needs more than the memory limit{_memory_limit()}", "memory"
         ) from None
     except SecurityError as exc:
         raise TemplateError(f"{name}{_at_line(exc)}: not allowed: {exc}") from None
