@@ -2,42 +2,30 @@
 
 A template is code a tenant wrote: nested loops or a doubling ``{% set %}`` can take seconds
 of CPU or gigabytes of memory, and a render on a service's event loop stalls every request
-and message of every tenant for that long. A thread cannot be stopped once it runs away; a
-process can. So ``Renderer`` renders in a small pool of worker processes (``pebble``): each
-render has a wall-clock budget, after which its worker is killed and replaced, and each
-worker runs under an address-space limit, so an allocation past the memory budget fails
-with ``MemoryError`` inside it instead of swapping the machine. Either ends as a
-``TemplateError`` naming the limit.
+and message of every tenant for that long. ``Renderer`` renders such templates in worker
+processes (``shared.workers``) under a wall-clock and a memory budget; going over either,
+like going over the output bound the sandbox enforces, is a ``TemplateError`` naming the
+limit.
 
-Most templates never need this: ``templating.inline_safe`` recognises from the compiled
+Most templates never need a worker: ``templating.inline_safe`` recognises from the compiled
 tree those whose cost is linear in their source and context (no loops, calls, macros or
 assignments, only filters that do not amplify), and those are rendered in the caller, as
-cheaply as before. The pool starts on its first use, off the loop, and its workers are
-forked from one server process that has the template module imported already.
+cheaply as before.
 
-``offload`` runs any other pure function of the module's kind (link rewriting of a large
-email) in the same pool under the same budget.
+``offload`` runs another pure function of the same kind (link rewriting of a large email)
+in the same workers under the same budget.
 """
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
-import os
-import resource
 from collections.abc import Callable, Mapping
-from concurrent.futures import CancelledError
-from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from pebble import ProcessExpired, ProcessPool
 from prometheus_client import CollectorRegistry, Counter
 
 from shared import templating
-from shared.logging import get_logger
 from shared.templating import MAX_OUTPUT_CHARS, Rendered, TemplateContent, TemplateError
-
-log = get_logger(__name__)
+from shared.workers import OverBudget, WorkerPool
 
 T = TypeVar("T")
 
@@ -45,7 +33,6 @@ T = TypeVar("T")
 TIME_LIMIT_S = 2.0
 MEMORY_LIMIT_MIB = 256
 WORKERS = 2
-_MIB = 1024 * 1024
 
 
 class RenderMetrics:
@@ -77,13 +64,25 @@ class Renderer:
         max_chars: int = MAX_OUTPUT_CHARS,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        self.time_limit_s = time_limit_s
-        self.memory_limit_mib = memory_limit_mib
         self.max_chars = max_chars
-        self._workers = workers
+        self._pool = WorkerPool(
+            workers=workers,
+            time_limit_s=time_limit_s,
+            memory_limit_mib=memory_limit_mib,
+            preload=["shared.templating"],
+        )
         self._metrics = RenderMetrics(registry or CollectorRegistry())
-        self._pool: ProcessPool | None = None
-        self._starting = asyncio.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Any, registry: CollectorRegistry) -> Renderer:
+        """From a service's ``render_workers``, ``render_time_limit_s`` and
+        ``render_memory_mib`` settings."""
+        return cls(
+            workers=settings.render_workers,
+            time_limit_s=settings.render_time_limit_s,
+            memory_limit_mib=settings.render_memory_mib,
+            registry=registry,
+        )
 
     async def render(self, content: TemplateContent, context: Mapping[str, Any]) -> Rendered:
         """Renders every part of ``content``; raises only ``TemplateError``."""
@@ -98,6 +97,9 @@ class Renderer:
         except TemplateError as exc:
             if exc.limit is not None:
                 self._metrics.refused.labels(exc.limit).inc()
+            if exc.limit == "memory":  # said in a worker, which does not know the budget
+                limit = self._pool.memory_limit_mib
+                raise TemplateError(f"{exc} of {limit} MiB", "memory") from None
             raise
 
     async def offload(self, function: Callable[..., T], *args: Any) -> T:
@@ -105,81 +107,20 @@ class Renderer:
         whose arguments and result pickle); a ``TemplateError`` when over it."""
         return await self._run(function, *args)
 
-    @classmethod
-    def from_settings(cls, settings: Any, registry: CollectorRegistry) -> Renderer:
-        """From a service's ``render_workers``, ``render_time_limit_s`` and
-        ``render_memory_mib`` settings."""
-        return cls(
-            workers=settings.render_workers,
-            time_limit_s=settings.render_time_limit_s,
-            memory_limit_mib=settings.render_memory_mib,
-            registry=registry,
-        )
-
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.stop()  # type: ignore[no-untyped-call]
-            await asyncio.to_thread(pool.join)
+        await self._pool.close()
 
     async def _run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        pool = await self._started()
         try:
-            future = pool.schedule(function, args, kwargs, timeout=self.time_limit_s)
-        except RuntimeError:  # the pool stopped (broken): start another for the next call
-            self._pool = None
-            raise TemplateError("the rendering workers are restarting; try again") from None
-        try:
-            return await asyncio.wrap_future(future)
-        except TimeoutError:
-            raise TemplateError(
-                f"rendering took longer than {self.time_limit_s:g} s (the time limit)", "time"
-            ) from None
-        except ProcessExpired as exc:
-            # Killed from outside (the kernel's OOM killer, most likely), not by our limit.
-            raise TemplateError(
-                f"rendering stopped its worker (exit code {exc.exitcode}), over the memory "
-                f"limit of {self.memory_limit_mib} MiB",
-                "memory",
-            ) from None
-        except (BrokenProcessPool, CancelledError) as exc:
-            if isinstance(exc, BrokenProcessPool):
-                self._pool = None
-            raise TemplateError(f"the rendering worker failed: {type(exc).__name__}") from None
-
-    async def _started(self) -> ProcessPool:
-        if self._pool is not None:
-            return self._pool
-        async with self._starting:
-            if self._pool is None:
-                # Starting the fork server and the first workers blocks for a moment.
-                self._pool = await asyncio.to_thread(self._new_pool)
-            return self._pool
-
-    def _new_pool(self) -> ProcessPool:
-        context = multiprocessing.get_context("forkserver")
-        # Workers fork from a server that imported what a render needs once; the service's
-        # own modules (and threads, and connections) stay out of them.
-        context.set_forkserver_preload(["__main__", "shared.templating"])
-        pool = ProcessPool(
-            max_workers=self._workers,
-            initializer=_limit_worker,
-            initargs=(self.memory_limit_mib,),
-            context=context,
-        )
-        # Start the workers now, here, rather than inside the first render's budget.
-        pool.schedule(os.getpid).result()
-        log.info("rendering.pool_started", workers=self._workers)
-        return pool
-
-
-def _limit_worker(memory_limit_mib: int) -> None:
-    """In each worker: its address space may grow by the budget beyond what it has now."""
-    with open("/proc/self/statm") as statm:
-        current = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    limit = current + memory_limit_mib * _MIB
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    templating.MEMORY_LIMIT_MIB = memory_limit_mib
+            return await self._pool.run(function, *args, **kwargs)
+        except OverBudget as exc:
+            raise TemplateError(f"rendering: {exc}", exc.limit) from None
+        except TemplateError:
+            raise
+        except Exception as exc:
+            # The workers broke down (the pool restarts on the next call): not the
+            # template's fault, but it was not rendered.
+            raise TemplateError(f"rendering failed: {type(exc).__name__}: {exc}") from None
 
 
 __all__ = ["MEMORY_LIMIT_MIB", "TIME_LIMIT_S", "WORKERS", "RenderMetrics", "Renderer"]

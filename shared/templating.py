@@ -385,7 +385,7 @@ def _render_part(
         raise TemplateError(f"{name}{_at_line(exc)}: {exc}", exc.limit) from None
     except MemoryError:
         raise TemplateError(
-            f"{name}: rendering needs more than the memory limit{_memory_limit()}", "memory"
+            f"{name}: rendering needs more than the memory limit", "memory"
         ) from None
     except SecurityError as exc:
         raise TemplateError(f"{name}{_at_line(exc)}: not allowed: {exc}") from None
@@ -405,14 +405,6 @@ def _bounded(chunks: Iterable[str], limit: int) -> str:
             raise TemplateError(f"output exceeds {limit} characters (the output limit)", "output")
         parts.append(chunk)
     return "".join(parts)
-
-
-# Set in a worker process by ``shared.rendering`` when it limits the worker's memory.
-MEMORY_LIMIT_MIB: int | None = None
-
-
-def _memory_limit() -> str:
-    return f" of {MEMORY_LIMIT_MIB} MiB" if MEMORY_LIMIT_MIB else ""
 
 
 def _at_line(exc: BaseException) -> str:
