@@ -18,13 +18,16 @@ from services.runtime.models import Outbox
 from services.runtime.partitions import PartitionLeases
 from services.runtime.processor import Processor
 from services.runtime.settings import RuntimeSettings
+from services.runtime.simulate import SimLimits, Simulator
 from services.runtime.triggers import TriggerSchemas
 from shared import beacon, bus, db, outbox
 from shared import http as shared_http
 from shared.app import ServiceState, create_service_app
+from shared.workers import WorkerPool
 
 PROCESSOR = "processor"
 HTTP = "http"
+SIMULATOR = api.SIMULATOR
 
 
 @asynccontextmanager
@@ -44,12 +47,32 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
         triggers = TriggerSchemas(designer, settings.designer_url)
         processor = Processor(pool, catalogs, relay, state.clock, triggers)
         state.extras[PROCESSOR] = processor
-        async with outbox.running(relay):
-            if not settings.consumers:
-                yield
-                return
-            async with _consuming(state, processor, settings):
-                yield
+        simulator = _simulator(state, settings)
+        state.extras[SIMULATOR] = simulator
+        try:
+            async with outbox.running(relay):
+                if not settings.consumers:
+                    yield
+                    return
+                async with _consuming(state, processor, settings):
+                    yield
+        finally:
+            await simulator.close()
+
+
+def _simulator(state: ServiceState, settings: RuntimeSettings) -> Simulator:
+    pool = WorkerPool(
+        workers=settings.simulate_workers,
+        time_limit_s=settings.simulate_time_limit_s,
+        memory_limit_mib=settings.simulate_memory_mib,
+        preload=["services.runtime.simulate"],
+    )
+    limits = SimLimits(
+        max_event_steps=settings.simulate_max_event_steps,
+        max_timers=settings.simulate_max_timers,
+        max_answer_entries=settings.simulate_max_answer_entries,
+    )
+    return Simulator(pool, limits, state.registry)
 
 
 @asynccontextmanager
