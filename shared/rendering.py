@@ -102,6 +102,16 @@ class Renderer:
                 raise TemplateError(f"{exc} of {limit} MiB", "memory") from None
             raise
 
+    async def check(self, content: TemplateContent) -> dict[str, str]:
+        """``templating.check_content`` (syntax errors per field), compiled in a worker when
+        it has too many tags to compile quickly; over the budget is an error on ``body``."""
+        if templating.compiles_quickly(content):
+            return templating.check_content(content)
+        try:
+            return await self._run(templating.check_content, content)
+        except TemplateError as exc:
+            return {"body": f"the template cannot be checked: {exc}"}
+
     async def offload(self, function: Callable[..., T], *args: Any) -> T:
         """``function(*args)`` in a worker under the same budget (a module-level function
         whose arguments and result pickle); a ``TemplateError`` when over it."""

@@ -10,11 +10,13 @@ from prometheus_client import CollectorRegistry
 
 from shared.rendering import Renderer
 from shared.templating import (
+    MAX_INLINE_TAGS,
     Rendered,
     TemplateContent,
     TemplateError,
     check,
     check_content,
+    compiles_quickly,
     inline_safe,
     render,
     render_text,
@@ -323,3 +325,24 @@ async def test_the_renderer_renders_inline_or_in_a_worker_and_stops_a_runaway() 
             registry.get_sample_value("waypost_template_limit_exceeded_total", {"limit": limit})
             == 1
         )
+
+
+def test_a_template_of_many_tags_is_compiled_and_rendered_in_a_worker() -> None:
+    many = TemplateContent(None, "{{ profile.first_name }}" * (MAX_INLINE_TAGS + 1))
+    few = TemplateContent(None, "{{ profile.first_name }}" * MAX_INLINE_TAGS)
+    assert (compiles_quickly(many), inline_safe(many)) == (False, False)
+    assert (compiles_quickly(few), inline_safe(few)) == (True, True)
+    # A large static page compiles quickly whatever its size.
+    assert compiles_quickly(TemplateContent(None, "<p>Hello</p>\n" * 40_000))
+
+
+async def test_the_renderer_checks_a_large_template_in_a_worker() -> None:
+    renderer = Renderer(workers=1, time_limit_s=5)
+    try:
+        big = "{{ profile.first_name }}" * 1000
+        assert await renderer.check(TemplateContent(None, big)) == {}
+        broken = await renderer.check(TemplateContent(None, big + "{{ oops"))
+        assert set(broken) == {"body"}
+        assert broken["body"].startswith("line 1:")
+    finally:
+        await renderer.close()
