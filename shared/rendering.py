@@ -8,9 +8,9 @@ like going over the output bound the sandbox enforces, is a ``TemplateError`` na
 limit.
 
 Most templates never need a worker: ``templating.inline_safe`` recognises from the compiled
-tree those whose cost is linear in their source and context (no loops, calls, macros or
-assignments, only filters that do not amplify), and those are rendered in the caller, as
-cheaply as before.
+tree those whose cost is linear in their source and context (few tags; no calls, macros or
+assignments; only filters that do not amplify; loops only over a short list of the context,
+not nested), and those are rendered in the caller, as cheaply as before.
 
 ``offload`` runs another pure function of the same kind (link rewriting of a large email)
 in the same workers under the same budget.
@@ -87,7 +87,7 @@ class Renderer:
     async def render(self, content: TemplateContent, context: Mapping[str, Any]) -> Rendered:
         """Renders every part of ``content``; raises only ``TemplateError``."""
         try:
-            if templating.inline_safe(content):
+            if templating.inline_safe(content, context):
                 self._metrics.renders.labels("inline").inc()
                 return templating.render(content, context, max_chars=self.max_chars)
             self._metrics.renders.labels("pool").inc()

@@ -9,16 +9,17 @@ one ``TemplateError`` whose message can be recorded as a failure reason.
 Templates are written by tenants, so one of them must not be able to stall a service that
 every tenant shares. The sandbox refuses what would allocate past the output bound before
 it allocates (repetition, powers, padding filters and format widths, ranges), and
-``Renderer`` (``shared.rendering``) renders whatever could still run long (loops, macros,
-calls, assignments, filters outside a short list) in worker processes under a wall-clock and
-a memory budget; only templates whose cost is linear in their source and context, which
-``inline_safe`` recognises from the compiled tree, are rendered in the caller.
+``Renderer`` (``shared.rendering``) renders whatever could still run long (many tags, nested
+loops or loops over long lists, macros, calls, assignments, filters outside a short list)
+in worker processes under a wall-clock and a memory budget; only templates whose cost is
+linear in their source and context, which ``inline_safe`` recognises from the compiled tree
+and the lengths of the lists it loops over, are rendered in the caller.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass
 from functools import lru_cache
 from types import BuiltinMethodType, MethodType, TracebackType
@@ -228,10 +229,16 @@ _TEXT = _Environment(html=False)
 _HTML = _Environment(html=True)
 
 
+# A path into the context a loop iterates over: ``event.properties['items']`` is
+# ("event", "properties", "items").
+_Path = tuple[str | int, ...]
+
+
 @dataclass(frozen=True)
 class _Compiled:
     template: Template
-    inline: bool  # its cost is linear in its source and context (see ``_inline_safe``)
+    inline: bool  # its cost is linear in its source and context (see ``_inline_plan``)...
+    loops: tuple[_Path, ...] = ()  # ...given that these lists are short enough
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -240,7 +247,7 @@ def _compiled(source: str, html: bool) -> _Compiled:
     env = _HTML if html else _TEXT
     try:
         tree = env.parse(source)
-        return _Compiled(env.from_string(tree), _inline_safe(tree))
+        return _Compiled(env.from_string(tree), *_inline_plan(tree))
     except (RecursionError, MemoryError):
         # Deeply nested expressions exhaust the compiler's stack: an error in the template.
         raise JinjaSyntaxError("the template is nested too deeply", 1) from None
@@ -271,10 +278,60 @@ _LINEAR_FILTERS = frozenset({
 _MAX_INLINE_SEPARATOR = 16
 
 
-def _inline_safe(tree: nodes.Template) -> bool:
-    """True when rendering ``tree`` cannot take longer than reading its source and context:
-    such a template is rendered in the caller; any other goes to a worker process."""
-    return all(_linear(node) for node in tree.find_all(nodes.Node))
+# A loop over a list in the context is rendered inline up to this many items (a cart's
+# lines); with at most ``MAX_INLINE_TAGS`` tags in all, that is a few milliseconds at most.
+MAX_INLINE_ITEMS = 50
+
+
+def _inline_plan(tree: nodes.Template) -> tuple[bool, tuple[_Path, ...]]:
+    """Whether rendering ``tree`` costs no more than reading its source and context, given
+    that the lists its loops iterate over are short (the paths returned): such a template
+    is rendered in the caller; any other goes to a worker process. A loop qualifies when it
+    iterates over a path into the context and holds no other loop."""
+    loops: list[_Path] = []
+    for node in tree.find_all(nodes.Node):
+        if isinstance(node, nodes.For):
+            path = _path(node.iter)
+            if path is None or node.recursive or next(node.find_all(nodes.For), None):
+                return False, ()
+            loops.append(path)
+        elif not _linear(node):
+            return False, ()
+    return True, tuple(loops)
+
+
+def _path(node: nodes.Node) -> _Path | None:
+    if isinstance(node, nodes.Name):
+        return (node.name,)
+    if isinstance(node, nodes.Getattr) and (path := _path(node.node)) is not None:
+        return (*path, node.attr)
+    if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+        key = node.arg.value
+        if isinstance(key, str | int) and (path := _path(node.node)) is not None:
+            return (*path, key)
+    return None
+
+
+def _short(context: Mapping[str, Any], path: _Path) -> bool:
+    """Whether what ``path`` names in ``context`` iterates over few items (or fails at
+    once: a missing value iterates over nothing, a number raises)."""
+    value: Any = context
+    for key in path:
+        if value is None:
+            return True  # its attributes are undefined
+        if isinstance(value, Mapping):
+            if key not in value:
+                return True
+            value = value[key]
+        elif isinstance(value, list | tuple) and isinstance(key, int):
+            if not -len(value) <= key < len(value):
+                return True
+            value = value[key]
+        else:
+            return False  # something else's attribute: not worth guessing
+    if isinstance(value, Sized):
+        return len(value) <= MAX_INLINE_ITEMS
+    return value is None or isinstance(value, int | float)
 
 
 def _linear(node: nodes.Node) -> bool:
@@ -308,26 +365,31 @@ MAX_INLINE_TAGS = 200
 def compiles_quickly(content: TemplateContent) -> bool:
     """Whether compiling ``content`` takes at most a few milliseconds (judged by counting
     its tags, without compiling it), so it may be compiled in the caller."""
-    tags = 0
-    for _name, source in _fields(content):
-        if source is not None:
-            tags += source.count("{{") + source.count("{%") + source.count("{#")
+    tags = sum(_tags(source) for _name, source in _fields(content) if source is not None)
     return tags <= MAX_INLINE_TAGS
 
 
-def inline_safe(content: TemplateContent) -> bool:
-    """Every part of ``content`` compiles quickly and can be rendered in the caller (a part
-    that does not compile renders its error at once, wherever it is rendered)."""
+@lru_cache(maxsize=CACHE_SIZE)
+def _tags(source: str) -> int:
+    return source.count("{{") + source.count("{%") + source.count("{#")
+
+
+def inline_safe(content: TemplateContent, context: Mapping[str, Any]) -> bool:
+    """Every part of ``content`` compiles quickly and can be rendered with ``context`` in
+    the caller (a part that does not compile renders its error at once, wherever it is
+    rendered)."""
     if not compiles_quickly(content):
         return False
-    try:
-        return all(
-            _compiled(source, name == "html").inline
-            for name, source in _fields(content)
-            if source is not None
-        )
-    except JinjaSyntaxError:
-        return True
+    for name, source in _fields(content):
+        if source is None:
+            continue
+        try:
+            compiled = _compiled(source, name == "html")
+        except JinjaSyntaxError:
+            continue
+        if not compiled.inline or not all(_short(context, path) for path in compiled.loops):
+            return False
+    return True
 
 
 def check(source: str) -> str | None:

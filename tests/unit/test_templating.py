@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.rendering import Renderer
 from shared.templating import (
+    MAX_INLINE_ITEMS,
     MAX_INLINE_TAGS,
     Rendered,
     TemplateContent,
@@ -258,7 +259,15 @@ def test_padding_within_the_bound_still_works() -> None:
         ("{{ event.properties['items'] | join('" + "-" * 17 + "') }}", False),
         ("{{ profile | tojson }}", True),
         ("{{ profile | tojson(indent=100) }}", False),
-        ("{% for i in event.properties['items'] %}{{ i.name }}{% endfor %}", False),
+        ("{% for i in event.properties['items'] %}{{ i.name }}{% endfor %}", True),
+        ("{% for i in event.properties.items if i.qty > 1 %}{{ loop.index }}{% endfor %}", True),
+        ("{% for c in profile.first_name %}{{ c }}{% endfor %}", True),
+        ("{% for i in profile.nothing.at_all %}{{ i }}{% endfor %}", True),
+        ("{% for i in event.properties['items'] %}{% for j in i %}{% endfor %}{% endfor %}", False),
+        ("{% for i in range(3) %}{{ i }}{% endfor %}", False),
+        ("{% for i in event.properties['items'] | sort %}{{ i }}{% endfor %}", False),
+        ("{% for i in event.properties['items'] recursive %}{{ loop(i) }}{% endfor %}", False),
+        ("{% for i in event.properties['items'] %}{{ loop.cycle('a', 'b') }}{% endfor %}", False),
         ("{{ profile.first_name.upper() }}", False),
         ("{% set a = profile.first_name ~ profile.first_name %}{{ a }}", False),
         ("{% macro m() %}x{% endmacro %}{{ m() }}", False),
@@ -269,8 +278,17 @@ def test_padding_within_the_bound_still_works() -> None:
     ],
 )
 def test_only_templates_of_linear_cost_render_inline(source: str, inline: bool) -> None:
-    assert inline_safe(TemplateContent(None, source)) is inline
-    assert inline_safe(TemplateContent("Hi", "there", html=source)) is inline
+    assert inline_safe(TemplateContent(None, source), CONTEXT) is inline
+    assert inline_safe(TemplateContent("Hi", "there", html=source), CONTEXT) is inline
+
+
+def test_a_loop_over_a_long_list_renders_in_a_worker() -> None:
+    loop = TemplateContent(None, "{% for i in event.properties['items'] %}{{ i }}{% endfor %}")
+    items = ["x"] * MAX_INLINE_ITEMS
+    assert inline_safe(loop, {"event": {"properties": {"items": items}}})
+    assert not inline_safe(loop, {"event": {"properties": {"items": [*items, "x"]}}})
+    assert inline_safe(loop, {"event": {"properties": None}})
+    assert not inline_safe(loop, {"event": {"properties": "a string has no items"}})
 
 
 def test_a_template_error_keeps_its_limit_through_a_process_boundary() -> None:
@@ -318,8 +336,9 @@ async def test_the_renderer_renders_inline_or_in_a_worker_and_stops_a_runaway() 
         assert await renderer.offload(len, "four") == 4
     finally:
         await renderer.close()
-    assert registry.get_sample_value("waypost_template_renders_total", {"mode": "inline"}) == 1
-    assert registry.get_sample_value("waypost_template_renders_total", {"mode": "pool"}) == 4
+    # The loop over the two items of the cart rendered inline, the rest in the worker.
+    assert registry.get_sample_value("waypost_template_renders_total", {"mode": "inline"}) == 2
+    assert registry.get_sample_value("waypost_template_renders_total", {"mode": "pool"}) == 3
     for limit in ("time", "memory"):
         assert (
             registry.get_sample_value("waypost_template_limit_exceeded_total", {"limit": limit})
@@ -330,8 +349,8 @@ async def test_the_renderer_renders_inline_or_in_a_worker_and_stops_a_runaway() 
 def test_a_template_of_many_tags_is_compiled_and_rendered_in_a_worker() -> None:
     many = TemplateContent(None, "{{ profile.first_name }}" * (MAX_INLINE_TAGS + 1))
     few = TemplateContent(None, "{{ profile.first_name }}" * MAX_INLINE_TAGS)
-    assert (compiles_quickly(many), inline_safe(many)) == (False, False)
-    assert (compiles_quickly(few), inline_safe(few)) == (True, True)
+    assert (compiles_quickly(many), inline_safe(many, CONTEXT)) == (False, False)
+    assert (compiles_quickly(few), inline_safe(few, CONTEXT)) == (True, True)
     # A large static page compiles quickly whatever its size.
     assert compiles_quickly(TemplateContent(None, "<p>Hello</p>\n" * 40_000))
 
