@@ -117,7 +117,7 @@ class Renderer:
         whose arguments and result pickle); a ``TemplateError`` when over it."""
         return await self._run(function, *args)
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         await self._pool.close()
 
     async def _run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -54,7 +54,7 @@ def _extension(settings: ActivatorSettings) -> Extension:
             relay = outbox.OutboxRelay(state.sessions, Outbox, state.js, pool=pool)
             await stack.enter_async_context(outbox.running(relay))
             renderer = Renderer.from_settings(settings, state.registry)
-            stack.push_async_callback(renderer.close)
+            stack.push_async_callback(renderer.aclose)
             deliverer = Deliverer(
                 state.sessions, pool, state.clock, designer, state.extras[HTTP], guard, relay,
                 settings, metrics, renderer,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -36,12 +36,9 @@ async def _clients(state: ServiceState) -> AsyncIterator[None]:
     await beacon.ensure(state.js, settings.stream_replicas)
     renderer = Renderer.from_settings(settings, state.registry)
     state.extras[RENDERER] = renderer
-    try:
-        async with httpx.AsyncClient(timeout=30) as client, outbox.running(relay):
-            state.extras[HTTP] = client
-            yield
-    finally:
-        await renderer.close()
+    async with httpx.AsyncClient(timeout=30) as client, outbox.running(relay), aclosing(renderer):
+        state.extras[HTTP] = client
+        yield
 
 
 def create_app(settings: DesignerSettings | None = None) -> FastAPI:

@@ -47,17 +47,13 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
         triggers = TriggerSchemas(designer, settings.designer_url)
         processor = Processor(pool, catalogs, relay, state.clock, triggers)
         state.extras[PROCESSOR] = processor
-        simulator = _simulator(state, settings)
-        state.extras[SIMULATOR] = simulator
-        try:
-            async with outbox.running(relay):
-                if not settings.consumers:
-                    yield
-                    return
-                async with _consuming(state, processor, settings):
-                    yield
-        finally:
-            await simulator.close()
+        simulator = state.extras[SIMULATOR] = _simulator(state, settings)
+        async with outbox.running(relay), contextlib.aclosing(simulator):
+            if not settings.consumers:
+                yield
+                return
+            async with _consuming(state, processor, settings):
+                yield
 
 
 def _simulator(state: ServiceState, settings: RuntimeSettings) -> Simulator:

@@ -112,7 +112,7 @@ class Simulator:
             self._refused.labels(exc.limit).inc()
             raise
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         await self.pool.close()
 
 

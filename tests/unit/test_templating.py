@@ -335,7 +335,7 @@ async def test_the_renderer_renders_inline_or_in_a_worker_and_stops_a_runaway() 
         assert again.body == "01"
         assert await renderer.offload(len, "four") == 4
     finally:
-        await renderer.close()
+        await renderer.aclose()
     # The loop over the two items of the cart rendered inline, the rest in the worker.
     assert registry.get_sample_value("waypost_template_renders_total", {"mode": "inline"}) == 2
     assert registry.get_sample_value("waypost_template_renders_total", {"mode": "pool"}) == 3
@@ -364,4 +364,4 @@ async def test_the_renderer_checks_a_large_template_in_a_worker() -> None:
         assert set(broken) == {"body"}
         assert broken["body"].startswith("line 1:")
     finally:
-        await renderer.close()
+        await renderer.aclose()
