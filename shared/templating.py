@@ -28,14 +28,17 @@ from typing import Any, NoReturn
 from jinja2 import ChainableUndefined, Template, nodes
 from jinja2 import TemplateSyntaxError as JinjaSyntaxError
 from jinja2.exceptions import SecurityError
-from jinja2.filters import do_center, do_format, do_indent, do_wordwrap
+from jinja2.filters import do_batch, do_center, do_format, do_indent, do_wordwrap
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import generate_lorem_ipsum
 
 # Big enough for a rich HTML email, small enough that a runaway loop cannot exhaust memory.
 MAX_OUTPUT_CHARS = 512 * 1024
 # Ranges feed loops; a template has no business iterating more than this.
 MAX_RANGE = 10_000
+# Placeholder text is for previews; this many paragraphs is plenty.
+MAX_LIPSUM_PARAGRAPHS = 100
 # Integer powers beyond this many bits are runaway arithmetic, not personalisation.
 MAX_POWER_BITS = 4096
 CACHE_SIZE = 1024
@@ -123,8 +126,11 @@ class _Environment(ImmutableSandboxedEnvironment):
             center=_padding(do_center, "width"),
             indent=_padding(do_indent, "width"),
             wordwrap=_padding(do_wordwrap, "width", skip=1),
+            batch=_padding(do_batch, "linecount"),
+            slice=_padding(self.filters["slice"], "slices", skip=1),
             format=_checked_format,
         )
+        self.globals["lipsum"] = _bounded_lipsum
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         # Profiles and events are JSON objects: `cart.items` is the key "items", not the
@@ -190,7 +196,7 @@ def _check_width(values: Iterable[Any]) -> None:
     for value in values:
         if isinstance(value, int) and value > MAX_OUTPUT_CHARS:
             raise TemplateError(
-                f"a width over {MAX_OUTPUT_CHARS} characters (the output limit)", "output"
+                f"a width or count over {MAX_OUTPUT_CHARS} (the output limit)", "output"
             )
 
 
@@ -212,6 +218,15 @@ def _padding(filter_: Callable[..., str], name: str, skip: int = 0) -> Callable[
     # Jinja passes the environment to filters marked so (wordwrap is).
     bounded.__dict__.update(filter_.__dict__)
     return bounded
+
+
+def _bounded_lipsum(n: int = 5, *args: Any, **kwargs: Any) -> str:
+    if isinstance(n, int) and n > MAX_LIPSUM_PARAGRAPHS:
+        raise TemplateError(
+            f"lipsum() of more than {MAX_LIPSUM_PARAGRAPHS} paragraphs (the output limit)",
+            "output",
+        )
+    return str(generate_lorem_ipsum(n, *args, **kwargs))
 
 
 def _checked_format(value: str, *args: Any, **kwargs: Any) -> str:

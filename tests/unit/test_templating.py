@@ -234,6 +234,9 @@ def test_compiled_templates_are_cached_by_source() -> None:
         "{{ 'x'.zfill(100000000) }}",
         "{{ '{:>100000000}'.format('x') }}",
         "{{ '{0:100000000}'.format_map({'0': 1}) }}",
+        "{{ [1] | batch(100000000, 0) | list }}",
+        "{{ [1] | slice(100000000) | list }}",
+        "{{ lipsum(100000000) }}",
     ],
 )
 def test_padding_past_the_output_bound_is_refused_before_it_is_built(source: str) -> None:
@@ -245,6 +248,9 @@ def test_padding_past_the_output_bound_is_refused_before_it_is_built(source: str
 def test_padding_within_the_bound_still_works() -> None:
     source = "[{{ 'ab' | center(6) }}][{{ '%5s' | format('x') }}][{{ 'x'.rjust(3) }}]"
     assert render_text(source, CONTEXT) == "[  ab  ][    x][  x]"
+    assert render_text("{{ [1, 2, 3] | batch(2, 0) | list }}", CONTEXT) == "[[1, 2], [3, 0]]"
+    assert render_text("{{ [1, 2, 3] | slice(2) | list }}", CONTEXT) == "[[1, 2], [3]]"
+    assert render_text("{{ lipsum(1, html=False, min=5, max=6) | wordcount }}", CONTEXT) == "5"
 
 
 @pytest.mark.parametrize(
