@@ -206,11 +206,11 @@ def _check_widths(fmt: str) -> None:
         _check_width(int(n) for n in _NUMBER.findall(spec))
 
 
-def _padding(filter_: Callable[..., str], name: str, skip: int = 0) -> Callable[..., str]:
+def _padding(filter_: Callable[..., Any], name: str, skip: int = 0) -> Callable[..., Any]:
     """A padding filter that checks its width (the first argument after ``skip`` leading
     ones it is passed, or ``name``) before the padded string is built."""
 
-    def bounded(*args: Any, **kwargs: Any) -> str:
+    def bounded(*args: Any, **kwargs: Any) -> Any:
         given = args[1 + skip : 2 + skip] or [kwargs.get(name)]
         _check_width(given)
         return filter_(*args, **kwargs)
