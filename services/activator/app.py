@@ -23,6 +23,7 @@ from shared.addresses import AddressPolicy
 from shared.app import Extension, ServiceState, create_service_app
 from shared.connectors import DestinationGuard
 from shared.metrics import RelayMetrics
+from shared.rendering import Renderer
 
 HTTP = internal.HTTP
 GUARD = internal.GUARD
@@ -59,9 +60,11 @@ def _extension(settings: ActivatorSettings) -> Extension:
                 keep_published_s=settings.outbox_retention_s,
             )  # fmt: skip
             await stack.enter_async_context(outbox.running(relay))
+            renderer = Renderer.from_settings(settings, state.registry)
+            stack.push_async_callback(renderer.aclose)
             deliverer = Deliverer(
                 state.sessions, pool, state.clock, designer, state.extras[HTTP], guard, relay,
-                settings, metrics,
+                settings, metrics, renderer,
             )  # fmt: skip
             state.extras[DELIVERER] = deliverer
             await stack.enter_async_context(deliverer.running())

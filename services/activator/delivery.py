@@ -62,7 +62,8 @@ from shared.clock import Clock, wait_or_wake
 from shared.connectors import DestinationGuard
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay
-from shared.templating import TemplateError, render
+from shared.rendering import Renderer
+from shared.templating import TemplateError
 from shared.timers import TimerSchedule
 from shared.tracking import Mark, instrument
 
@@ -75,6 +76,9 @@ ERROR_PAUSE_S = 1.0
 # How long claiming stops after the designer could not be reached (wall clock).
 DESIGNER_PAUSE_S = 1.0
 STOP_GRACE_S = 10.0
+# HTML up to this size has its links rewritten here (a few milliseconds at most); larger
+# goes to a rendering worker, so no one email holds the loop.
+INLINE_TRACKING_CHARS = 32 * 1024
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ class Deliverer:
         relay: OutboxRelay,
         settings: ActivatorSettings,
         metrics: ActivatorMetrics,
+        renderer: Renderer,
         limiter: RateLimiter | None = None,
         jitter: Callable[[], float] = random.random,
     ) -> None:
@@ -127,6 +132,7 @@ class Deliverer:
         self._relay = relay
         self._settings = settings
         self._metrics = metrics
+        self._renderer = renderer
         self._limiter = limiter or RateLimiter(settings.rate_limit_wait_s)
         self._concurrency = ConcurrencyLimiter()
         self._jitter = jitter
@@ -230,7 +236,10 @@ class Deliverer:
 
     async def _deliver(self, claimed: list[Delivery]) -> None:
         try:
-            plans = {row.activation_id: await self._prepare(row) for row in claimed}
+            # Prepared side by side: a template that renders in a worker for a while does
+            # not hold back the group's other messages' rendering.
+            prepared = await asyncio.gather(*(self._prepare(row) for row in claimed))
+            plans = {row.activation_id: plan for row, plan in zip(claimed, prepared, strict=True)}
             async with db.raw_transaction(self._pool) as conn:
                 rows = await store.lock_due(conn, [*plans], self._clock.now())
                 outcomes = await asyncio.gather(
@@ -300,7 +309,8 @@ class Deliverer:
         if connector.config is None:
             return Plan(rules, connector, problem=connector.problem)
         try:
-            rendered = render(template, row.request.get("context") or {})
+            rendered = await self._renderer.render(template, row.request.get("context") or {})
+            html = await self._tracked(row, rendered.html)
         except TemplateError as exc:
             return Plan(rules, connector, problem=f"template error: {exc}")
         message = OutgoingMessage(
@@ -308,7 +318,7 @@ class Deliverer:
             to=row.recipient or "",
             subject=rendered.subject,
             body=rendered.body,
-            html=self._tracked(row, rendered.html),
+            html=html,
             title=rendered.title,
             data=rendered.data,
             metadata={
@@ -320,9 +330,10 @@ class Deliverer:
         )
         return Plan(rules, connector, message)
 
-    def _tracked(self, row: Delivery, html: str | None) -> str | None:
+    async def _tracked(self, row: Delivery, html: str | None) -> str | None:
         """HTML email with its links and an open pixel pointing at the gateway, which turns
-        them into ``email_opened`` / ``email_clicked`` (only when tracking is configured)."""
+        them into ``email_opened`` / ``email_clicked`` (only when tracking is configured).
+        A large email is rewritten in a rendering worker, under the rendering budget."""
         secret, public_url = self._settings.tracking_secret, self._settings.public_url
         if html is None or row.channel != "email" or secret is None or not public_url:
             return html
@@ -330,7 +341,10 @@ class Deliverer:
             row.workspace_id, row.profile_id, row.journey_id, row.step_id, row.activation_id,
             issued_at=int(self._clock.now().timestamp()),
         )  # fmt: skip
-        return instrument(html, mark, secret.get_secret_value(), public_url)
+        args = (html, mark, secret.get_secret_value(), public_url)
+        if len(html) <= INLINE_TRACKING_CHARS:
+            return instrument(*args)
+        return await self._renderer.offload(instrument, *args)
 
     async def _send(self, row: Delivery, plan: Plan) -> Outcome:
         if plan.problem is not None or plan.message is None or plan.connector is None:

@@ -104,3 +104,12 @@ class ActivatorSettings(ConnectorSettings):
     public_url: str | None = Field(
         default=None, description="The gateway's public URL, where tracking links point."
     )
+    render_workers: int = Field(
+        default=2, ge=1, le=64, description="Worker processes for templates that may run long."
+    )
+    render_time_limit_s: float = Field(
+        default=2.0, gt=0, le=60, description="Wall-clock budget of one template render."
+    )
+    render_memory_mib: int = Field(
+        default=256, ge=16, description="Memory budget of a rendering worker process."
+    )

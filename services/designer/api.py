@@ -202,7 +202,7 @@ async def update_template(ctx: WriteCtx, template_id: str, body: TemplateIn) -> 
 @router.post("/templates/{template_id}/preview", response_model=PreviewOut, tags=["templates"])
 async def preview_template(ctx: ReadCtx, template_id: str, body: PreviewIn) -> dict[str, Any]:
     template = await resources.get_template(ctx, template_id)
-    return resources.preview(template, body.profile, body.event)
+    return await resources.preview(ctx, template, body.profile, body.event)
 
 
 @router.post("/connectors", status_code=201, response_model=ConnectorOut, tags=["connectors"])

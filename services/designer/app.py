@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
 from services.designer import api, internal
-from services.designer.context import HTTP, RELAY, SECRETS
+from services.designer.context import HTTP, RELAY, RENDERER, SECRETS
 from services.designer.models import Outbox
 from services.designer.secrets import SecretBox
 from services.designer.settings import DesignerSettings
@@ -20,6 +20,7 @@ from shared.app import ServiceState, create_service_app, get_state
 from shared.journey import JourneyBody
 from shared.logging import get_logger
 from shared.metrics import RelayMetrics
+from shared.rendering import Renderer
 
 log = get_logger(__name__)
 
@@ -37,7 +38,13 @@ async def _clients(state: ServiceState) -> AsyncIterator[None]:
     state.extras[RELAY] = relay
     await beacon.ensure(state.js, settings.stream_replicas)
     headers = settings.service_headers()  # the client calls only the other services
-    async with httpx.AsyncClient(timeout=30, headers=headers) as client, outbox.running(relay):
+    renderer = Renderer.from_settings(settings, state.registry)
+    state.extras[RENDERER] = renderer
+    async with (
+        httpx.AsyncClient(timeout=30, headers=headers) as client,
+        outbox.running(relay),
+        aclosing(renderer),
+    ):
         state.extras[HTTP] = client
         yield
 

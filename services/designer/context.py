@@ -15,10 +15,12 @@ from services.designer.settings import DesignerSettings
 from shared.app import ServiceState, get_state, request_session
 from shared.identity import ADMIN, READ, WRITE, Identity, Role, require
 from shared.outbox import OutboxRelay
+from shared.rendering import Renderer
 
 HTTP = "http"
 SECRETS = "secrets"
 RELAY = "relay"
+RENDERER = "renderer"
 
 
 @dataclass
@@ -42,6 +44,11 @@ class Ctx:
     def relay(self) -> OutboxRelay:
         relay: OutboxRelay = self.state.extras[RELAY]
         return relay
+
+    @property
+    def renderer(self) -> Renderer:
+        renderer: Renderer = self.state.extras[RENDERER]
+        return renderer
 
 
 async def session_dep(request: Request) -> AsyncIterator[AsyncSession]:

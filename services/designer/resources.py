@@ -189,8 +189,9 @@ def template_out(t: Template) -> TemplateOut:
     return TemplateOut.model_validate(t, from_attributes=True)
 
 
-def _template_errors(body: TemplateIn) -> list[FieldError]:
-    problems = templating.check_content(_content(body))
+async def _template_errors(ctx: Ctx, body: TemplateIn) -> list[FieldError]:
+    # A template of many tags takes a while to compile: in a worker, within the budget.
+    problems = await ctx.renderer.check(_content(body))
     errors = [FieldError(field, problem) for field, problem in problems.items()]
     if body.channel == "email" and not body.subject:
         errors.append(FieldError("subject", "an email template needs a subject"))
@@ -207,7 +208,7 @@ def _content(t: TemplateIn | Template) -> templating.TemplateContent:
 
 
 async def create_template(ctx: Ctx, body: TemplateIn) -> TemplateOut:
-    if errors := _template_errors(body):
+    if errors := await _template_errors(ctx, body):
         raise invalid(errors)
     repo = TemplateRepository(ctx.session)
     if await repo.name_taken(ctx.identity.workspace_id, body.name, None):
@@ -228,7 +229,7 @@ async def get_template(ctx: Ctx, template_id: str) -> Template:
 
 async def update_template(ctx: Ctx, template_id: str, body: TemplateIn) -> TemplateOut:
     template = await get_template(ctx, template_id)
-    if errors := _template_errors(body):
+    if errors := await _template_errors(ctx, body):
         raise invalid(errors)
     repo = TemplateRepository(ctx.session)
     if await repo.name_taken(ctx.identity.workspace_id, body.name, template_id):
@@ -248,7 +249,12 @@ async def list_templates(ctx: Ctx, cursor: str | None, limit: int) -> Page[Any]:
     return _page(list(rows), limit, template_out)
 
 
-def preview(template: Template, profile: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+async def preview(
+    ctx: Ctx, template: Template, profile: dict[str, Any], event: dict[str, Any]
+) -> dict[str, Any]:
+    """The template rendered as a message would be: within the renderer's time, memory and
+    output budget, off the event loop when it could run long; over a budget is a 422
+    naming it."""
     content = _content(template)
     context = {
         "profile": profile,
@@ -257,7 +263,7 @@ def preview(template: Template, profile: dict[str, Any], event: dict[str, Any]) 
         "step": {},
     }
     try:
-        rendered = templating.render(content, context)
+        rendered = await ctx.renderer.render(content, context)
     except templating.TemplateError as exc:
         raise invalid([FieldError("template", str(exc))]) from exc
     return {

@@ -27,3 +27,12 @@ class DesignerSettings(ConnectorSettings):
     limit_activations_per_journey: int = Field(default=50, ge=1)
     limit_exit_rules_per_journey: int = Field(default=20, ge=0)
     limit_jumps_per_journey: int = Field(default=20, ge=0)
+    render_workers: int = Field(
+        default=1, ge=1, le=64, description="Worker processes for template previews."
+    )
+    render_time_limit_s: float = Field(
+        default=2.0, gt=0, le=60, description="Wall-clock budget of one template preview."
+    )
+    render_memory_mib: int = Field(
+        default=256, ge=16, description="Memory budget of a rendering worker process."
+    )

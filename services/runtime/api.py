@@ -17,7 +17,7 @@ from services.runtime.models import MembershipRow
 from services.runtime.processor import Processor
 from services.runtime.repository import RuntimeRepository
 from services.runtime.settings import RuntimeSettings
-from services.runtime.simulate import SimEvent, Simulation, check
+from services.runtime.simulate import SimEvent, SimulationRefused, Simulator, check
 from shared.app import RequestSession, get_state
 from shared.identity import ADMIN, READ, WRITE, Identity, require
 from shared.journey import JourneyLimits
@@ -25,6 +25,7 @@ from shared.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from shared.problems import FieldError, ProblemError, forbidden, invalid, not_found
 
 router = APIRouter(prefix="/v1", tags=["journeys"])
+SIMULATOR = "simulator"
 
 
 class _Strict(BaseModel):
@@ -52,21 +53,31 @@ class SimulateIn(_Strict):
     profiles: Annotated[list[SimProfile], Field(max_length=10_000)] = []
 
 
-@router.post("/journeys/simulate")
+@router.post(
+    "/journeys/simulate",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}}}},
+)
 async def simulate(
     request: Request, body: SimulateIn, caller: Annotated[Identity, Depends(require(WRITE))]
-) -> dict[str, Any]:
-    """Each profile's path and the messages that would be sent; nothing is stored or sent."""
+) -> Response:
+    """Each profile's path and the messages that would be sent; nothing is stored or sent.
+    Bounded in events times steps, timers and answer size, and run in a worker process
+    under a time budget: over any of them is a 422 naming the limit."""
     journey, errors = check(body.journey, JourneyLimits())
     if journey is None or errors:
         raise invalid([FieldError(f"journey.{e.path}", e.message) for e in errors])
-    processor: Processor = get_state(request).extras["processor"]
+    state = get_state(request)
+    processor: Processor = state.extras["processor"]
     await processor.catalogs.fresh(time.monotonic())
     timezone = processor.catalogs.for_workspace(caller.workspace_id).default_timezone
     profiles = {p.profile_id: dict(p.attributes) for p in body.profiles}
-    simulation = Simulation(journey, profiles, timezone)
-    simulation.run([_event(e) for e in body.events])
-    return simulation.report()
+    simulator: Simulator = state.extras[SIMULATOR]
+    try:
+        report = await simulator.run(journey, profiles, [_event(e) for e in body.events], timezone)
+    except SimulationRefused as exc:
+        raise invalid([FieldError(exc.path, str(exc))]) from None
+    return Response(report, media_type="application/json")
 
 
 def _event(e: SimEventIn) -> SimEvent:

@@ -20,14 +20,17 @@ from services.runtime.needs import TemplateNeeds
 from services.runtime.partitions import PartitionLeases
 from services.runtime.processor import Processor
 from services.runtime.settings import RuntimeSettings
+from services.runtime.simulate import SimLimits, Simulator
 from services.runtime.triggers import TriggerSchemas
 from shared import beacon, bus, db, outbox
 from shared import http as shared_http
 from shared.app import ServiceState, create_service_app
 from shared.metrics import RelayMetrics
+from shared.workers import WorkerPool
 
 PROCESSOR = "processor"
 HTTP = "http"
+SIMULATOR = api.SIMULATOR
 
 
 @asynccontextmanager
@@ -55,12 +58,28 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
             tombstones=Tombstones(state.registry),
         )  # fmt: skip
         state.extras[PROCESSOR] = processor
-        async with outbox.running(relay):
+        simulator = state.extras[SIMULATOR] = _simulator(state, settings)
+        async with outbox.running(relay), contextlib.aclosing(simulator):
             if not settings.consumers:
                 yield
                 return
             async with _consuming(state, processor, settings):
                 yield
+
+
+def _simulator(state: ServiceState, settings: RuntimeSettings) -> Simulator:
+    pool = WorkerPool(
+        workers=settings.simulate_workers,
+        time_limit_s=settings.simulate_time_limit_s,
+        memory_limit_mib=settings.simulate_memory_mib,
+        preload=["services.runtime.simulate"],
+    )
+    limits = SimLimits(
+        max_event_steps=settings.simulate_max_event_steps,
+        max_timers=settings.simulate_max_timers,
+        max_answer_entries=settings.simulate_max_answer_entries,
+    )
+    return Simulator(pool, limits, state.registry)
 
 
 @asynccontextmanager

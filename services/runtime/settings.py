@@ -29,3 +29,21 @@ class RuntimeSettings(ServiceSettings):
     outbox_retention_s: float = Field(
         default=3600, gt=0, description="Published outbox rows are deleted after this long."
     )
+    simulate_workers: int = Field(
+        default=1, ge=1, le=64, description="Worker processes for journey simulations."
+    )
+    simulate_time_limit_s: float = Field(
+        default=10.0, gt=0, le=300, description="Wall-clock budget of one simulation."
+    )
+    simulate_memory_mib: int = Field(
+        default=512, ge=32, description="Memory budget of a simulation worker process."
+    )
+    simulate_max_event_steps: int = Field(
+        default=20_000, ge=1, description="Most events times journey steps one simulation runs."
+    )
+    simulate_max_timers: int = Field(
+        default=10_000, ge=1, description="Most timers one simulation fires."
+    )
+    simulate_max_answer_entries: int = Field(
+        default=20_000, ge=1, description="Most path entries and messages one simulation answers."
+    )

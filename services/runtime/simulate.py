@@ -1,5 +1,11 @@
 """Run a journey definition against timestamped events on the pure engine, in simulated
-time: what each profile would do and which messages would go out. Nothing is stored or sent."""
+time: what each profile would do and which messages would go out. Nothing is stored or sent.
+
+A simulation's size is the caller's to choose, so it is bounded (``SimLimits``: events times
+the journey's steps, timers fired, entries in the answer; over one is ``SimulationRefused``
+naming it) and it runs in a worker process (``run_report``) under a time and memory budget,
+never on the runtime's event loop, where it would hold up every tenant's reads and events.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,9 @@ import heapq
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
+
+import pydantic_core
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from services.runtime.engine.compiled import compile_journey
 from services.runtime.engine.engine import Catalog, LiveJourney, on_event, on_timer
@@ -32,9 +41,109 @@ from shared.journey_validation import (
     Catalog as ReferenceCatalog,
 )
 from shared.problems import FieldError
+from shared.workers import OverBudget, WorkerPool
 
 JOURNEY_ID = "simulated"
-MAX_TIMERS = 100_000  # every journey ends its timers; this only bounds a pathological input
+
+
+@dataclass(frozen=True)
+class SimLimits:
+    """How much one simulation may do. About 20,000 event-steps take a second or two of a
+    worker's CPU and answer a few megabytes."""
+
+    max_event_steps: int = 20_000  # events times the steps of the journey
+    max_timers: int = 10_000  # timers fired in simulated time
+    max_answer_entries: int = 20_000  # path entries and messages in the answer
+
+
+class SimulationRefused(Exception):
+    """The simulation cannot be answered: ``path`` is the part of the request to blame,
+    ``limit`` the limit it went over (for the metric)."""
+
+    def __init__(self, path: str, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[type[SimulationRefused], tuple[str, str, str]]:
+        return (type(self), (self.path, str(self), self.limit))
+
+
+class Simulator:
+    """Runs simulations in worker processes under a time and memory budget, within
+    ``limits``; counts them for the runtime's metrics."""
+
+    def __init__(self, pool: WorkerPool, limits: SimLimits, registry: CollectorRegistry) -> None:
+        self.pool = pool
+        self.limits = limits
+        self._running = Gauge(
+            "waypost_runtime_simulations_running",
+            "Journey simulations under way in this process's workers",
+            registry=registry,
+        )
+        self._refused = Counter(
+            "waypost_runtime_simulations_refused_total",
+            "Journey simulations refused or stopped, by the limit they went over",
+            ["limit"],
+            registry=registry,
+        )
+
+    async def run(
+        self,
+        body: JourneyBody,
+        profiles: dict[str, dict[str, Any]],
+        events: list[SimEvent],
+        default_timezone: str,
+    ) -> bytes:
+        """The report as JSON; ``SimulationRefused`` when over a limit or the budget."""
+        try:
+            if (problem := check_size(body, len(events), self.limits)) is not None:
+                raise SimulationRefused(problem.path, problem.message, "event_steps")
+            with self._running.track_inprogress():
+                try:
+                    return await self.pool.run(
+                        run_report, body, profiles, events, default_timezone, self.limits
+                    )
+                except OverBudget as exc:
+                    raise SimulationRefused(
+                        "events", f"the simulation stopped: {exc}", exc.limit
+                    ) from None
+        except SimulationRefused as exc:
+            self._refused.labels(exc.limit).inc()
+            raise
+
+    async def aclose(self) -> None:
+        await self.pool.close()
+
+
+def check_size(body: JourneyBody, events: int, limits: SimLimits) -> FieldError | None:
+    """What is wrong with simulating ``events`` events through ``body``, before running it."""
+    steps = max(1, sum(1 for _ in iter_journey_steps(body)))
+    if events * steps > limits.max_event_steps:
+        return FieldError(
+            "events",
+            f"{events} events through {steps} steps is more than {limits.max_event_steps} "
+            "event-steps (the simulation limit); simulate fewer events at a time",
+        )
+    return None
+
+
+def run_report(
+    body: JourneyBody,
+    profiles: dict[str, dict[str, Any]],
+    events: list[SimEvent],
+    default_timezone: str,
+    limits: SimLimits,
+) -> bytes:
+    """The simulation's report as JSON (encoded here, in the worker, not on the loop)."""
+    simulation = Simulation(body, profiles, default_timezone, limits)
+    try:
+        simulation.run(events)
+    except OverflowError:
+        raise SimulationRefused(
+            "events", "simulated time runs outside the years 1 to 9999", "time_range"
+        ) from None
+    return pydantic_core.to_json(simulation.report())
 
 
 @dataclass(order=True)
@@ -80,7 +189,11 @@ def _assumed(raw: object) -> ReferenceCatalog:
 
 class Simulation:
     def __init__(
-        self, body: JourneyBody, profiles: dict[str, dict[str, Any]], default_timezone: str = "UTC"
+        self,
+        body: JourneyBody,
+        profiles: dict[str, dict[str, Any]],
+        default_timezone: str = "UTC",
+        limits: SimLimits | None = None,
     ) -> None:
         compiled = compile_journey(JOURNEY_ID, 1, body)
         self.catalog = Catalog({JOURNEY_ID: LiveJourney({1: compiled}, 1)}, default_timezone)
@@ -91,6 +204,9 @@ class Simulation:
         self.queue: list[_Due] = []
         self.live_timers: dict[str, SetTimer] = {}
         self.seq = 0
+        self.limits = limits or SimLimits()
+        self.fired = 0
+        self.entries = 0
 
     def run(self, events: list[SimEvent]) -> None:
         for event in sorted(events, key=lambda e: e.timestamp):
@@ -112,15 +228,19 @@ class Simulation:
         self._apply(event.profile_id, result, event.timestamp)
 
     def _fire_until(self, until: datetime | None) -> None:
-        fired = 0
         while self.queue and (until is None or self.queue[0].due_at <= until):
             due = heapq.heappop(self.queue)
             if self.live_timers.get(due.timer.timer_id) is not due.timer:
                 continue  # cancelled or replaced
             del self.live_timers[due.timer.timer_id]
-            fired += 1
-            if fired > MAX_TIMERS:
-                raise RuntimeError("the simulation set more timers than any journey can")
+            self.fired += 1
+            if self.fired > self.limits.max_timers:
+                raise SimulationRefused(
+                    "events",
+                    f"the simulation fires more than {self.limits.max_timers} timers "
+                    "(the timer limit); simulate fewer events at a time",
+                    "timers",
+                )
             timer = Timer(due.timer.timer_id, due.timer.journey_id, due.due_at)
             result = on_timer(
                 self.catalog, self._profile(due.profile_id), self.states[due.profile_id],
@@ -129,6 +249,14 @@ class Simulation:
             self._apply(due.profile_id, result, due.due_at)
 
     def _apply(self, profile_id: str, result: Result, at: datetime) -> None:
+        self.entries += len(result.timeline) + len(result.activations)
+        if self.entries > self.limits.max_answer_entries:
+            raise SimulationRefused(
+                "events",
+                f"the answer would hold more than {self.limits.max_answer_entries} path "
+                "entries and messages (the answer limit); simulate fewer events at a time",
+                "answer",
+            )
         self.states[profile_id] = result.states
         self.paths.setdefault(profile_id, []).extend(result.timeline)
         self.activations += [(profile_id, at, a) for a in result.activations]

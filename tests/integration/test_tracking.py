@@ -3,16 +3,21 @@ expired or erased one records nothing, and none of them makes the gateway fail."
 
 from __future__ import annotations
 
+import contextlib
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
 from shared import db
-from shared.tracking import Mark, sign
-from tests.stack import TRACKING_SECRET, Stack, Workspace
+from shared.tracking import Mark, sign, verify
+from tests.helpers import eventually, serving
+from tests.sinks import HttpSink, run_mailbox
+from tests.stack import TRACKING_SECRET, Stack, Workspace, new_workspace
 
 
 async def tracked(stack: Stack, workspace_id: str) -> list[str]:
@@ -114,3 +119,83 @@ async def test_crafted_tokens_answer_a_pixel_or_404_never_an_error(
     assert (pixel.status_code, pixel.headers["content-type"]) == (200, "image/gif")
     assert click.status_code == 404
     assert await tracked(stack, workspace.id) == []
+
+
+async def _live_journey(c: httpx.AsyncClient, channel: str, connector: dict[str, Any],
+                        template: dict[str, Any], to: str) -> str:  # fmt: skip
+    r = await c.post("/v1/connectors", json={"name": f"c-{uuid.uuid4().hex[:6]}", **connector})
+    assert r.status_code == 201, r.text
+    connector_id = r.json()["id"]
+    r = await c.post(
+        "/v1/templates",
+        json={"name": f"t-{uuid.uuid4().hex[:6]}", "channel": channel, "status": "ready",
+              **template},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    journey = {
+        "name": f"j-{uuid.uuid4().hex[:6]}",
+        "stages": [{"name": "In", "entry": {"event": "signup"},
+                    "steps": [{"id": "send", "type": "activation", "channel": channel,
+                               "connector_id": connector_id, "template_id": r.json()["id"],
+                               "to_attribute": to}]}],
+    }  # fmt: skip
+    r = await c.post("/v1/journeys", json=journey)
+    assert r.status_code == 201, r.text
+    jid: str = r.json()["id"]
+    assert (await c.post(f"/v1/journeys/{jid}/publish")).status_code == 200
+    return jid
+
+
+async def _sent(c: httpx.AsyncClient, journey_id: str) -> dict[str, Any]:
+    async def probe() -> dict[str, Any] | None:
+        items = (await c.get("/v1/deliveries", params={"journey_id": journey_id})).json()["items"]
+        if items and items[0]["status"] == "failed":
+            raise AssertionError(items[0]["reason"])
+        return items[0] if items and items[0]["status"] == "sent" else None
+
+    return await eventually(probe, f"the message of {journey_id} to be sent")
+
+
+async def test_a_large_pathological_email_is_tracked_and_holds_no_one_back(
+    workspace: Workspace, stack: Stack
+) -> None:
+    """390 KB of unclosed <a tags (the old link pattern needed minutes for 60 KB): the email
+    goes out with its links rewritten, and another workspace's SMS goes out too."""
+    html = (
+        "<html><body>" + "<a " * 130_000
+        + '<a href="https://shop.example/end?a=1&amp;b=2">end</a></body></html>'
+    )  # fmt: skip
+    sink = HttpSink()
+    other = await new_workspace(stack)
+    with contextlib.contextmanager(run_mailbox)() as mailbox:
+        async with serving(sink.app()) as sms_url, workspace.client() as c, other.client() as o:
+            email_journey = await _live_journey(
+                c, "email",
+                {"type": "smtp", "config": {"host": "127.0.0.1", "port": mailbox.port,
+                                            "from": "shop@example.com"}},
+                {"subject": "Hi", "body": "Hi", "html": html}, "email",
+            )  # fmt: skip
+            sms_journey = await _live_journey(
+                o, "sms", {"type": "sms_http", "config": {"url": f"{sms_url}/send"}},
+                {"body": "Hi {{ profile.first_name }}"}, "phone",
+            )  # fmt: skip
+            ada = {"profile_id": "ada", "name": "signup", "traits": {"email": "ada@example.org"}}
+            r = await c.post("/v1/events", json=ada)
+            assert r.status_code == 202, r.text
+            bob = {"profile_id": "bob", "name": "signup",
+                   "traits": {"phone": "+15550100", "first_name": "Bob"}}  # fmt: skip
+            r = await o.post("/v1/events", json=bob)
+            assert r.status_code == 202, r.text
+            await _sent(o, sms_journey)
+            await _sent(c, email_journey)
+        assert [m["body"] for m in sink.received] == ["Hi Bob"]
+        (email,) = mailbox.messages
+    sent_html = email.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    clicks = re.findall(r'href="([^"]+/t/c/[^"]+)"', sent_html)
+    assert len(clicks) == 1
+    token = clicks[0].rsplit("/t/c/", 1)[1]
+    mark = verify(token, TRACKING_SECRET)
+    assert mark is not None
+    assert mark.url == "https://shop.example/end?a=1&b=2"
+    assert sent_html.count("<a ") == 130_001
+    assert "/t/o/" in sent_html

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from shared.rendering import Renderer
 from shared.templating import (
+    MAX_INLINE_ITEMS,
+    MAX_INLINE_TAGS,
     Rendered,
     TemplateContent,
     TemplateError,
     check,
     check_content,
+    compiles_quickly,
+    inline_safe,
     render,
     render_text,
 )
@@ -209,3 +216,158 @@ def test_compiled_templates_are_cached_by_source() -> None:
     source = "cached {{ profile.first_name }}"
     assert _compile(source, False) is _compile(source, False)
     assert _compile(source, False) is not _compile(source, True)
+
+
+# --- budgets ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'x' | center(100000000) }}",
+        "{{ 'x' | indent(100000000) }}",
+        "{{ 'x' | wordwrap(100000000) }}",
+        "{{ '%100000000s' | format('x') }}",
+        "{{ '%100000000d' % 1 }}",
+        "{{ 'x'.center(100000000) }}",
+        "{{ 'x'.ljust(100000000) }}",
+        "{{ 'x'.zfill(100000000) }}",
+        "{{ '{:>100000000}'.format('x') }}",
+        "{{ '{0:100000000}'.format_map({'0': 1}) }}",
+        "{{ [1] | batch(100000000, 0) | list }}",
+        "{{ [1] | slice(100000000) | list }}",
+        "{{ lipsum(100000000) }}",
+    ],
+)
+def test_padding_past_the_output_bound_is_refused_before_it_is_built(source: str) -> None:
+    with pytest.raises(TemplateError, match="output limit") as raised:
+        render_text(source, CONTEXT)
+    assert raised.value.limit == "output"
+
+
+def test_padding_within_the_bound_still_works() -> None:
+    source = "[{{ 'ab' | center(6) }}][{{ '%5s' | format('x') }}][{{ 'x'.rjust(3) }}]"
+    assert render_text(source, CONTEXT) == "[  ab  ][    x][  x]"
+    assert render_text("{{ [1, 2, 3] | batch(2, 0) | list }}", CONTEXT) == "[[1, 2], [3, 0]]"
+    assert render_text("{{ [1, 2, 3] | slice(2) | list }}", CONTEXT) == "[[1, 2], [3]]"
+    assert render_text("{{ lipsum(1, html=False, min=5, max=6) | wordcount }}", CONTEXT) == "5"
+
+
+@pytest.mark.parametrize(
+    ("source", "inline"),
+    [
+        ("Hi {{ profile.first_name | default('there') | title }}!", True),
+        ("{% if profile.tier == 'gold' %}VIP {{ event.name | upper }}{% endif %}", True),
+        ("{{ event.properties['items'] | map(attribute='name') | join(', ') }}", False),
+        ("{{ event.properties['items'] | length }} {{ event.properties.cart_url }}", True),
+        ("{{ event.properties['items'] | join(', ') }}", True),
+        ("{{ event.properties['items'] | join('x' * 3) }}", False),
+        ("{{ event.properties['items'] | join('" + "-" * 17 + "') }}", False),
+        ("{{ profile | tojson }}", True),
+        ("{{ profile | tojson(indent=100) }}", False),
+        ("{% for i in event.properties['items'] %}{{ i.name }}{% endfor %}", True),
+        ("{% for i in event.properties.items if i.qty > 1 %}{{ loop.index }}{% endfor %}", True),
+        ("{% for c in profile.first_name %}{{ c }}{% endfor %}", True),
+        ("{% for i in profile.nothing.at_all %}{{ i }}{% endfor %}", True),
+        ("{% for i in event.properties['items'] %}{% for j in i %}{% endfor %}{% endfor %}", False),
+        ("{% for i in range(3) %}{{ i }}{% endfor %}", False),
+        ("{% for i in event.properties['items'] | sort %}{{ i }}{% endfor %}", False),
+        ("{% for i in event.properties['items'] recursive %}{{ loop(i) }}{% endfor %}", False),
+        ("{% for i in event.properties['items'] %}{{ loop.cycle('a', 'b') }}{% endfor %}", False),
+        ("{{ profile.first_name.upper() }}", False),
+        ("{% set a = profile.first_name ~ profile.first_name %}{{ a }}", False),
+        ("{% macro m() %}x{% endmacro %}{{ m() }}", False),
+        ("{{ profile.first_name | center(9) }}", False),
+        ("{{ profile.points * 2 }}", False),
+        ("{{ '%s' % profile.first_name }}", False),
+        ("{{ profile.first_name | truncate(profile.points) }}", False),
+    ],
+)
+def test_only_templates_of_linear_cost_render_inline(source: str, inline: bool) -> None:
+    assert inline_safe(TemplateContent(None, source), CONTEXT) is inline
+    assert inline_safe(TemplateContent("Hi", "there", html=source), CONTEXT) is inline
+
+
+def test_a_loop_over_a_long_list_renders_in_a_worker() -> None:
+    loop = TemplateContent(None, "{% for i in event.properties['items'] %}{{ i }}{% endfor %}")
+    items = ["x"] * MAX_INLINE_ITEMS
+    assert inline_safe(loop, {"event": {"properties": {"items": items}}})
+    assert not inline_safe(loop, {"event": {"properties": {"items": [*items, "x"]}}})
+    assert inline_safe(loop, {"event": {"properties": None}})
+    assert not inline_safe(loop, {"event": {"properties": "a string has no items"}})
+
+
+def test_a_template_error_keeps_its_limit_through_a_process_boundary() -> None:
+    error = pickle.loads(pickle.dumps(TemplateError("body: too long", "output")))
+    assert (str(error), error.limit) == ("body: too long", "output")
+
+
+def test_a_template_nested_too_deeply_for_the_compiler_is_a_syntax_error() -> None:
+    message = check("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}")
+    assert message is not None
+    assert "nested too deeply" in message or "line 1" in message
+
+
+async def test_the_renderer_renders_inline_or_in_a_worker_and_stops_a_runaway() -> None:
+    registry = CollectorRegistry()
+    renderer = Renderer(workers=1, time_limit_s=0.5, memory_limit_mib=64, registry=registry)
+    try:
+        simple = await renderer.render(
+            TemplateContent(None, "Hi {{ profile.first_name }}"), CONTEXT
+        )
+        looped = await renderer.render(
+            TemplateContent(
+                None, "{% for i in event.properties['items'] %}{{ i.qty }}{% endfor %}"
+            ),
+            CONTEXT,
+        )
+        assert (simple.body, looped.body) == ("Hi Ada", "13")
+        with pytest.raises(TemplateError, match=r"longer than 0\.5 s \(the time limit\)"):
+            await renderer.render(
+                TemplateContent(None, "{% for i in range(9999) %}{% for j in range(9999) %}"
+                                "{% endfor %}{% endfor %}"),
+                CONTEXT,
+            )  # fmt: skip
+        with pytest.raises(TemplateError, match="memory limit of 64 MiB"):
+            await renderer.render(
+                TemplateContent(None, "{% set ns = namespace(s='x') %}{% for i in range(40) %}"
+                                "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}"),
+                CONTEXT,
+            )  # fmt: skip
+        # The killed worker was replaced.
+        again = await renderer.render(
+            TemplateContent(None, "{% for i in range(2) %}{{ i }}{% endfor %}"), CONTEXT
+        )
+        assert again.body == "01"
+        assert await renderer.offload(len, "four") == 4
+    finally:
+        await renderer.aclose()
+    # The loop over the two items of the cart rendered inline, the rest in the worker.
+    assert registry.get_sample_value("waypost_template_renders_total", {"mode": "inline"}) == 2
+    assert registry.get_sample_value("waypost_template_renders_total", {"mode": "pool"}) == 3
+    for limit in ("time", "memory"):
+        assert (
+            registry.get_sample_value("waypost_template_limit_exceeded_total", {"limit": limit})
+            == 1
+        )
+
+
+def test_a_template_of_many_tags_is_compiled_and_rendered_in_a_worker() -> None:
+    many = TemplateContent(None, "{{ profile.first_name }}" * (MAX_INLINE_TAGS + 1))
+    few = TemplateContent(None, "{{ profile.first_name }}" * MAX_INLINE_TAGS)
+    assert (compiles_quickly(many), inline_safe(many, CONTEXT)) == (False, False)
+    assert (compiles_quickly(few), inline_safe(few, CONTEXT)) == (True, True)
+    # A large static page compiles quickly whatever its size.
+    assert compiles_quickly(TemplateContent(None, "<p>Hello</p>\n" * 40_000))
+
+
+async def test_the_renderer_checks_a_large_template_in_a_worker() -> None:
+    renderer = Renderer(workers=1, time_limit_s=5)
+    try:
+        big = "{{ profile.first_name }}" * 1000
+        assert await renderer.check(TemplateContent(None, big)) == {}
+        broken = await renderer.check(TemplateContent(None, big + "{{ oops"))
+        assert set(broken) == {"body"}
+        assert broken["body"].startswith("line 1:")
+    finally:
+        await renderer.aclose()
