@@ -8,6 +8,7 @@ import pickle
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pydantic_core
 import pytest
 
 from services.runtime.simulate import (
@@ -52,7 +53,9 @@ def signups(n: int, *, profiles: int | None = None, at: datetime = T0) -> list[S
 
 
 def report(body: JourneyBody, events: list[SimEvent], limits: SimLimits) -> Any:
-    return json.loads(run_report(body, {}, events, "UTC", limits))
+    simulated = run_report(body, {}, events, "UTC", limits)
+    messages = json.loads(pydantic_core.to_json(simulated.messages))
+    return {"profiles": json.loads(simulated.profiles), "activations": messages}
 
 
 def test_events_times_steps_over_the_limit_are_refused_before_running() -> None:
@@ -103,3 +106,13 @@ def test_simulated_time_past_the_calendar_is_refused_not_a_crash(wait: str, at: 
 def test_a_refusal_keeps_its_path_and_limit_through_a_process_boundary() -> None:
     error = pickle.loads(pickle.dumps(SimulationRefused("events", "too many", "timers")))
     assert (error.path, str(error), error.limit) == ("events", "too many", "timers")
+
+
+def test_more_messages_than_the_limit_are_refused_naming_it() -> None:
+    limits = SimLimits(max_messages=5)
+    assert len(report(welcome(), signups(5), limits)["activations"]) == 5
+    with pytest.raises(
+        SimulationRefused, match="more than 5 messages \\(the message limit\\)"
+    ) as e:
+        report(welcome(), signups(6), limits)
+    assert (e.value.path, e.value.limit) == ("events", "messages")
