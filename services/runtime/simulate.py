@@ -134,6 +134,11 @@ class Simulator:
             ["limit"],
             registry=registry,
         )
+        self._undecided = Counter(
+            "waypost_runtime_simulation_previews_failed_total",
+            "Journey simulations answered 503: the activator could not decide their messages",
+            registry=registry,
+        )
 
     async def run(
         self,
@@ -158,7 +163,11 @@ class Simulator:
                     raise SimulationRefused(
                         "events", f"the simulation stopped: {exc}", exc.limit
                     ) from None
-                messages = await self._decided(workspace_id, simulated.messages, consent or {})
+                try:
+                    messages = await self._decided(workspace_id, simulated.messages, consent or {})
+                except Unavailable:
+                    self._undecided.inc()
+                    raise
         except SimulationRefused as exc:
             self._refused.labels(exc.limit).inc()
             raise

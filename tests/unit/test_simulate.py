@@ -116,3 +116,29 @@ def test_more_messages_than_the_limit_are_refused_naming_it() -> None:
     ) as e:
         report(welcome(), signups(6), limits)
     assert (e.value.path, e.value.limit) == ("events", "messages")
+
+
+async def test_an_activator_that_cannot_decide_the_messages_is_unavailable() -> None:
+    import httpx
+
+    from services.runtime.simulate import ActivatorPreview, Unavailable
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    def fail(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, text="boom")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.raw_path == b"/internal/workspaces/w%2F1/previews"
+        return httpx.Response(200, json={"items": [{"activation_id": "a", "status": "sent"}]})
+
+    ask = [{"activation_id": "a"}]
+    for handler, error in ((refuse, "not reachable"), (fail, "answered 500")):
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            with pytest.raises(Unavailable, match=error):
+                await ActivatorPreview(http, "http://activator")("w/1", ask)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        preview = ActivatorPreview(http, "http://activator")
+        assert await preview("w/1", ask) == [{"activation_id": "a", "status": "sent"}]
+        assert await preview("w/1", []) == []
