@@ -18,7 +18,7 @@ from services.activator import policy
 from services.activator.schemas import QuietHours
 from services.activator.settings import ActivatorSettings
 from tests.helpers import eventually, serving
-from tests.stack import Workspace
+from tests.stack import Workspace, service_headers
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 SPREAD_S = ActivatorSettings.model_fields["quiet_hours_spread_s"].default
@@ -148,3 +148,30 @@ async def test_the_simulation_decides_each_message_as_the_live_system_does(
     assert sent["rendered"]["body"] == "Hi Ada, your teapot is waiting"
     assert sent["recipient"] == "+15550100"
     assert simulated[("refuses", "sms-1")]["rendered"]["body"] == "Hi Bo, your teapot is waiting"
+
+
+async def test_the_activator_previews_only_for_services_and_only_what_it_can_decide(
+    workspace: Workspace,
+) -> None:
+    url = f"{workspace.stack.service_urls['activator']}/internal/workspaces/{workspace.id}/previews"
+    request = {
+        "activation_id": "act_x", "workspace_id": workspace.id, "profile_id": "p",
+        "journey_id": "simulated", "version": 1, "step_id": "s", "channel": "sms",
+        "connector_id": "c", "template_id": "t", "to": "+15550100",
+        "requested_at": datetime.now(UTC).isoformat(),
+    }  # fmt: skip
+    async with httpx.AsyncClient(timeout=30) as anyone:
+        r = await anyone.post(url, json={"requests": [request]})
+        assert r.status_code == 401, r.text
+    async with httpx.AsyncClient(headers=service_headers(), timeout=30) as service:
+        elsewhere = {**request, "workspace_id": "another"}
+        undated = {k: v for k, v in request.items() if k != "requested_at"}
+        r = await service.post(url, json={"requests": [request, elsewhere, undated]})
+        assert r.status_code == 422, r.text
+        assert [e["path"] for e in r.json()["errors"]] == ["requests[1]", "requests[2]"]
+
+        r = await service.post(url, json={"requests": [request]})
+        assert r.status_code == 200, r.text
+        (item,) = r.json()["items"]
+    # Neither the connector nor the template exists: live, it would fail with that.
+    assert (item["status"], item["error"]) == ("failed", "connector c does not exist")
