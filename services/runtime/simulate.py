@@ -18,6 +18,7 @@ as if it would go out.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,7 +40,7 @@ from services.runtime.engine.state import (
     TimelineEntry,
     Timer,
 )
-from shared.journey import ActivationStep, JourneyBody, JourneyLimits, JumpStep, iter_journey_steps
+from shared.journey import JourneyBody, JourneyLimits, iter_journey_steps
 from shared.journey_validation import (
     CONNECTOR_CHANNELS,
     ConnectorRef,
@@ -275,19 +276,35 @@ def check(raw: object, limits: JourneyLimits) -> tuple[JourneyBody | None, list[
 
 
 def _assumed(raw: object) -> ReferenceCatalog:
-    try:
-        body = JourneyBody.model_validate(raw)
-    except ValueError:
-        return ReferenceCatalog()
+    """Every template, connector and journey the steps name, taken as ready (read from the
+    raw body: one that does not parse is still checked beside its parse errors)."""
     templates, connectors, journeys = {}, {}, {}
     channel_type = {channel: kind for kind, channel in CONNECTOR_CHANNELS.items()}
-    for _path, step in iter_journey_steps(body):
-        if isinstance(step, ActivationStep):
-            templates[step.template_id] = TemplateRef(channel=step.channel, status="ready")
-            connectors[step.connector_id] = ConnectorRef(type=channel_type[step.channel])
-        if isinstance(step, JumpStep) and step.journey_id:
-            journeys[step.journey_id] = JourneyRef(stage_names=[step.stage], status="live")
+    for step in _raw_steps(raw):
+        kind, channel = step.get("type"), step.get("channel")
+        template, connector = step.get("template_id"), step.get("connector_id")
+        if kind == "activation" and channel in channel_type:
+            if isinstance(template, str):
+                templates[template] = TemplateRef(channel=channel, status="ready")
+            if isinstance(connector, str):
+                connectors[connector] = ConnectorRef(type=channel_type[channel])
+        journey, stage = step.get("journey_id"), step.get("stage")
+        if kind == "jump" and isinstance(journey, str) and isinstance(stage, str):
+            journeys[journey] = JourneyRef(stage_names=[stage], status="live")
     return ReferenceCatalog(templates, connectors, journeys, journey_id=None)
+
+
+def _raw_steps(raw: object) -> Iterator[dict[str, Any]]:
+    """Every object of ``raw`` with a ``type`` (the steps, at any depth)."""
+    pending = [raw]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            if isinstance(value.get("type"), str):
+                yield value
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
 
 
 class Simulation:

@@ -142,3 +142,13 @@ async def test_an_activator_that_cannot_decide_the_messages_is_unavailable() -> 
         preview = ActivatorPreview(http, "http://activator")
         assert await preview("w/1", ask) == [{"activation_id": "a", "status": "sent"}]
         assert await preview("w/1", []) == []
+
+
+def test_a_journey_that_does_not_parse_is_checked_with_its_resources_taken_as_ready() -> None:
+    send = {"id": "hello", "type": "activation", "channel": "sms", "connector_id": "c",
+            "template_id": "t", "to_attribute": "phone"}  # fmt: skip
+    broken = {"id": "hello", "type": "wait"}  # no duration; and its id is taken
+    raw = {"name": "x", "stages": [{"name": "s", "entry": {"event": "e"}, "steps": [send, broken]}]}
+    body, errors = check(raw, JourneyLimits())
+    assert body is None
+    assert {e.path for e in errors} == {"stages[0].steps[1]", "stages[0].steps[1].id"}
