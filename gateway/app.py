@@ -13,13 +13,12 @@ from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.middleware import Middleware
 from starlette.responses import Response
 
-from gateway import console, erasure, guards, hooks, ingest, segment, tracking
+from gateway import console, docs, erasure, guards, hooks, ingest, segment, tracking
 from gateway.auth import Authenticator, DesignerUnavailable
 from gateway.guards import InputGuardMiddleware
 from gateway.openapi import merged_openapi
@@ -338,11 +337,6 @@ def _keep_own_operations(merged: dict[str, Any], own: dict[str, Any]) -> dict[st
     return merged
 
 
-@docs_router.get("/docs")
-async def docs() -> HTMLResponse:
-    return get_swagger_ui_html(openapi_url="/openapi.json", title="Waypost API")
-
-
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     return create_service_app(
@@ -357,6 +351,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             tracking.router,
             proxy_router,
             docs_router,
+            docs.router(),
             console.router(),
         ],
         extend=_extensions,

@@ -7,6 +7,8 @@ workspace's other journeys) comes in a ``Catalog`` the caller fills. Each proble
 
 from __future__ import annotations
 
+import copy
+import difflib
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
@@ -40,7 +42,7 @@ from shared.journey import (
     iter_step_lists,
     iter_steps,
 )
-from shared.problems import FieldError, json_path
+from shared.problems import UNION_TAGS, FieldError, json_path
 
 # Which channel each connector type delivers on.
 CONNECTOR_CHANNELS: Mapping[str, str] = {
@@ -107,9 +109,90 @@ def validate_journey(
     try:
         body = JourneyBody.model_validate(raw)
     except ValidationError as exc:
-        return None, [_field_error(e) for e in exc.errors(include_url=False)]
+        errors = [_field_error(e) for e in exc.errors(include_url=False)]
+        return None, errors + _beside(raw, exc, limits, catalog, for_publish)
     errors = list(_semantic_errors(body, limits, catalog, for_publish))
     return body, errors
+
+
+# -- one pass ---------------------------------------------------------------------------
+
+# The keys under which a journey holds lists of steps.
+STEP_LISTS = frozenset({"steps", "yes", "no", "default"})
+# Rounds of setting steps aside (a step kept its id, and the id was at fault); past them,
+# only the parse errors are answered.
+SET_ASIDE_ROUNDS = 3
+
+
+def _beside(
+    raw: object,
+    exc: ValidationError,
+    limits: JourneyLimits,
+    catalog: Catalog,
+    for_publish: bool,
+) -> list[FieldError]:
+    """The other problems of a journey that does not parse, so that one answer names every
+    problem: each step that does not parse is set aside (a plain wait takes its place and
+    its id, so every other step keeps its path and a duplicate id still shows), and the
+    checks run on the rest. Nothing is said about a step set aside beyond its parse errors;
+    when what does not parse is not inside a step, only the parse errors are answered."""
+    data = copy.deepcopy(raw)
+    set_aside: set[str] = set()
+    errors = exc.errors(include_url=False)
+    for _ in range(SET_ASIDE_ROUNDS):
+        for error in errors:
+            at = _step_at(error["loc"])
+            # A step set aside that still does not parse: its own id was the fault.
+            keep_id = at is not None and json_path(at) not in set_aside
+            if at is None or not _replace_step(data, at, len(set_aside), keep_id):
+                return []
+            set_aside.add(json_path(at))
+        try:
+            body = JourneyBody.model_validate(data)
+        except ValidationError as again:
+            errors = again.errors(include_url=False)
+            continue
+        return [
+            e
+            for e in _semantic_errors(body, limits, catalog, for_publish)
+            if not any(_under(e.path, path) for path in set_aside) or _duplicate_id(e)
+        ]
+    return []
+
+
+def _step_at(loc: Sequence[str | int]) -> tuple[str | int, ...] | None:
+    """The location of the innermost step holding ``loc``, if any."""
+    parts = [p for p in loc if not (isinstance(p, str) and (p in UNION_TAGS or "[" in p))]
+    for end in range(len(parts) - 1, 0, -1):
+        if isinstance(parts[end], int) and parts[end - 1] in STEP_LISTS:
+            return tuple(parts[: end + 1])
+    return None
+
+
+def _replace_step(data: Any, at: Sequence[str | int], n: int, keep_id: bool) -> bool:
+    container = data
+    for part in at[:-1]:
+        try:
+            container = container[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    if not isinstance(container, list) or not isinstance(at[-1], int):
+        return False
+    given = container[at[-1]]
+    step_id = given.get("id") if isinstance(given, dict) and keep_id else None
+    if not isinstance(step_id, str):
+        step_id = f"set-aside-{n}"
+    container[at[-1]] = {"id": step_id, "type": "wait", "duration": "PT1M"}
+    return True
+
+
+def _duplicate_id(error: FieldError) -> bool:
+    """A step set aside keeps its id: that it is another step's too is still said."""
+    return error.path.endswith(".id") and error.message.startswith("step ids are unique")
+
+
+def _under(path: str, step: str) -> bool:
+    return path == step or path.startswith((f"{step}.", f"{step}["))
 
 
 def journey_jump_targets(body: JourneyBody) -> set[str]:
@@ -131,7 +214,32 @@ def _field_error(error: ErrorDetails) -> FieldError:
         return _tag_error(path, kind, given)
     if kind == "extra_forbidden":
         return FieldError(path, _unknown_field_message(path, str(error["loc"][-1])))
+    if kind == "enum" and error["loc"][-1:] == ("op",):
+        return FieldError(path, _unknown_operator_message(given))
     return FieldError(path, error["msg"])
+
+
+# What people write for an operator, and the one they mean.
+OPERATOR_SPELLINGS = {
+    "=": "eq", "==": "eq", "equals": "eq", "is": "eq",
+    "!=": "neq", "<>": "neq", "ne": "neq", "not_equals": "neq",
+    ">": "gt", "greater_than": "gt", ">=": "gte", "ge": "gte",
+    "<": "lt", "less_than": "lt", "<=": "lte", "le": "lte",
+    "nin": "not_in", "includes": "contains", "has": "contains",
+    "present": "exists", "missing": "not_exists", "absent": "not_exists",
+}  # fmt: skip
+
+
+def _unknown_operator_message(given: object) -> str:
+    known = [op.value for op in criteria_model.Op]
+    message = f"unknown operator {given!r}; expected one of {', '.join(known)}"
+    if not isinstance(given, str):
+        return message
+    meant = OPERATOR_SPELLINGS.get(given.strip().lower())
+    if meant is None:
+        close = difflib.get_close_matches(given.strip().lower(), known, n=1, cutoff=0.5)
+        meant = close[0] if close else None
+    return message if meant is None else f"{message}: did you mean {meant!r}?"
 
 
 def _tag_error(path: str, kind: str, given: dict[str, Any]) -> FieldError:

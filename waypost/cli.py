@@ -34,6 +34,10 @@ SERVICES: dict[str, str] = {
     "scheduler": "services.scheduler.app",
     "activator": "services.activator.app",
 }
+# The order services stop in: the gateway first (no new work comes in), then those that
+# drain what they hold into NATS and PostgreSQL, and the designer last, since they ask it
+# for journeys, rules and templates until they are done.
+STOP_WAVES = {"gateway": 0, "runtime": 1, "scheduler": 1, "activator": 1, "designer": 2}
 MIGRATED = (
     "services.designer",
     "services.runtime",
@@ -151,9 +155,15 @@ def up(
             _print_bootstrap(database_url)
             code = asyncio.run(_run_services(data_dir, port, clock, database_url, nats_url))
         finally:
+            # The services are stopped (they drained into NATS and PostgreSQL); now the
+            # servers, in their own sessions so that the Ctrl-C did not reach them. A
+            # second Ctrl-C meanwhile does not cut this short.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             if nats is not None:
+                say("stopping NATS")
                 nats.stop()
             if pg is not None:
+                say("stopping PostgreSQL")
                 pg.stop()
             say("stopped")
     raise typer.Exit(code)
@@ -231,6 +241,7 @@ def child_specs(
             argv=[sys.executable, "-m", "waypost", name],
             env={**common, "WAYPOST_PORT": str(ports[name][i])},
             log_file=data_dir / "logs" / f"{label}.log",
+            stop_wave=STOP_WAVES[name],
         )
         for name in SERVICES
         for i in range(replicas)

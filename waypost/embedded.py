@@ -3,6 +3,9 @@ run as child processes with their data under one directory.
 
 Both die with the process that started them (``PR_SET_PDEATHSIG``), so even a ``kill -9``
 of ``waypost up`` leaves no server behind; their data stays and the next start finds it.
+Each runs in a session of its own: a Ctrl-C in the terminal goes to the terminal's process
+group, and the servers must outlive the services that drain into them, to be stopped after
+them by whoever started them.
 """
 
 from __future__ import annotations
@@ -138,6 +141,7 @@ class EmbeddedPostgres:
              "-c", "max_connections=400", "-c", "shared_buffers=256MB",
              "-c", "fsync=on", "-c", "synchronous_commit=on"],
             stdout=log, stderr=log, user=self._run_as(),
+            start_new_session=True,  # not the terminal's: Ctrl-C must not stop it first
             preexec_fn=lambda: die_with_parent(signal.SIGINT),
         )  # fmt: skip
         log.close()
@@ -242,6 +246,7 @@ class EmbeddedNats:
             [self.binary(), "-c", str(conf)],
             stdout=log,
             stderr=log,
+            start_new_session=True,  # not the terminal's: Ctrl-C must not stop it first
             preexec_fn=die_with_parent,
         )
         log.close()

@@ -1,5 +1,7 @@
 """Keeps child processes running: restarts one that dies, with backoff while it keeps dying,
-and stops them all (TERM, then KILL after a grace period) when asked."""
+and stops them all when asked: in waves (``ChildSpec.stop_wave``, lowest first, so the
+entry stops taking work before the consumers drain, and what they call stops last), each
+with TERM, then KILL for whatever is left when the grace period is over."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from waypost.embedded import die_with_parent
 FIRST_RESTART_S = 0.5
 MAX_RESTART_S = 5.0
 HEALTHY_AFTER_S = 30.0  # a child that ran this long has its backoff reset
+DEFAULT_GRACE_S = 15.0  # how long stopping children may take before they are killed
 
 
 @dataclass
@@ -24,6 +27,7 @@ class ChildSpec:
     argv: Sequence[str]
     env: Mapping[str, str]
     log_file: Path
+    stop_wave: int = 0  # stopped after every child of a lower wave has exited
 
 
 @dataclass
@@ -58,7 +62,10 @@ async def spawn(spec: ChildSpec) -> asyncio.subprocess.Process:
 
 class Supervisor:
     def __init__(
-        self, specs: Sequence[ChildSpec], report: Callable[[str], None], grace_s: float = 15.0
+        self,
+        specs: Sequence[ChildSpec],
+        report: Callable[[str], None],
+        grace_s: float = DEFAULT_GRACE_S,
     ) -> None:
         self.children = [Child(spec) for spec in specs]
         self._report = report
@@ -97,13 +104,24 @@ class Supervisor:
 
     async def stop(self) -> None:
         self._stopping.set()
-        procs = [c.proc for c in self.children if c.proc and c.proc.returncode is None]
+        deadline = time.monotonic() + self._grace_s
+        for wave in sorted({c.spec.stop_wave for c in self.children}):
+            children = [c for c in self.children if c.spec.stop_wave == wave]
+            await self._stop_wave(children, deadline)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _stop_wave(self, children: Sequence[Child], deadline: float) -> None:
+        running = [c for c in children if c.proc and c.proc.returncode is None]
+        procs = [c.proc for c in running if c.proc is not None]
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(
-                asyncio.gather(*(p.wait() for p in procs)), timeout=self._grace_s
+                asyncio.gather(*(p.wait() for p in procs)),
+                timeout=max(0.0, deadline - time.monotonic()),
             )
         except TimeoutError:
             for proc in procs:
@@ -112,6 +130,11 @@ class Supervisor:
                     with contextlib.suppress(ProcessLookupError):
                         proc.kill()
             await asyncio.gather(*(p.wait() for p in procs))
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for child in running:
+            code = child.proc.returncode if child.proc else None
+            # A server that re-raises the TERM it handled, once shut down, ends with it.
+            if code not in (0, -signal.SIGTERM, None):
+                self._report(
+                    f"{child.spec.name} exited with code {code} while stopping"
+                    f" (log: {child.spec.log_file})"
+                )

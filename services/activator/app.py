@@ -62,6 +62,7 @@ def _extension(settings: ActivatorSettings) -> Extension:
             await stack.enter_async_context(outbox.running(relay))
             renderer = Renderer.from_settings(settings, state.registry)
             stack.push_async_callback(renderer.aclose)
+            state.extras[internal.RENDERER] = renderer
             deliverer = Deliverer(
                 state.sessions, pool, state.clock, designer, state.extras[HTTP], guard, relay,
                 settings, metrics, renderer,

@@ -145,9 +145,9 @@ class Intake:
         due: datetime | None = None
         status = Status.SKIPPED
         if reason is None:
-            tz = policy.profile_zone(r.context, rules)
-            due = policy.release_at(now, rules.quiet_hours, tz, r.activation_id, self._spread_s)
-            status = Status.HELD if due > now else Status.PENDING
+            held = policy.held_until(r, rules, now, self._spread_s)
+            due = held or now
+            status = Status.PENDING if held is None else Status.HELD
         erased = reason is SkipReason.PROFILE_ERASED
         return {
             "activation_id": r.activation_id,

@@ -1,5 +1,6 @@
 """Routes for the other services only (never routed by the gateway): the connector test the
-designer runs, and activation counts for the runtime's analytics."""
+designer runs, activation counts for the runtime's analytics, and the preview of a journey
+simulation's messages under the live rules."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import aiohttp
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field, ValidationError
 
+from services.activator import preview
+from services.activator.api import DESIGNER
+from services.activator.designer import Designer, DesignerUnavailable
 from services.activator.repository import DeliveryRepository
-from services.activator.schemas import ActivationCounts
+from services.activator.schemas import ActivationCounts, ActivationRequested
 from services.activator.senders import (
     DeliveryError,
     OutgoingMessage,
@@ -20,12 +24,14 @@ from services.activator.senders import (
 )
 from shared.app import RequestSession, get_state
 from shared.connectors import ConnectorType, DestinationGuard, config_errors, parse_config
-from shared.problems import ProblemError
+from shared.problems import FieldError, ProblemError, invalid
+from shared.rendering import Renderer
 
 router = APIRouter(prefix="/internal", tags=["internal"], include_in_schema=False)
 
 HTTP = "http"
 GUARD = "guard"
+RENDERER = "renderer"
 TEST_SUBJECT = "Waypost connector test"
 TEST_BODY = "This is a test message from Waypost: the connector works."
 
@@ -85,3 +91,34 @@ async def activation_counts(
     """How many of the journey's activations (of one version, if given) are in each status."""
     counts = await DeliveryRepository(session).counts(workspace_id, journey_id, version)
     return ActivationCounts.model_validate(counts)
+
+
+@router.post("/workspaces/{workspace_id}/previews")
+async def preview_messages(
+    workspace_id: str, body: preview.PreviewIn, request: Request
+) -> preview.PreviewOut:
+    """What the live rules would do with each requested message, at the time it was
+    requested, and the message rendered; nothing is stored or sent."""
+    errors = [
+        FieldError(f"requests[{i}]", problem)
+        for i, r in enumerate(body.requests)
+        if (problem := _preview_problem(r, workspace_id)) is not None
+    ]
+    if errors:
+        raise invalid(errors)
+    state = get_state(request)
+    designer: Designer = state.extras[DESIGNER]
+    renderer: Renderer = state.extras[RENDERER]
+    spread_s = getattr(state.settings, "quiet_hours_spread_s", 0.0)
+    try:
+        return await preview.preview(designer, renderer, workspace_id, body.requests, spread_s)
+    except DesignerUnavailable as exc:
+        raise ProblemError(503, "Service unavailable", str(exc)) from None
+
+
+def _preview_problem(r: ActivationRequested, workspace_id: str) -> str | None:
+    if r.workspace_id != workspace_id:
+        return "a request of another workspace"
+    if r.requested_at is None:
+        return "requested_at is required: the time the message was requested at"
+    return None

@@ -144,6 +144,16 @@ def release_at(
     return opening + spread_offset(activation_id, spread_s)
 
 
+def held_until(
+    request: ActivationRequested, rules: WorkspaceRules, now: datetime, spread_s: float
+) -> datetime | None:
+    """When an admitted request may go out, if quiet hours in the profile's zone hold it
+    at ``now``; None when it goes out now."""
+    tz = profile_zone(request.context, rules)
+    due = release_at(now, rules.quiet_hours, tz, request.activation_id, spread_s)
+    return due if due > now else None
+
+
 # --- retries ----------------------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ from services.runtime.models import MembershipRow
 from services.runtime.processor import Processor
 from services.runtime.repository import RuntimeRepository
 from services.runtime.settings import RuntimeSettings
-from services.runtime.simulate import SimEvent, SimulationRefused, Simulator, check
+from services.runtime.simulate import SimEvent, SimulationRefused, Simulator, Unavailable, check
 from shared.app import RequestSession, get_state
 from shared.identity import ADMIN, READ, WRITE, Identity, require
 from shared.journey import JourneyLimits
@@ -61,9 +61,12 @@ class SimulateIn(_Strict):
 async def simulate(
     request: Request, body: SimulateIn, caller: Annotated[Identity, Depends(require(WRITE))]
 ) -> Response:
-    """Each profile's path and the messages that would be sent; nothing is stored or sent.
-    Bounded in events times steps, timers and answer size, and run in a worker process
-    under a time budget: over any of them is a 422 naming the limit."""
+    """Each profile's path, and each message it requests with what the live delivery rules
+    would do with it at its simulated time (``sent``, ``held`` with ``held_until``,
+    ``skipped`` with the ``reason``, ``failed`` with the ``error``) and how it renders;
+    nothing is stored or sent. Bounded in events times steps, timers, answer size and
+    messages, and run in a worker process under a time budget: over any of them is a 422
+    naming the limit."""
     journey, errors = check(body.journey, JourneyLimits())
     if journey is None or errors:
         raise invalid([FieldError(f"journey.{e.path}", e.message) for e in errors])
@@ -72,11 +75,20 @@ async def simulate(
     await processor.catalogs.fresh(time.monotonic())
     timezone = processor.catalogs.for_workspace(caller.workspace_id).default_timezone
     profiles = {p.profile_id: dict(p.attributes) for p in body.profiles}
+    consent = {p.profile_id: dict(p.consent) for p in body.profiles}
+    events = [_event(e) for e in body.events]
     simulator: Simulator = state.extras[SIMULATOR]
     try:
-        report = await simulator.run(journey, profiles, [_event(e) for e in body.events], timezone)
+        report = await simulator.run(
+            caller.workspace_id, journey, profiles, events, timezone, consent
+        )
     except SimulationRefused as exc:
         raise invalid([FieldError(exc.path, str(exc))]) from None
+    except Unavailable as exc:
+        raise ProblemError(
+            503, "Service unavailable", f"the messages cannot be decided: {exc}",
+            headers={"Retry-After": "1"},
+        ) from None  # fmt: skip
     return Response(report, media_type="application/json")
 
 

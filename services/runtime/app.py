@@ -20,7 +20,7 @@ from services.runtime.needs import TemplateNeeds
 from services.runtime.partitions import PartitionLeases
 from services.runtime.processor import Processor
 from services.runtime.settings import RuntimeSettings
-from services.runtime.simulate import SimLimits, Simulator
+from services.runtime.simulate import ActivatorPreview, SimLimits, Simulator
 from services.runtime.triggers import TriggerSchemas
 from shared import beacon, bus, db, outbox
 from shared import http as shared_http
@@ -78,8 +78,10 @@ def _simulator(state: ServiceState, settings: RuntimeSettings) -> Simulator:
         max_event_steps=settings.simulate_max_event_steps,
         max_timers=settings.simulate_max_timers,
         max_answer_entries=settings.simulate_max_answer_entries,
+        max_messages=settings.simulate_max_messages,
     )
-    return Simulator(pool, limits, state.registry)
+    preview = ActivatorPreview(state.extras[HTTP], settings.activator_url)
+    return Simulator(pool, limits, state.registry, preview)
 
 
 @asynccontextmanager

@@ -47,3 +47,10 @@ class RuntimeSettings(ServiceSettings):
     simulate_max_answer_entries: int = Field(
         default=20_000, ge=1, description="Most path entries and messages one simulation answers."
     )
+    simulate_max_messages: int = Field(
+        default=5_000,
+        ge=0,
+        le=5_000,  # the most the activator decides and renders in one preview
+        description="Most messages one simulation requests (each decided by the activator's "
+        "live rules and rendered).",
+    )

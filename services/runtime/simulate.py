@@ -2,18 +2,29 @@
 time: what each profile would do and which messages would go out. Nothing is stored or sent.
 
 A simulation's size is the caller's to choose, so it is bounded (``SimLimits``: events times
-the journey's steps, timers fired, entries in the answer; over one is ``SimulationRefused``
-naming it) and it runs in a worker process (``run_report``) under a time and memory budget,
-never on the runtime's event loop, where it would hold up every tenant's reads and events.
+the journey's steps, timers fired, entries in the answer, messages; over one is
+``SimulationRefused`` naming it) and it runs in a worker process (``run_report``) under a
+time and memory budget, never on the runtime's event loop, where it would hold up every
+tenant's reads and events.
+
+The messages it requests are then put to the activator (``ActivatorPreview``), which
+decides each one with the live delivery rules at its simulated time (consent and consent
+mode, recipient, frequency caps, quiet hours) and renders it: the answer says of each
+message what the live system would do (``sent``, ``held`` until when, ``skipped`` with the
+reason, ``failed`` with the error) and shows it rendered, rather than listing every request
+as if it would go out.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pydantic_core
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -29,7 +40,7 @@ from services.runtime.engine.state import (
     TimelineEntry,
     Timer,
 )
-from shared.journey import ActivationStep, JourneyBody, JourneyLimits, JumpStep, iter_journey_steps
+from shared.journey import JourneyBody, JourneyLimits, iter_journey_steps
 from shared.journey_validation import (
     CONNECTOR_CHANNELS,
     ConnectorRef,
@@ -54,6 +65,7 @@ class SimLimits:
     max_event_steps: int = 20_000  # events times the steps of the journey
     max_timers: int = 10_000  # timers fired in simulated time
     max_answer_entries: int = 20_000  # path entries and messages in the answer
+    max_messages: int = 5_000  # messages requested, each decided and rendered
 
 
 class SimulationRefused(Exception):
@@ -69,13 +81,49 @@ class SimulationRefused(Exception):
         return (type(self), (self.path, str(self), self.limit))
 
 
+class Unavailable(Exception):
+    """The activator could not be asked about the simulation's messages."""
+
+
+class ActivatorPreview:
+    """Asks the activator what the live rules would do with a simulation's messages, and
+    for each one rendered (its internal route, with the service token)."""
+
+    def __init__(self, http: httpx.AsyncClient, activator_url: str) -> None:
+        self._http = http
+        self._base = activator_url.rstrip("/")
+
+    async def __call__(
+        self, workspace_id: str, requests: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        if not requests:
+            return []
+        url = f"{self._base}/internal/workspaces/{quote(workspace_id, safe='')}/previews"
+        try:
+            r = await self._http.post(url, json={"requests": requests})
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"activator is not reachable: {type(exc).__name__}") from None
+        if r.status_code != 200:
+            raise Unavailable(f"activator answered {r.status_code}: {r.text[:300]}")
+        items: list[dict[str, Any]] = r.json()["items"]
+        return items
+
+
 class Simulator:
     """Runs simulations in worker processes under a time and memory budget, within
-    ``limits``; counts them for the runtime's metrics."""
+    ``limits``, and has their messages decided by ``preview``; counts them for the
+    runtime's metrics."""
 
-    def __init__(self, pool: WorkerPool, limits: SimLimits, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        pool: WorkerPool,
+        limits: SimLimits,
+        registry: CollectorRegistry,
+        preview: ActivatorPreview | None = None,
+    ) -> None:
         self.pool = pool
         self.limits = limits
+        self.preview = preview
         self._running = Gauge(
             "waypost_runtime_simulations_running",
             "Journey simulations under way in this process's workers",
@@ -87,30 +135,65 @@ class Simulator:
             ["limit"],
             registry=registry,
         )
+        self._undecided = Counter(
+            "waypost_runtime_simulation_previews_failed_total",
+            "Journey simulations answered 503: the activator could not decide their messages",
+            registry=registry,
+        )
 
     async def run(
         self,
+        workspace_id: str,
         body: JourneyBody,
         profiles: dict[str, dict[str, Any]],
         events: list[SimEvent],
         default_timezone: str,
+        consent: dict[str, dict[str, Any]] | None = None,
     ) -> bytes:
-        """The report as JSON; ``SimulationRefused`` when over a limit or the budget."""
+        """The report as JSON; ``SimulationRefused`` when over a limit or the budget,
+        ``Unavailable`` when the activator cannot decide the messages."""
         try:
             if (problem := check_size(body, len(events), self.limits)) is not None:
                 raise SimulationRefused(problem.path, problem.message, "event_steps")
             with self._running.track_inprogress():
                 try:
-                    return await self.pool.run(
+                    simulated: Simulated = await self.pool.run(
                         run_report, body, profiles, events, default_timezone, self.limits
                     )
                 except OverBudget as exc:
                     raise SimulationRefused(
                         "events", f"the simulation stopped: {exc}", exc.limit
                     ) from None
+                try:
+                    messages = await self._decided(workspace_id, simulated.messages, consent or {})
+                except Unavailable:
+                    self._undecided.inc()
+                    raise
         except SimulationRefused as exc:
             self._refused.labels(exc.limit).inc()
             raise
+        return b"".join(
+            (b'{"profiles":', simulated.profiles, b',"activations":',
+             pydantic_core.to_json(messages), b"}")
+        )  # fmt: skip
+
+    async def _decided(
+        self,
+        workspace_id: str,
+        messages: list[dict[str, Any]],
+        consent: dict[str, dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """Each message with the activator's decision and rendering merged in."""
+        if self.preview is None:
+            return messages
+        requests = [_request(workspace_id, m, consent.get(m["profile_id"], {})) for m in messages]
+        decided = {d["activation_id"]: d for d in await self.preview(workspace_id, requests)}
+        return [
+            {**{k: v for k, v in m.items() if k != "context"},
+             **{k: v for k, v in decided.get(m["activation_id"], {}).items()
+                if k != "activation_id"}}
+            for m in messages
+        ]  # fmt: skip
 
     async def aclose(self) -> None:
         await self.pool.close()
@@ -128,14 +211,34 @@ def check_size(body: JourneyBody, events: int, limits: SimLimits) -> FieldError 
     return None
 
 
+def _request(workspace_id: str, m: dict[str, Any], consent: dict[str, Any]) -> dict[str, Any]:
+    """A message as the runtime requests it live (``activations.requested``), made at its
+    simulated time."""
+    return {
+        "activation_id": m["activation_id"], "workspace_id": workspace_id,
+        "profile_id": m["profile_id"], "journey_id": JOURNEY_ID, "version": 1,
+        "step_id": m["step_id"], "channel": m["channel"], "connector_id": m["connector_id"],
+        "template_id": m["template_id"], "to": m["to"], "consent": consent,
+        "context": m["context"], "requested_at": m["at"].isoformat(),
+    }  # fmt: skip
+
+
+@dataclass
+class Simulated:
+    """What a worker answers: each profile's report as JSON (encoded there, not on the
+    loop), and the messages requested, with their context, for the activator to decide."""
+
+    profiles: bytes
+    messages: list[dict[str, Any]]
+
+
 def run_report(
     body: JourneyBody,
     profiles: dict[str, dict[str, Any]],
     events: list[SimEvent],
     default_timezone: str,
     limits: SimLimits,
-) -> bytes:
-    """The simulation's report as JSON (encoded here, in the worker, not on the loop)."""
+) -> Simulated:
     simulation = Simulation(body, profiles, default_timezone, limits)
     try:
         simulation.run(events)
@@ -143,7 +246,8 @@ def run_report(
         raise SimulationRefused(
             "events", "simulated time runs outside the years 1 to 9999", "time_range"
         ) from None
-    return pydantic_core.to_json(simulation.report())
+    report = simulation.report()
+    return Simulated(pydantic_core.to_json(report["profiles"]), simulation.messages())
 
 
 @dataclass(order=True)
@@ -172,19 +276,35 @@ def check(raw: object, limits: JourneyLimits) -> tuple[JourneyBody | None, list[
 
 
 def _assumed(raw: object) -> ReferenceCatalog:
-    try:
-        body = JourneyBody.model_validate(raw)
-    except ValueError:
-        return ReferenceCatalog()
+    """Every template, connector and journey the steps name, taken as ready (read from the
+    raw body: one that does not parse is still checked beside its parse errors)."""
     templates, connectors, journeys = {}, {}, {}
     channel_type = {channel: kind for kind, channel in CONNECTOR_CHANNELS.items()}
-    for _path, step in iter_journey_steps(body):
-        if isinstance(step, ActivationStep):
-            templates[step.template_id] = TemplateRef(channel=step.channel, status="ready")
-            connectors[step.connector_id] = ConnectorRef(type=channel_type[step.channel])
-        if isinstance(step, JumpStep) and step.journey_id:
-            journeys[step.journey_id] = JourneyRef(stage_names=[step.stage], status="live")
+    for step in _raw_steps(raw):
+        kind, channel = step.get("type"), step.get("channel")
+        template, connector = step.get("template_id"), step.get("connector_id")
+        if kind == "activation" and channel in channel_type:
+            if isinstance(template, str):
+                templates[template] = TemplateRef(channel=channel, status="ready")
+            if isinstance(connector, str):
+                connectors[connector] = ConnectorRef(type=channel_type[channel])
+        journey, stage = step.get("journey_id"), step.get("stage")
+        if kind == "jump" and isinstance(journey, str) and isinstance(stage, str):
+            journeys[journey] = JourneyRef(stage_names=[stage], status="live")
     return ReferenceCatalog(templates, connectors, journeys, journey_id=None)
+
+
+def _raw_steps(raw: object) -> Iterator[dict[str, Any]]:
+    """Every object of ``raw`` with a ``type`` (the steps, at any depth)."""
+    pending = [raw]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            if isinstance(value.get("type"), str):
+                yield value
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
 
 
 class Simulation:
@@ -260,6 +380,13 @@ class Simulation:
         self.states[profile_id] = result.states
         self.paths.setdefault(profile_id, []).extend(result.timeline)
         self.activations += [(profile_id, at, a) for a in result.activations]
+        if len(self.activations) > self.limits.max_messages:
+            raise SimulationRefused(
+                "events",
+                f"the simulation requests more than {self.limits.max_messages} messages "
+                "(the message limit); simulate fewer events at a time",
+                "messages",
+            )
         for change in result.timers:
             if isinstance(change, SetTimer):
                 self.seq += 1
@@ -278,6 +405,15 @@ class Simulation:
                 for pid, at, a in self.activations
             ],
         }  # fmt: skip
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The messages requested, in order, with the context each is rendered with."""
+        return [
+            {"profile_id": pid, "at": at, "step_id": a.step_id, "channel": a.channel,
+             "activation_id": a.activation_id, "connector_id": a.connector_id,
+             "template_id": a.template_id, "to": a.to, "context": a.context}
+            for pid, at, a in self.activations
+        ]  # fmt: skip
 
     def _profile_report(self, profile_id: str) -> dict[str, Any]:
         state = self.states.get(profile_id, {}).get(JOURNEY_ID)

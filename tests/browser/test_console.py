@@ -150,6 +150,11 @@ async def test_a_simulation_shows_the_path_taken(page: Page, workspace: Workspac
     await expect(first).to_contain_text("sim-1")
     await expect(first.locator(".tl-branch_taken").first).to_contain_text("path: no")
     await expect(page.locator(".journey-map .node.visited")).not_to_have_count(0)
+    # Each message as the live rules decide it, rendered: sim-2 has no phone for the SMS.
+    outcomes = page.get_by_test_id("sim-outcome")
+    await expect(outcomes.filter(has_text="skipped: no_recipient").first).to_be_visible()
+    await expect(outcomes.filter(has_text="sent").first).to_be_visible()
+    await expect(page.get_by_text("Your cart is waiting").first).to_be_visible()
 
     await page.locator("#sim-events").fill("[not json")
     await page.get_by_role("button", name="Run simulation").click()

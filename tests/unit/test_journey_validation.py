@@ -674,3 +674,59 @@ def test_without_the_setting_and_for_drafts_no_trigger_is_needed() -> None:
     catalog = Catalog(events={})
     _, errors = validate_journey(TRIGGERED, JourneyLimits(), catalog, for_publish=False)
     assert errors == []
+
+
+# -- one pass ---------------------------------------------------------------------------
+
+
+def test_a_journey_that_does_not_parse_still_answers_every_other_problem() -> None:
+    from shared.journey_validation import Catalog as Refs
+    from shared.journey_validation import validate_journey
+
+    raw = {"name": "x", "stages": [{"name": "s", "entry": {"event": "e"}, "steps": [
+        {"id": "a", "type": "wait", "duration": "PT1H"},
+        {"id": "a", "type": "activation", "channel": "sms", "connector_id": "c",
+         "template_id": "t"},  # no to_attribute: does not parse; its id is a duplicate
+        {"id": "m", "type": "activation", "channel": "sms", "connector_id": "c",
+         "template_id": "gone", "to_attribute": "phone"},  # parses; names no template
+        {"id": "w", "type": "wat"},
+    ]}]}  # fmt: skip
+    body, errors = validate_journey(raw, JourneyLimits(), Refs(), for_publish=True)
+    assert body is None
+    paths = {e.path for e in errors}
+    assert {
+        "stages[0].steps[1].to_attribute", "stages[0].steps[3].type",  # parse errors
+        "stages[0].steps[1].id", "stages[0].steps[2].template_id",  # found beside them
+    } <= paths  # fmt: skip
+    # Nothing is said of a step set aside beyond its parse errors and its id.
+    assert "stages[0].steps[1].template_id" not in paths
+    assert not [p for p in paths if p.startswith("stages[0].steps[3].") and p.endswith("id")]
+
+
+def test_a_problem_outside_any_step_answers_the_parse_errors_alone() -> None:
+    from shared.journey_validation import Catalog as Refs
+    from shared.journey_validation import validate_journey
+
+    raw = {"stages": [{"name": "s", "entry": {"event": "e"}, "steps": [wait("a"), wait("a")]}]}
+    body, errors = validate_journey(raw, JourneyLimits(), Refs(), for_publish=False)
+    assert body is None
+    assert [e.path for e in errors] == ["name"]
+
+
+@pytest.mark.parametrize(
+    ("given", "meant"), [(">", "gt"), ("greater_than", "gt"), ("gtt", "gt"), ("==", "eq"),
+                         ("not in", "not_in"), ("contain", "contains")],
+)  # fmt: skip
+def test_an_unknown_operator_says_which_one_was_meant(given: str, meant: str) -> None:
+    from shared.journey_validation import Catalog as Refs
+    from shared.journey_validation import validate_journey
+
+    where = [{"property": "n", "op": given, "value": 1}]
+    branch = {"id": "b", "type": "branch", "timeout": "P1D",
+              "criteria": {"event": "x", "where": where}}  # fmt: skip
+    raw = {"name": "x", "stages": [{"name": "s", "entry": {"event": "e"}, "steps": [branch]}]}
+    _body, errors = validate_journey(raw, JourneyLimits(), Refs(), for_publish=False)
+    (error,) = [e for e in errors if e.path.endswith(".op")]
+    assert error.path == "stages[0].steps[0].criteria.where[0].op"
+    assert f"did you mean '{meant}'?" in error.message
+    assert "expected one of eq, neq" in error.message

@@ -8,6 +8,7 @@ import pickle
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pydantic_core
 import pytest
 
 from services.runtime.simulate import (
@@ -52,7 +53,9 @@ def signups(n: int, *, profiles: int | None = None, at: datetime = T0) -> list[S
 
 
 def report(body: JourneyBody, events: list[SimEvent], limits: SimLimits) -> Any:
-    return json.loads(run_report(body, {}, events, "UTC", limits))
+    simulated = run_report(body, {}, events, "UTC", limits)
+    messages = json.loads(pydantic_core.to_json(simulated.messages))
+    return {"profiles": json.loads(simulated.profiles), "activations": messages}
 
 
 def test_events_times_steps_over_the_limit_are_refused_before_running() -> None:
@@ -103,3 +106,49 @@ def test_simulated_time_past_the_calendar_is_refused_not_a_crash(wait: str, at: 
 def test_a_refusal_keeps_its_path_and_limit_through_a_process_boundary() -> None:
     error = pickle.loads(pickle.dumps(SimulationRefused("events", "too many", "timers")))
     assert (error.path, str(error), error.limit) == ("events", "too many", "timers")
+
+
+def test_more_messages_than_the_limit_are_refused_naming_it() -> None:
+    limits = SimLimits(max_messages=5)
+    assert len(report(welcome(), signups(5), limits)["activations"]) == 5
+    with pytest.raises(
+        SimulationRefused, match="more than 5 messages \\(the message limit\\)"
+    ) as e:
+        report(welcome(), signups(6), limits)
+    assert (e.value.path, e.value.limit) == ("events", "messages")
+
+
+async def test_an_activator_that_cannot_decide_the_messages_is_unavailable() -> None:
+    import httpx
+
+    from services.runtime.simulate import ActivatorPreview, Unavailable
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    def fail(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, text="boom")
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.raw_path == b"/internal/workspaces/w%2F1/previews"
+        return httpx.Response(200, json={"items": [{"activation_id": "a", "status": "sent"}]})
+
+    ask = [{"activation_id": "a"}]
+    for handler, error in ((refuse, "not reachable"), (fail, "answered 500")):
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            with pytest.raises(Unavailable, match=error):
+                await ActivatorPreview(http, "http://activator")("w/1", ask)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        preview = ActivatorPreview(http, "http://activator")
+        assert await preview("w/1", ask) == [{"activation_id": "a", "status": "sent"}]
+        assert await preview("w/1", []) == []
+
+
+def test_a_journey_that_does_not_parse_is_checked_with_its_resources_taken_as_ready() -> None:
+    send = {"id": "hello", "type": "activation", "channel": "sms", "connector_id": "c",
+            "template_id": "t", "to_attribute": "phone"}  # fmt: skip
+    broken = {"id": "hello", "type": "wait"}  # no duration; and its id is taken
+    raw = {"name": "x", "stages": [{"name": "s", "entry": {"event": "e"}, "steps": [send, broken]}]}
+    body, errors = check(raw, JourneyLimits())
+    assert body is None
+    assert {e.path for e in errors} == {"stages[0].steps[1]", "stages[0].steps[1].id"}

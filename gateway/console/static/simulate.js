@@ -106,12 +106,30 @@ async function simulate(ctx, inputs, output) {
   output.append(
     card("Path on the map", h("p", { class: "muted small" }, "The steps the selected profile went through are outlined."), h("div", { class: "map-scroll" }, map.svg)),
     h("div", { class: "sim-grid" }, pathCards,
-      card("Messages that would be sent", table([
+      card("Messages, as the live rules decide them", table([
         { title: "Profile", cell: (a) => a.profile_id },
         { title: "Step", cell: (a) => h("code", {}, a.step_id) },
         { title: "Channel", cell: (a) => a.channel },
         { title: "At", cell: (a) => fmtTime(a.at) },
-      ], report.activations, "No message would be sent."))));
+        { title: "Outcome", cell: (a) => h("span", { "data-testid": "sim-outcome" }, outcome(a)) },
+        { title: "Message", cell: (a) => rendered(a) },
+      ], report.activations, "No message was requested."))));
   if (!report.profiles.length) pathCards.append(card(null, h("p", { class: "empty" }, "No profile entered the journey.")));
   else show(report.profiles[0]);
+}
+
+/** What the activator's live rules would do with a simulated message, in words. */
+function outcome(a) {
+  if (a.status === "skipped") return `skipped: ${a.reason}`;
+  if (a.status === "held") return `held until ${fmtTime(a.held_until)}`;
+  if (a.status === "failed") return `failed: ${a.error}`;
+  return a.status || "requested";
+}
+
+/** The message as it would be rendered for the profile and event. */
+function rendered(a) {
+  if (!a.rendered) return "";
+  const { subject, title, body } = a.rendered;
+  const head = subject || title;
+  return h("div", { class: "small" }, head ? h("strong", {}, head) : "", h("div", {}, body));
 }
