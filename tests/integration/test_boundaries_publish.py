@@ -21,7 +21,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry
-from sqlalchemy import MetaData, Table, select, text
+from sqlalchemy import Table, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -376,34 +376,6 @@ async def test_the_inbox_relay_skips_the_later_rows_of_a_profile_held_back(
 
 async def _records_of(nc: NATS, subject: str, row: str) -> list[Msg]:
     return [m for m in await dead_letters(nc, subject) if header(m, outbox.DEAD_ROW) == row]
-
-
-@pytest.fixture
-async def engine(servers: Servers) -> AsyncIterator[AsyncEngine]:
-    e = db.create_engine(servers.database_url, pool_size=2)
-    yield e
-    await e.dispose()
-
-
-@pytest.fixture
-async def table(engine: AsyncEngine) -> AsyncIterator[Table]:
-    schema = f"outbox_{uuid.uuid4().hex[:8]}"
-    t = outbox.outbox_table(MetaData(schema=schema))
-    async with engine.begin() as conn:
-        await conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        await conn.run_sync(t.metadata.create_all)
-    yield t
-    async with engine.begin() as conn:
-        await conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-
-
-@pytest.fixture
-async def stream(nc: NATS) -> AsyncIterator[StreamSpec]:
-    tag = uuid.uuid4().hex[:8]
-    spec = StreamSpec(f"OB_{tag}", (f"ob{tag}.>",), "outbox test")
-    await bus.ensure_streams(nc.jetstream(), [spec])
-    yield spec
-    await nc.jetstream().delete_stream(spec.name)
 
 
 async def _insert(pool: asyncpg.Pool, table: Table, subject: str, payload: str) -> int:
