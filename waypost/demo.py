@@ -38,9 +38,14 @@ PLACEHOLDER = re.compile(r"\{\{(connector|template):([^}]+)\}\}")
 CONNECTOR_TYPES = {"email": "smtp", "sms": "sms_http", "push": "push_http"}
 
 
+# The order the demo tells them in, simplest first; any other example comes after.
+ORDER = ("welcome", "abandoned-cart", "multichannel-cart", "three-stage")
+
+
 def example_names() -> list[str]:
     """The example journeys, by file name (``welcome`` for ``welcome.journey.json``)."""
-    return sorted(p.name.removesuffix(".journey.json") for p in EXAMPLES.glob("*.journey.json"))
+    names = [p.name.removesuffix(".journey.json") for p in EXAMPLES.glob("*.journey.json")]
+    return sorted(names, key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
 
 
 def _read(name: str) -> Any:

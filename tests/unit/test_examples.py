@@ -16,7 +16,7 @@ NAMES = demo.example_names()
 
 
 def test_the_examples_are_in_the_repository() -> None:
-    assert NAMES == ["abandoned-cart", "multichannel-cart", "three-stage", "welcome"]
+    assert NAMES == ["welcome", "abandoned-cart", "multichannel-cart", "three-stage"]
 
 
 @pytest.mark.parametrize("name", NAMES)
