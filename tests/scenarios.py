@@ -45,9 +45,12 @@ def connector_config(kind: str) -> dict[str, Any]:
     return {"url": "http://127.0.0.1:9/send", "token": "t0ken"}
 
 
-async def make_concrete(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
-    """Create what the placeholders name (ready templates) and substitute their ids."""
-    ids: dict[str, str] = {}
+async def make_concrete(
+    client: httpx.AsyncClient, body: dict[str, Any], ids: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Create what the placeholders name (ready templates) and substitute their ids;
+    ``ids`` keeps what was created for the next journey of the same workspace."""
+    ids = {} if ids is None else ids
     for step in activations(body):
         channel = step["channel"]
         for field, kind in (("connector_id", "connector"), ("template_id", "template")):
