@@ -82,3 +82,13 @@ def test_optional_messages_are_not_waited_for_but_are_allowed() -> None:
     assert demo.unmatched([sms, mail("a@x")], want) == ([], [])
     assert demo.unmatched([mail("b@x")], want) == ([want[0]], [mail("b@x")])
     assert demo.unmatched([mail("a@x", "Other")], [{"to": "a@x", "subject": "Hi"}])[0]
+
+
+def test_demo_names_an_unknown_example_and_stops() -> None:
+    from typer.testing import CliRunner
+
+    from waypost.cli import app
+
+    result = CliRunner().invoke(app, ["demo", "--key", "wp_x", "--journey", "nope"])
+    assert result.exit_code == 2
+    assert "no example named nope" in result.output
