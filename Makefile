@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install up test test-fast lint format bench screenshots clean
+.PHONY: install up demo test test-fast lint format bench screenshots clean
 
 install: $(STAMP) $(CHROMIUM)
 
@@ -27,6 +27,9 @@ $(CHROMIUM):
 
 up: $(STAMP)  ## start the whole system on embedded PostgreSQL and NATS (ARGS="--port 9000")
 	$(VENV)/bin/waypost up $(ARGS)
+
+demo: $(STAMP)  ## load examples/ into a running `make up` and play their events (KEY=wp_... or WAYPOST_ADMIN_KEY)
+	$(VENV)/bin/waypost demo $(if $(KEY),--key $(KEY)) $(ARGS)
 
 test: install  ## the whole suite: unit, integration (real Postgres + NATS) and end-to-end
 	$(PY) -m pytest $(ARGS)

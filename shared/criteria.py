@@ -4,7 +4,7 @@ The designer validates criteria with these models at design time; the runtime co
 them once into matchers and evaluates them for every event. Bad criteria (unknown
 operator, wrong value type) are a validation error here, never a runtime crash.
 
-Grammar (API.md):
+Grammar (docs/journeys.md, Criteria):
     {"event": "cart_add",
      "where":   [{"property": "cart.total", "op": "gt", "value": 50}],
      "profile": [{"attribute": "country", "op": "eq", "value": "JP"}]}

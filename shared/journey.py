@@ -1,4 +1,4 @@
-"""The journey body of API.md as pydantic models, shared by the designer and the runtime.
+"""The journey body (docs/journeys.md) as pydantic models, shared by the designer and the runtime.
 
 The designer validates bodies with these models (then with ``shared.journey_validation``
 for limits and references); the runtime compiles and simulates the parsed models. The models
@@ -421,7 +421,7 @@ def iter_journey_steps(body: JourneyBody) -> Iterator[tuple[str, AnyStep]]:
 
 @dataclass(frozen=True)
 class JourneyLimits:
-    """Limits of PRODUCT.md "Limits" (defaults), configurable per deployment."""
+    """The journey limits of docs/journeys.md (defaults), configurable per deployment."""
 
     max_stages: int = 8
     max_steps_per_stage: int = 40

@@ -1,4 +1,4 @@
-"""The example journeys beside the repository, made concrete for one workspace: each
+"""The example journeys of ``examples/``, made concrete for one workspace: each
 ``{{connector:NAME}}`` and ``{{template:NAME}}`` is created and its id put in its place."""
 
 from __future__ import annotations
@@ -6,26 +6,22 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
-SCENARIOS = Path(__file__).resolve().parents[1].parent / "shared" / "scenarios"
+from waypost.demo import EXAMPLES
+
+SCENARIOS = EXAMPLES
 PLACEHOLDER = re.compile(r"\{\{(connector|template):([^}]+)\}\}")
 CONNECTOR_TYPES = {"email": "smtp", "sms": "sms_http", "push": "push_http", "webhook": "webhook"}
 
 
 def scenario_names() -> list[str]:
-    if not SCENARIOS.is_dir():
-        return []
     return sorted(p.name.removesuffix(".journey.json") for p in SCENARIOS.glob("*.journey.json"))
 
 
 def load(name: str) -> dict[str, Any]:
-    if not SCENARIOS.is_dir():
-        pytest.skip(f"the example journeys are not at {SCENARIOS}")
     loaded: dict[str, Any] = json.loads((SCENARIOS / f"{name}.journey.json").read_text())
     return loaded
 
@@ -49,9 +45,12 @@ def connector_config(kind: str) -> dict[str, Any]:
     return {"url": "http://127.0.0.1:9/send", "token": "t0ken"}
 
 
-async def make_concrete(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
-    """Create what the placeholders name (ready templates) and substitute their ids."""
-    ids: dict[str, str] = {}
+async def make_concrete(
+    client: httpx.AsyncClient, body: dict[str, Any], ids: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Create what the placeholders name (ready templates) and substitute their ids;
+    ``ids`` keeps what was created for the next journey of the same workspace."""
+    ids = {} if ids is None else ids
     for step in activations(body):
         channel = step["channel"]
         for field, kind in (("connector_id", "connector"), ("template_id", "template")):

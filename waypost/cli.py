@@ -1,4 +1,4 @@
-"""``waypost``: run the whole system (``up``), one service, or the migrations."""
+"""``waypost``: run the whole system (``up``), one service, the migrations, or the demo."""
 
 from __future__ import annotations
 
@@ -166,6 +166,39 @@ def up(
                 say("stopping PostgreSQL")
                 pg.stop()
             say("stopped")
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    key: Annotated[
+        str,
+        typer.Option(
+            envvar=["WAYPOST_API_KEY", "WAYPOST_ADMIN_KEY"],
+            help="An admin API key of the workspace to load the examples into.",
+        ),
+    ],
+    url: Annotated[str, typer.Option(help="The gateway.")] = "http://127.0.0.1:8080",
+    journey: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this example (repeatable); all of examples/ by default."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each message.")] = 60.0,
+) -> None:
+    """Load the example journeys into a running Waypost with local sinks and play their
+    events; every message is printed as it arrives."""
+    from waypost import demo as demo_module
+
+    names = journey or demo_module.example_names()
+    unknown = sorted(set(names) - set(demo_module.example_names()))
+    if unknown:
+        say(f"no example named {', '.join(unknown)}; there are {demo_module.example_names()}")
+        raise typer.Exit(2)
+    try:
+        code = asyncio.run(demo_module.run(url, key, names, timeout, say))
+    except (demo_module.DemoError, httpx.HTTPError) as exc:
+        say(f"demo stopped: {exc}")
+        code = 1
     raise typer.Exit(code)
 
 

@@ -20,6 +20,8 @@ from tests.helpers import eventually, serving
 from tests.scenarios import load
 from tests.sinks import HttpSink, Mailbox, run_mailbox
 from tests.stack import Stack, Workspace, new_workspace, running_stack
+from waypost import demo
+from waypost.demo import Sinks, example_names
 
 pytestmark = pytest.mark.e2e
 
@@ -497,3 +499,30 @@ async def test_three_stage_onboarding_moves_by_milestones_waits_for_local_nine_a
         assert steps["vip-push"]["entered"] == 1
         assert steps["browse-email"]["entered"] == 1
         assert analytics["activations"]["sent"] == 4 + 1 + 1 + len(texted)
+
+
+@pytest.mark.parametrize("name", example_names())
+async def test_every_example_plays_as_its_script_says(virtual: Stack, name: str) -> None:
+    """What `waypost demo` does, in a workspace that requires event triggers: the examples'
+    triggers declared, the journey published, its events posted and the clock moved; every
+    message the script expects arrives at the sinks, and no other."""
+    ws = await new_workspace(virtual, require_event_triggers=True)
+    lines: list[str] = []
+    async with ws.client() as c, Sinks() as sinks:
+        await demo.declare_triggers(c)
+        ids = await demo.make_resources(c, demo.placeholders(demo.journey(name)), sinks, "t")
+        jid = await demo.publish(c, name, ids, "t")
+        played = await demo.play(c, name, "t", sinks, virtual=True, say=lines.append)
+        assert played.stopped_at is None
+        assert [e for e in played.expected if "optional" not in e], "it expects a message"
+
+        async def settled() -> dict[str, int] | None:
+            r = await c.get(f"/v1/journeys/{jid}/analytics")
+            counts: dict[str, int] = r.json()["activations"]
+            return counts if counts["pending"] == 0 and counts["sent"] == len(sinks.messages) \
+                else None  # fmt: skip
+
+        counts = await eventually(settled, f"every message of {name} to be delivered")
+        assert counts["skipped"] == counts["failed"] == 0, counts
+        missing, unexpected = demo.unmatched(sinks.messages, played.expected)
+        assert (missing, unexpected) == ([], [])

@@ -267,7 +267,7 @@ class Run:
         self._explain(journey_id, "entered", [f"entry criteria of '{j.stages[0].name}' met"])
 
     def _reentry_refusal(self, journey_id: str, j: CompiledJourney) -> str | None:
-        """PRODUCT.md's re-entry table; its row for jumping in gives the same answers."""
+        """The re-entry table of docs/concepts.md; its row for jumping in gives the same answers."""
         history = self._state(journey_id).history
         if history.entries == 0:
             return None
