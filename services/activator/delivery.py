@@ -242,8 +242,9 @@ class Deliverer:
             plans = {row.activation_id: plan for row, plan in zip(claimed, prepared, strict=True)}
             async with db.raw_transaction(self._pool) as conn:
                 rows = await store.lock_due(conn, [*plans], self._clock.now())
+                turns = await self._turns(rows, plans)
                 outcomes = await asyncio.gather(
-                    *(self._attempt(row, plans[row.activation_id]) for row in rows)
+                    *(self._attempt(row, plans[row.activation_id], turns) for row in rows)
                 )
                 done = [(row, o) for row, o in zip(rows, outcomes, strict=True) if o is not None]
                 records = [
@@ -269,11 +270,15 @@ class Deliverer:
             for row in claimed:
                 self._sending.discard(row.activation_id)
 
-    async def _attempt(self, row: Delivery, plan: Plan) -> Outcome | None:
-        """Send one locked delivery in its turn; None when its connector's turn is too far
-        off (it stays pending and due, and is claimed again once the connector has room)."""
-        if not await self._take_turn(row, plan):
-            return None
+    async def _attempt(self, row: Delivery, plan: Plan, turns: dict[str, float]) -> Outcome | None:
+        """Send one locked delivery in its turn; None when it got no turn of its connector
+        (it stays pending and due, and is claimed again once the connector has room)."""
+        if self._sends_something(plan):
+            wait = turns.get(row.activation_id)
+            if wait is None:
+                return None
+            if wait > 0:
+                await asyncio.sleep(wait)
         async with self._connector_place(row, plan), self._sends:
             self._sending.add(row.activation_id)
             return await self._send(row, plan)
@@ -284,11 +289,22 @@ class Deliverer:
         if status in (Status.SENT, Status.FAILED, Status.HELD):
             self._metrics.deliveries.labels(row.channel, status.value).inc()
 
-    async def _take_turn(self, row: Delivery, plan: Plan) -> bool:
-        if plan.connector is None or plan.connector.config is None:
-            return True
-        key = (row.workspace_id, row.connector_id)
-        return await self._limiter.acquire(key, plan.connector.config.rate_limit_per_s)
+    async def _turns(self, rows: list[Delivery], plans: dict[str, Plan]) -> dict[str, float]:
+        """How long each of the group's messages waits for its connector's turn, reserved
+        at once for the whole group; the messages left without a turn are absent."""
+        sending = [row for row in rows if self._sends_something(plans[row.activation_id])]
+        if not sending:
+            return {}
+        connector = plans[sending[0].activation_id].connector
+        assert connector is not None
+        assert connector.config is not None
+        key = (sending[0].workspace_id, sending[0].connector_id)
+        waits = await self._limiter.turns(key, connector.config.rate_limit_per_s, len(sending))
+        return {row.activation_id: wait for row, wait in zip(sending, waits, strict=False)}
+
+    @staticmethod
+    def _sends_something(plan: Plan) -> bool:
+        return plan.problem is None and plan.message is not None and plan.connector is not None
 
     def _connector_place(self, row: Delivery, plan: Plan) -> AbstractAsyncContextManager[None]:
         """One of the connector's ``max_concurrency`` places (none needed when nothing
