@@ -17,7 +17,7 @@ from services.activator.erasures import Erasures
 from services.activator.holds import Releases
 from services.activator.intake import Intake
 from services.activator.metrics import ActivatorMetrics
-from services.activator.models import Delivery, Outbox
+from services.activator.models import Outbox
 from services.activator.ratelimit import RateLimiter
 from services.activator.settings import ActivatorSettings
 from shared import bus, db, http, outbox
@@ -79,11 +79,10 @@ def _extension(settings: ActivatorSettings) -> Extension:
             state.extras[DELIVERER] = deliverer
             await stack.enter_async_context(deliverer.running())
 
-            def stored(due_now: list[Delivery]) -> None:
-                deliverer.submit(due_now)
-                relay.notify()  # quiet-hours timers to schedule
-
-            intake = Intake(pool, designer, state.clock, settings, metrics, stored)
+            # The relay is woken only when the intake wrote quiet-hours timers.
+            intake = Intake(
+                pool, designer, state.clock, settings, metrics, deliverer.submit, relay.notify
+            )
             releases = Releases(state.sessions, state.clock, deliverer.notify)
             consumer_metrics = bus.ConsumerMetrics(state.registry)
             for consumer in (

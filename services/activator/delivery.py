@@ -252,8 +252,10 @@ class Deliverer:
                 ]
                 statuses = [status for status, _ in records]
                 await store.save(conn, [row for row, _ in done])
-                await store.put_outbox(conn, [item for _, item in records if item is not None])
-            self._relay.notify()
+                queued = [item for _, item in records if item is not None]
+                await store.put_outbox(conn, queued)
+            if queued:  # a group whose messages all wait for a turn wrote nothing to relay
+                self._relay.notify()
             for (row, outcome), status in zip(done, statuses, strict=True):
                 self._count(row, outcome, status)
         except DesignerUnavailable as exc:

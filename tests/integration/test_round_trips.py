@@ -16,7 +16,7 @@ from shared import db
 from tests.conftest import Servers
 from tests.helpers import eventually
 from tests.pgwire import CountingProxy, counting_proxy
-from tests.stack import Workspace
+from tests.stack import Stack, Workspace, service_headers
 
 
 @pytest.fixture
@@ -162,3 +162,31 @@ async def test_the_services_carry_on_after_every_backend_is_killed(
 
 async def _found(c: httpx.AsyncClient, profile: str) -> bool:
     return (await c.get(f"/v1/profiles/{profile}")).status_code == 200
+
+
+async def _relay_rounds(url: str, table: str, woken_by: str, found: str) -> float:
+    async with httpx.AsyncClient(base_url=url, headers=service_headers()) as c:
+        r = await c.get("/metrics")
+    assert r.status_code == 200, r.text
+    line = (
+        f'waypost_outbox_relay_rounds_total{{found="{found}",table="{table}",'
+        f'woken_by="{woken_by}"}} '
+    )
+    return sum(float(x[len(line) :]) for x in r.text.splitlines() if x.startswith(line))
+
+
+async def test_events_that_command_nothing_wake_no_relay(
+    workspace: Workspace, stack: Stack
+) -> None:
+    """Events no journey acts on write nothing to the runtime's outbox, so its relay is
+    not woken after their batches (it was, for a round that found nothing)."""
+    runtime = stack.service_urls["runtime"]
+    before = await _relay_rounds(runtime, "runtime.outbox", "notify", "none")
+    profiles = [f"quiet-{i}" for i in range(20)]
+    async with workspace.client() as c:
+        for profile in profiles:
+            r = await c.post("/v1/events", json={"profile_id": profile, "name": "page_viewed"})
+            assert r.status_code == 202, r.text
+        for profile in profiles:
+            await eventually(lambda p=profile: _found(c, p), f"{profile} to be applied")
+    assert await _relay_rounds(runtime, "runtime.outbox", "notify", "none") == before
