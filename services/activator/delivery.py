@@ -138,13 +138,22 @@ class Deliverer:
         self._jitter = jitter
         self._sends = asyncio.Semaphore(settings.send_concurrency)
         self._smtp = SmtpConnections()
-        self._held: dict[str, asyncio.Task[None]] = {}
+        self._held: dict[str, asyncio.Task[bool]] = {}
         self._sending: set[str] = set()
         self._wake = asyncio.Event()
+        self._woken_by = "poll"
+        # The loop last went to sleep with no room, or with a connector full: a group that
+        # ends frees what it waits for.
+        self._blocked = False
         self._paused_until = 0.0
 
     def notify(self) -> None:
         """New deliveries may be due: look now instead of at the next poll."""
+        self._rouse("notify")
+
+    def _rouse(self, why: str) -> None:
+        if not self._wake.is_set():
+            self._woken_by = why
         self._wake.set()
 
     def submit(self, due_now: list[Delivery]) -> None:
@@ -154,7 +163,7 @@ class Deliverer:
         fresh = [row for row in due_now if row.activation_id not in self._held]
         self._start_groups(fresh[: max(0, self._room())])
         if len(fresh) > self._room():
-            self._wake.set()
+            self._rouse("room")
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Deliverer]:
@@ -186,6 +195,8 @@ class Deliverer:
         async with self._sessions() as session, session.begin():
             repo = DeliveryRepository(session)
             rows = await repo.due(self._clock.now(), room, [*self._held], busy)
+        self._metrics.claims.labels(self._woken_by, "rows" if rows else "none").inc()
+        self._woken_by = "more"  # unless the loop sleeps before the next claim
         # Submitted by the intake while the claim ran: already under way here.
         self._start_groups([row for row in rows if row.activation_id not in self._held])
         return len(rows)
@@ -211,12 +222,20 @@ class Deliverer:
         task = asyncio.create_task(self._deliver(rows), name=f"deliver:{keys[0]}+{len(keys)}")
         for key in keys:
             self._held[key] = task
-        task.add_done_callback(lambda _task: self._finished(keys))
+        task.add_done_callback(lambda ended: self._finished(keys, ended))
 
-    def _finished(self, keys: list[str]) -> None:
+    def _finished(self, keys: list[str], task: asyncio.Task[bool]) -> None:
+        """A group ended. The loop is woken only when the claim it would make can find
+        something new: the group left deliveries due (no turn of the rate limit, a retry, an
+        error), or the loop waits for the room or the connector place the group held. A
+        group whose messages were all recorded changes nothing a claim would find."""
         for key in keys:
             self._held.pop(key, None)
-        self._wake.set()
+        rescan = task.cancelled() or task.exception() is not None or task.result()
+        if rescan:
+            self._rouse("group")
+        elif self._blocked:
+            self._rouse("room")
 
     async def _drain(self) -> None:
         """Let sends under way finish, so their outcome is recorded (within a grace); the
@@ -234,7 +253,9 @@ class Deliverer:
 
     # One group of deliveries through one connector ----------------------------------------
 
-    async def _deliver(self, claimed: list[Delivery]) -> None:
+    async def _deliver(self, claimed: list[Delivery]) -> bool:
+        """Deliver one group; whether it left any of its deliveries pending (a retry, no
+        turn, a failure), so the loop should look for due deliveries again."""
         try:
             # Prepared side by side: a template that renders in a worker for a while does
             # not hold back the group's other messages' rendering.
@@ -258,9 +279,11 @@ class Deliverer:
                 self._relay.notify()
             for (row, outcome), status in zip(done, statuses, strict=True):
                 self._count(row, outcome, status)
+            return len(done) < len(rows) or Status.PENDING in statuses
         except DesignerUnavailable as exc:
             self._paused_until = time.monotonic() + DESIGNER_PAUSE_S
             log.warning("activator.designer_unavailable", error=str(exc))
+            return True
         except Exception as exc:
             log.warning(
                 "activator.delivery_error",
@@ -268,6 +291,7 @@ class Deliverer:
                 deliveries=len(claimed),
                 error=f"{type(exc).__name__}: {exc}",
             )
+            return True
         finally:
             for row in claimed:
                 self._sending.discard(row.activation_id)
@@ -432,6 +456,8 @@ class Deliverer:
         rate limit has room again, a notify, a clock change, or a freed place when this
         process holds all it may."""
         self._wake.clear()  # before reading: a delivery stored after the read wakes us
+        self._woken_by = "poll"
+        self._blocked = self._room() <= 0 or bool(self._concurrency.full())
         if self._paused():
             await asyncio.sleep(self._paused_until - time.monotonic())
             return

@@ -432,6 +432,42 @@ async def test_a_connectors_rate_holds_across_two_activator_replicas(
     assert busiest <= rate + 2, f"{busiest} messages within one second at {rate}/s"
 
 
+async def _claims(url: str, woken_by: str) -> float:
+    async with httpx.AsyncClient(base_url=url, headers=service_headers()) as c:
+        r = await c.get("/metrics")
+    assert r.status_code == 200, r.text
+    prefix = 'waypost_activator_claims_total{found="'
+    return sum(
+        float(x.rsplit(" ", 1)[1])
+        for x in r.text.splitlines()
+        if x.startswith(prefix) and f'woken_by="{woken_by}"' in x
+    )
+
+
+async def test_a_delivered_group_sets_off_no_claim(
+    activator: str, workspace: Workspace, nc: NATS, provider: Provider, stack: Stack
+) -> None:
+    """Deliveries handed over by the intake and all recorded leave nothing for a claim to
+    find, so their groups ending does not wake the loop to claim (and to ask when the next
+    is due); a retry still does."""
+    replicas = [activator, stack.service_urls["activator"]]
+    before = [await _claims(url, "group") for url in replicas]
+    async with workspace.client() as c:
+        route = await sms_route(c, provider)
+        for i in range(8):
+            ask = request(workspace.id, route, profile=f"g{i}")
+            await publish(nc, ask)
+            await settled(c, ask["activation_id"], "sent")
+        assert [await _claims(url, "group") for url in replicas] == before
+
+        provider.replies = [503]
+        retried = request(workspace.id, route, profile="g-retry")
+        await publish(nc, retried)
+        await settled(c, retried["activation_id"], "sent")
+    after = [await _claims(url, "group") for url in replicas]
+    assert sum(after) > sum(before)
+
+
 # --- decisions on arrival ---------------------------------------------------------------
 
 
