@@ -126,6 +126,7 @@ class Processor:
     ) -> None:
         fresh = await store.claim_events(workspace_id, (e.event_id for e in events))
         todo = _first_of_each(e for e in events if e.event_id in fresh)
+        todo = _heard(todo, self.catalogs.unheard(workspace_id))
         if not todo:
             return
         rows = await store.lock_profiles(workspace_id, (e.profile_id for e in todo), create=True)
@@ -372,6 +373,18 @@ def _first_of_each(events: Iterable[AcceptedEvent]) -> list[AcceptedEvent]:
             seen.add(event.event_id)
             out.append(event)
     return out
+
+
+def _heard(events: list[AcceptedEvent], unheard: frozenset[str]) -> list[AcceptedEvent]:
+    """The events to apply: not the delivery feedback no live journey can react to. Such an
+    event is only recorded as applied (``runtime.processed``, with the rest of its batch),
+    so a repeat is still dropped; it makes no timeline entry or counter either way, and it
+    no longer costs its profile's lock and state and a run of the engine, which only wrote
+    an explanation that it concerned no journey. (Feedback carries no traits; an event
+    that does is always applied, for its profile update.)"""
+    if not unheard:
+        return events
+    return [e for e in events if e.name not in unheard or e.kind != "event" or e.traits]
 
 
 def _profile(row: ProfileRecord, catalog: Catalog) -> Profile:
