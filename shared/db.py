@@ -8,11 +8,12 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, datetime
+from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy import MetaData, make_url, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import MetaData, event, make_url, text
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -45,16 +46,35 @@ SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     """Statement parameters are never put in error messages: one statement may hold the
-    rows of many tenants (the gateway's group commit), and errors reach the logs."""
-    return create_async_engine(
+    rows of many tenants (the gateway's group commit), and errors reach the logs.
+
+    No pre-ping: it cost three round trips (BEGIN, a ping, ROLLBACK) on every checkout. A
+    pooled connection whose backend went away (killed, or a PostgreSQL restart: the server
+    closes the socket, and asyncpg notices while the connection sits idle) is replaced at
+    checkout without a round trip (``_replace_closed``); one that dies silently is found
+    on its first statement, which SQLAlchemy reports as a disconnect, invalidating the
+    pool's older connections, and the caller's retry (a consumer's, or a client's after a
+    503) gets fresh ones; ``pool_recycle`` bounds how old a connection gets. Returning a
+    connection costs nothing either: its transaction has ended (committed or rolled back)
+    and asyncpg's adapter rolls back only an open one."""
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         hide_parameters=True,
         connect_args={"server_settings": dict(SERVER_SETTINGS)},
     )
+    event.listen(engine.sync_engine, "checkout", _replace_closed)
+    return engine
+
+
+def _replace_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Refuse a pooled connection asyncpg already knows is closed; the pool then checks out
+    another (or connects anew), with no statement sent."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    if isinstance(driver, asyncpg.Connection) and driver.is_closed():
+        raise DisconnectionError("the pooled connection was closed by the server")
 
 
 def describe_error(exc: BaseException) -> str:
@@ -128,10 +148,19 @@ async def create_raw_pool(url: str, size: int = 10) -> asyncpg.Pool:
         min_size=1,
         max_size=size,
         init=_json_codecs,
+        reset=_nothing_to_reset,
         server_settings=dict(SERVER_SETTINGS),
     )
     assert pool is not None
     return pool
+
+
+async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
+    """What a raw pool does to a released connection beyond rolling back an open
+    transaction (which asyncpg always does): nothing. asyncpg's default sends a reset query
+    (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) on every release, a round trip per
+    transaction, for session state these pools never make: their users run transactions
+    only, with transaction-scoped locks, and set nothing on the session."""
 
 
 @asynccontextmanager

@@ -71,3 +71,10 @@ class RelayMetrics:
             ["table"],
             registry=registry,
         )
+        self.rounds = Counter(
+            "waypost_outbox_relay_rounds_total",
+            "Relay rounds, by what started them (notify after a commit that wrote rows, "
+            "poll, more after a full batch) and whether they found rows (rows, none)",
+            ["table", "woken_by", "found"],
+            registry=registry,
+        )

@@ -5,8 +5,9 @@ and nothing committed is lost.
 Each service that publishes has an ``outbox`` table in its own schema. ``enqueue`` adds a
 row inside the caller's transaction; the relay publishes unpublished rows in key order
 with a ``Nats-Msg-Id`` per row (a crash between publish and marking only causes a
-duplicate that JetStream drops) and marks them. It wakes on ``notify`` after a commit and
-also polls, which covers rows left by a crashed process. A row that can never be published
+duplicate that JetStream drops) and marks them. It wakes on ``notify`` after a commit that
+wrote rows (only then: a round costs a transaction) and also polls, which covers rows left
+by a crashed process. A row that can never be published
 is moved aside with the reason (see :class:`OutboxRelay`), never retried at the head.
 
 The relay works on any table with a single-column integer primary key (the order) and a
@@ -279,25 +280,33 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
+        woken_by = "poll"
         while True:
             try:
-                while await self._turn() == self._batch:
-                    pass
+                while await self._turn(woken_by) == self._batch:
+                    woken_by = "more"
                 await self._prune_now_and_then()
             except Exception as exc:
                 log.warning("outbox.relay_failed", error=f"{type(exc).__name__}: {exc}")
-            with contextlib.suppress(TimeoutError):
+            woken_by = "notify"
+            try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll_s)
-            self._wake.clear()
+            except TimeoutError:
+                woken_by = "poll"
 
     async def relay_once(self) -> int:
         """Publish one batch; returns how many rows it settled (published or moved aside)."""
         await self._turn()
         return self._settled
 
-    async def _turn(self) -> int:
+    async def _turn(self, woken_by: str = "poll") -> int:
         """One batch; how many rows it found (a full batch when more may be waiting), or
-        none when it settled nothing (retrying at once would only meet the same rows)."""
+        none when it settled nothing (retrying at once would only meet the same rows).
+
+        A notify before this point is answered by this round, which reads after it: only
+        one during the round (its rows may have committed too late to be read) makes
+        another, so a burst of commits costs no round that finds nothing."""
+        self._wake.clear()
         if self._pool is not None:
             settled, published, found = await self._relay_raw(self._pool)
         else:
@@ -307,6 +316,9 @@ class OutboxRelay:
                         published=published)  # fmt: skip
         if published and self._on_published is not None:
             self._on_published(published)
+        if self._metrics is not None:
+            found_any = "rows" if found else "none"
+            self._metrics.rounds.labels(self._table.fullname, woken_by, found_any).inc()
         self._settled = settled
         return found if settled else 0
 

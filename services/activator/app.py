@@ -3,12 +3,13 @@ release and erasure consumers run in the lifespan (and stop in the reverse order
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.activator import api, internal
+from services.activator import api, internal, store
 from services.activator.consumers import start_erasures, start_intake, start_releases
 from services.activator.delivery import Deliverer
 from services.activator.designer import Designer
@@ -16,7 +17,8 @@ from services.activator.erasures import Erasures
 from services.activator.holds import Releases
 from services.activator.intake import Intake
 from services.activator.metrics import ActivatorMetrics
-from services.activator.models import Delivery, Outbox
+from services.activator.models import Outbox
+from services.activator.ratelimit import RateLimiter
 from services.activator.settings import ActivatorSettings
 from shared import bus, db, http, outbox
 from shared.addresses import AddressPolicy
@@ -60,21 +62,28 @@ def _extension(settings: ActivatorSettings) -> Extension:
                 keep_published_s=settings.outbox_retention_s,
             )  # fmt: skip
             await stack.enter_async_context(outbox.running(relay))
+            # Send turns of rate-limited connectors, reserved apart from the delivery groups'
+            # transactions (which hold their connections while they send), so a group never
+            # waits for a second connection of the pool it holds one of.
+            turns_pool = await db.create_raw_pool(settings.database_url, 2)
+            await stack.enter_async_context(db.closing(turns_pool))
+            limiter = RateLimiter(
+                settings.rate_limit_wait_s, functools.partial(store.reserve_turns, turns_pool)
+            )
             renderer = Renderer.from_settings(settings, state.registry)
             stack.push_async_callback(renderer.aclose)
             state.extras[internal.RENDERER] = renderer
             deliverer = Deliverer(
                 state.sessions, pool, state.clock, designer, state.extras[HTTP], guard, relay,
-                settings, metrics, renderer,
+                settings, metrics, renderer, limiter,
             )  # fmt: skip
             state.extras[DELIVERER] = deliverer
             await stack.enter_async_context(deliverer.running())
 
-            def stored(due_now: list[Delivery]) -> None:
-                deliverer.submit(due_now)
-                relay.notify()  # quiet-hours timers to schedule
-
-            intake = Intake(pool, designer, state.clock, settings, metrics, stored)
+            # The relay is woken only when the intake wrote quiet-hours timers.
+            intake = Intake(
+                pool, designer, state.clock, settings, metrics, deliverer.submit, relay.notify
+            )
             releases = Releases(state.sessions, state.clock, deliverer.notify)
             consumer_metrics = bus.ConsumerMetrics(state.registry)
             for consumer in (

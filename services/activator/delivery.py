@@ -138,13 +138,22 @@ class Deliverer:
         self._jitter = jitter
         self._sends = asyncio.Semaphore(settings.send_concurrency)
         self._smtp = SmtpConnections()
-        self._held: dict[str, asyncio.Task[None]] = {}
+        self._held: dict[str, asyncio.Task[bool]] = {}
         self._sending: set[str] = set()
         self._wake = asyncio.Event()
+        self._woken_by = "poll"
+        # The loop last went to sleep with no room, or with a connector full: a group that
+        # ends frees what it waits for.
+        self._blocked = False
         self._paused_until = 0.0
 
     def notify(self) -> None:
         """New deliveries may be due: look now instead of at the next poll."""
+        self._rouse("notify")
+
+    def _rouse(self, why: str) -> None:
+        if not self._wake.is_set():
+            self._woken_by = why
         self._wake.set()
 
     def submit(self, due_now: list[Delivery]) -> None:
@@ -154,7 +163,7 @@ class Deliverer:
         fresh = [row for row in due_now if row.activation_id not in self._held]
         self._start_groups(fresh[: max(0, self._room())])
         if len(fresh) > self._room():
-            self._wake.set()
+            self._rouse("room")
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Deliverer]:
@@ -186,6 +195,8 @@ class Deliverer:
         async with self._sessions() as session, session.begin():
             repo = DeliveryRepository(session)
             rows = await repo.due(self._clock.now(), room, [*self._held], busy)
+        self._metrics.claims.labels(self._woken_by, "rows" if rows else "none").inc()
+        self._woken_by = "more"  # unless the loop sleeps before the next claim
         # Submitted by the intake while the claim ran: already under way here.
         self._start_groups([row for row in rows if row.activation_id not in self._held])
         return len(rows)
@@ -211,12 +222,20 @@ class Deliverer:
         task = asyncio.create_task(self._deliver(rows), name=f"deliver:{keys[0]}+{len(keys)}")
         for key in keys:
             self._held[key] = task
-        task.add_done_callback(lambda _task: self._finished(keys))
+        task.add_done_callback(lambda ended: self._finished(keys, ended))
 
-    def _finished(self, keys: list[str]) -> None:
+    def _finished(self, keys: list[str], task: asyncio.Task[bool]) -> None:
+        """A group ended. The loop is woken only when the claim it would make can find
+        something new: the group left deliveries due (no turn of the rate limit, a retry, an
+        error), or the loop waits for the room or the connector place the group held. A
+        group whose messages were all recorded changes nothing a claim would find."""
         for key in keys:
             self._held.pop(key, None)
-        self._wake.set()
+        rescan = task.cancelled() or task.exception() is not None or task.result()
+        if rescan:
+            self._rouse("group")
+        elif self._blocked:
+            self._rouse("room")
 
     async def _drain(self) -> None:
         """Let sends under way finish, so their outcome is recorded (within a grace); the
@@ -234,7 +253,9 @@ class Deliverer:
 
     # One group of deliveries through one connector ----------------------------------------
 
-    async def _deliver(self, claimed: list[Delivery]) -> None:
+    async def _deliver(self, claimed: list[Delivery]) -> bool:
+        """Deliver one group; whether it left any of its deliveries pending (a retry, no
+        turn, a failure), so the loop should look for due deliveries again."""
         try:
             # Prepared side by side: a template that renders in a worker for a while does
             # not hold back the group's other messages' rendering.
@@ -242,8 +263,9 @@ class Deliverer:
             plans = {row.activation_id: plan for row, plan in zip(claimed, prepared, strict=True)}
             async with db.raw_transaction(self._pool) as conn:
                 rows = await store.lock_due(conn, [*plans], self._clock.now())
+                turns = await self._turns(rows, plans)
                 outcomes = await asyncio.gather(
-                    *(self._attempt(row, plans[row.activation_id]) for row in rows)
+                    *(self._attempt(row, plans[row.activation_id], turns) for row in rows)
                 )
                 done = [(row, o) for row, o in zip(rows, outcomes, strict=True) if o is not None]
                 records = [
@@ -251,13 +273,17 @@ class Deliverer:
                 ]
                 statuses = [status for status, _ in records]
                 await store.save(conn, [row for row, _ in done])
-                await store.put_outbox(conn, [item for _, item in records if item is not None])
-            self._relay.notify()
+                queued = [item for _, item in records if item is not None]
+                await store.put_outbox(conn, queued)
+            if queued:  # a group whose messages all wait for a turn wrote nothing to relay
+                self._relay.notify()
             for (row, outcome), status in zip(done, statuses, strict=True):
                 self._count(row, outcome, status)
+            return len(done) < len(rows) or Status.PENDING in statuses
         except DesignerUnavailable as exc:
             self._paused_until = time.monotonic() + DESIGNER_PAUSE_S
             log.warning("activator.designer_unavailable", error=str(exc))
+            return True
         except Exception as exc:
             log.warning(
                 "activator.delivery_error",
@@ -265,15 +291,20 @@ class Deliverer:
                 deliveries=len(claimed),
                 error=f"{type(exc).__name__}: {exc}",
             )
+            return True
         finally:
             for row in claimed:
                 self._sending.discard(row.activation_id)
 
-    async def _attempt(self, row: Delivery, plan: Plan) -> Outcome | None:
-        """Send one locked delivery in its turn; None when its connector's turn is too far
-        off (it stays pending and due, and is claimed again once the connector has room)."""
-        if not await self._take_turn(row, plan):
-            return None
+    async def _attempt(self, row: Delivery, plan: Plan, turns: dict[str, float]) -> Outcome | None:
+        """Send one locked delivery in its turn; None when it got no turn of its connector
+        (it stays pending and due, and is claimed again once the connector has room)."""
+        if self._sends_something(plan):
+            wait = turns.get(row.activation_id)
+            if wait is None:
+                return None
+            if wait > 0:
+                await asyncio.sleep(wait)
         async with self._connector_place(row, plan), self._sends:
             self._sending.add(row.activation_id)
             return await self._send(row, plan)
@@ -284,11 +315,22 @@ class Deliverer:
         if status in (Status.SENT, Status.FAILED, Status.HELD):
             self._metrics.deliveries.labels(row.channel, status.value).inc()
 
-    async def _take_turn(self, row: Delivery, plan: Plan) -> bool:
-        if plan.connector is None or plan.connector.config is None:
-            return True
-        key = (row.workspace_id, row.connector_id)
-        return await self._limiter.acquire(key, plan.connector.config.rate_limit_per_s)
+    async def _turns(self, rows: list[Delivery], plans: dict[str, Plan]) -> dict[str, float]:
+        """How long each of the group's messages waits for its connector's turn, reserved
+        at once for the whole group; the messages left without a turn are absent."""
+        sending = [row for row in rows if self._sends_something(plans[row.activation_id])]
+        if not sending:
+            return {}
+        connector = plans[sending[0].activation_id].connector
+        assert connector is not None
+        assert connector.config is not None
+        key = (sending[0].workspace_id, sending[0].connector_id)
+        waits = await self._limiter.turns(key, connector.config.rate_limit_per_s, len(sending))
+        return {row.activation_id: wait for row, wait in zip(sending, waits, strict=False)}
+
+    @staticmethod
+    def _sends_something(plan: Plan) -> bool:
+        return plan.problem is None and plan.message is not None and plan.connector is not None
 
     def _connector_place(self, row: Delivery, plan: Plan) -> AbstractAsyncContextManager[None]:
         """One of the connector's ``max_concurrency`` places (none needed when nothing
@@ -414,6 +456,8 @@ class Deliverer:
         rate limit has room again, a notify, a clock change, or a freed place when this
         process holds all it may."""
         self._wake.clear()  # before reading: a delivery stored after the read wakes us
+        self._woken_by = "poll"
+        self._blocked = self._room() <= 0 or bool(self._concurrency.full())
         if self._paused():
             await asyncio.sleep(self._paused_until - time.monotonic())
             return

@@ -40,6 +40,7 @@ class Intake:
         settings: ActivatorSettings,
         metrics: ActivatorMetrics,
         on_stored: Callable[[list[Delivery]], None],
+        on_held: Callable[[], None] = lambda: None,
     ) -> None:
         self._pool = pool
         self._designer = designer
@@ -47,6 +48,7 @@ class Intake:
         self._spread_s = settings.quiet_hours_spread_s
         self._metrics = metrics
         self._on_stored = on_stored
+        self._on_held = on_held
 
     async def take(self, requests: Sequence[ActivationRequested]) -> None:
         by_workspace = _by_workspace(_first_of_each(requests))
@@ -64,6 +66,8 @@ class Intake:
             stored = await repo.add(rows)
             held = [r for r in rows if r["status"] == HELD and r["activation_id"] in stored]
             await repo.put_timers([_timer(row) for row in held])
+        if held:
+            self._on_held()  # quiet-hours timers in the outbox
         for row in rows:
             self._metrics.deliveries.labels(row["channel"], row["status"]).inc()
         # Due now: handed to the delivery loop at once rather than found by its next claim.

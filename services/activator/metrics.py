@@ -22,6 +22,14 @@ class ActivatorMetrics:
             ["channel", "result"],
             registry=registry,
         )
+        self.claims = Counter(
+            "waypost_activator_claims_total",
+            "Claims of due deliveries by the delivery loop, by what started them (poll, "
+            "notify, group: a delivery group left some due, room: a place was freed, more: "
+            "after a full claim) and whether they found any (rows, none)",
+            ["woken_by", "found"],
+            registry=registry,
+        )
         self.send_latency = Histogram(
             "waypost_activator_send_seconds",
             "Time one send attempt took, by channel",

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, Index, String, Text, text
+from sqlalchemy import CheckConstraint, DateTime, Double, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -92,3 +92,17 @@ class Erasure(Base):
     workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     profile_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     erased_at: Mapped[datetime] = mapped_column(TS)
+
+
+class SendTurns(Base):
+    """A connector's send schedule shared by every activator replica: ``next_at`` is the
+    earliest moment (seconds since the epoch on the database's clock) its next message may
+    go, so ``rate_limit_per_s`` holds across replicas, not per process."""
+
+    __tablename__ = "send_turns"
+
+    workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    connector_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_at: Mapped[float] = mapped_column(Double)
+    first_at: Mapped[float] = mapped_column(Double)
+    granted: Mapped[int]

@@ -14,6 +14,7 @@ import asyncpg
 
 from services.activator.feedback import Feedback
 from services.activator.models import Delivery
+from services.activator.ratelimit import Grant
 from shared.db import dumps
 from shared.outbox import fit_msg_id
 from shared.timers import TimerSchedule
@@ -174,3 +175,44 @@ def budget_lock_key(name: str) -> int:
     """A signed 64-bit advisory lock key for a cap budget's ``name``."""
     digest = hashlib.sha256(f"waypost-activator-cap\x00{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+# Send turns --------------------------------------------------------------------------------
+
+
+def _turns_sql() -> str:
+    """``ratelimit.grant`` on the connector's row, in one statement: a new row starts from
+    an idle schedule. Times are seconds on the database's clock, the one clock every replica
+    shares; the answer is relative to it, so no replica's own clock matters."""
+    now = "extract(epoch FROM statement_timestamp())"
+
+    def start(after: str) -> str:
+        return f"greatest({after}, {now})"
+
+    def granted(after: str) -> str:
+        room = f"floor(({now} + $5::float8 - {start(after)}) * $4::float8 + 1e-9)::int + 1"
+        return f"least($3::int, greatest(0, {room}))"
+
+    idle, old = "0::float8", "t.next_at"
+    return f"""
+INSERT INTO activator.send_turns AS t (workspace_id, connector_id, first_at, granted, next_at)
+VALUES ($1, $2, {start(idle)}, {granted(idle)}, {start(idle)} + {granted(idle)} / $4::float8)
+ON CONFLICT (workspace_id, connector_id) DO UPDATE
+SET first_at = {start(old)}, granted = {granted(old)},
+    next_at = {start(old)} + {granted(old)} / $4::float8
+RETURNING t.first_at - extract(epoch FROM clock_timestamp()) AS first_in, t.granted,
+          t.next_at - extract(epoch FROM clock_timestamp()) AS next_in
+"""
+
+
+_TURNS = _turns_sql()
+
+
+async def reserve_turns(
+    pool: asyncpg.Pool, key: tuple[str, str], rate: float, wanted: int, max_wait: float
+) -> Grant:
+    """Up to ``wanted`` consecutive send turns of a connector, on its own short statement
+    (not in a delivery group's transaction, which would hold the row while it sends)."""
+    row = await pool.fetchrow(_TURNS, key[0], key[1], wanted, rate, max_wait)
+    assert row is not None
+    return Grant(row["first_in"], row["granted"], row["next_in"])

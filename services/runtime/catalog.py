@@ -16,14 +16,19 @@ from typing import Any
 import aiohttp
 from nats.js import JetStreamContext
 
-from services.runtime.engine.compiled import compile_journey
+from services.runtime.engine.compiled import CompiledJourney, compile_journey
 from services.runtime.engine.engine import Catalog, LiveJourney
 from shared import beacon
+from shared.criteria import All, AnyOf, Criteria, Match
 from shared.http import get_json
 from shared.journey import JourneyBody
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+
+# Events the activator sends back for every delivery. A workspace where no live criterion
+# can match one of them has it skipped at once (see ``unheard``) rather than applied.
+DELIVERY_FEEDBACK = frozenset({"message_sent", "message_failed"})
 
 
 class CatalogCache:
@@ -44,6 +49,7 @@ class CatalogCache:
         self._asked_at = float("-inf")
         self._revision: str | None = None
         self._by_workspace: dict[str, Catalog] = {}
+        self._unheard: dict[str, frozenset[str]] = {}
         self._checked_at = float("-inf")
         self._check: asyncio.Task[None] | None = None
         self._check_started = float("-inf")
@@ -61,6 +67,12 @@ class CatalogCache:
 
     def for_workspace(self, workspace_id: str) -> Catalog:
         return self._by_workspace.get(workspace_id, Catalog())
+
+    def unheard(self, workspace_id: str) -> frozenset[str]:
+        """The delivery feedback events no live journey of the workspace can react to:
+        applying one would change nothing but write an explanation that no journey is
+        concerned by."""
+        return self._unheard.get(workspace_id, frozenset())
 
     def knows(self, workspace_id: str) -> bool:
         """Whether the workspace existed at the last check (events of others are refused)."""
@@ -96,6 +108,7 @@ class CatalogCache:
     async def _load(self) -> None:
         body = await self._get("/internal/journeys/live")
         self._by_workspace = build(body["items"], body["workspaces"])
+        self._unheard = {w: unheard(c) for w, c in self._by_workspace.items()}
         log.info(
             "catalog.loaded", journeys=sum(len(c.journeys) for c in self._by_workspace.values())
         )
@@ -124,3 +137,34 @@ def build(items: list[dict[str, Any]], workspaces: list[dict[str, Any]]) -> dict
         w["workspace_id"]: Catalog(grouped.get(w["workspace_id"], {}), w["default_timezone"])
         for w in workspaces
     }
+
+
+def unheard(catalog: Catalog) -> frozenset[str]:
+    """The names of ``DELIVERY_FEEDBACK`` that no criterion of any version of the catalog's
+    journeys (entries, milestones, exit rules, goals, branches, split cases) could match."""
+    criteria = [c for live in catalog.journeys.values() for j in live.versions.values()
+                for c in _criteria(j)]  # fmt: skip
+    return frozenset(n for n in DELIVERY_FEEDBACK if not any(_may_match(c, n) for c in criteria))
+
+
+def _criteria(j: CompiledJourney) -> list[Criteria]:
+    matchers = [m for stage in j.stages for m in (stage.entry, stage.milestone) if m is not None]
+    matchers += [m for stage in j.stages for m, _to in stage.exits]
+    matchers += [j.goal] if j.goal is not None else []
+    matchers += j.exits
+    matchers += j.matchers.values()
+    matchers += [m for cases in j.split_cases.values() for m, _path in cases]
+    return [m.criteria for m in matchers]
+
+
+def _may_match(criteria: Criteria, name: str) -> bool:
+    """Whether some event called ``name`` could match, whatever its properties and the
+    profile: a condition without an event name matches any event, and a negation is taken
+    to match anything."""
+    if isinstance(criteria, Match):
+        return criteria.event is None or criteria.event == name
+    if isinstance(criteria, All):
+        return all(_may_match(c, name) for c in criteria.all)
+    if isinstance(criteria, AnyOf):
+        return any(_may_match(c, name) for c in criteria.any)
+    return True

@@ -112,7 +112,7 @@ class Processor:
                 for workspace_id, batch in _by_workspace(usable).items():
                     await self._events_of_workspace(store, workspace_id, batch, tally, too_large)
                 await tally.save(conn)
-            self._notify()
+            self._notify(store)
             refused |= {i: too_large[id(e)] for i, e in enumerate(events) if id(e) in too_large}
         return refused
 
@@ -126,6 +126,7 @@ class Processor:
     ) -> None:
         fresh = await store.claim_events(workspace_id, (e.event_id for e in events))
         todo = _first_of_each(e for e in events if e.event_id in fresh)
+        todo = _heard(todo, self.catalogs.unheard(workspace_id))
         if not todo:
             return
         rows = await store.lock_profiles(workspace_id, (e.profile_id for e in todo), create=True)
@@ -191,7 +192,7 @@ class Processor:
             store = Store(conn)
             for workspace_id, timers in _by_workspace(fired).items():
                 await self._timers_of_workspace(store, workspace_id, timers)
-        self._notify()
+        self._notify(store)
 
     async def _timers_of_workspace(
         self, store: Store, workspace_id: str, timers: list[FiredTimer]
@@ -242,7 +243,7 @@ class Processor:
                 )  # fmt: skip
                 self._record(workspace_id, row, before, result, writes)
             await self._flush(store, workspace_id, writes, catalog)
-        self._notify()
+        self._notify(store)
         return len(rows)
 
     async def migrate(self, journey_id: str, to_version: int) -> int:
@@ -292,7 +293,7 @@ class Processor:
             await store.delete_profile(workspace_id, profile_id)
             await erasures.record(conn, workspace_id, profile_id, erased.erased_at)
             await forget_samples(conn, workspace_id, profile_id)
-        self._notify()
+        self._notify(store)
         return True
 
     def _record(
@@ -333,8 +334,10 @@ class Processor:
             fields = await self.needs.fields(workspace_id, payload["template_id"])
             payload["context"] = {**context, "profile": trimmed(context["profile"], fields)}
 
-    def _notify(self) -> None:
-        if self.relay is not None:
+    def _notify(self, store: Store) -> None:
+        """Wake the relay when the transaction just committed wrote outbox rows: a batch
+        that commands nothing (most events reach no journey's step) costs it no round."""
+        if self.relay is not None and store.commands:
             self.relay.notify()
 
 
@@ -370,6 +373,18 @@ def _first_of_each(events: Iterable[AcceptedEvent]) -> list[AcceptedEvent]:
             seen.add(event.event_id)
             out.append(event)
     return out
+
+
+def _heard(events: list[AcceptedEvent], unheard: frozenset[str]) -> list[AcceptedEvent]:
+    """The events to apply: not the delivery feedback no live journey can react to. Such an
+    event is only recorded as applied (``runtime.processed``, with the rest of its batch),
+    so a repeat is still dropped; it makes no timeline entry or counter either way, and it
+    no longer costs its profile's lock and state and a run of the engine, which only wrote
+    an explanation that it concerned no journey. (Feedback carries no traits; an event
+    that does is always applied, for its profile update.)"""
+    if not unheard:
+        return events
+    return [e for e in events if e.name not in unheard or e.kind != "event" or e.traits]
 
 
 def _profile(row: ProfileRecord, catalog: Catalog) -> Profile:

@@ -145,6 +145,7 @@ class Store:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+        self.commands = 0  # outbox rows written, so the relay is woken only for some
 
     async def claim_events(self, workspace_id: str, event_ids: Iterable[str]) -> set[str]:
         """The ids not applied before; from now on they count as applied."""
@@ -236,6 +237,7 @@ class Store:
         if commands:
             rows = [(s, _json(payload), outbox.fit_msg_id(m)) for s, payload, m in commands]
             await self.conn.execute(_COMMANDS, *_columns(rows, 3))
+            self.commands += len(commands)
 
     async def delete_profile(self, workspace_id: str, profile_id: str) -> None:
         for table in ("memberships", "timeline", "explanations", "profiles"):

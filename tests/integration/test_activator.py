@@ -372,6 +372,102 @@ async def test_a_rate_limited_connector_still_sends_a_whole_wave_once(
     assert len(provider.times) == 14
 
 
+@pytest.fixture
+async def second_activator(stack: Stack) -> AsyncIterator[str]:
+    """Another replica on the same durable, database and NATS as ``activator``."""
+    settings = ActivatorSettings(
+        database_url=stack.servers.database_url,
+        nats_url=stack.servers.nats_url,
+        designer_url=stack.service_urls["designer"],
+        service_token=SERVICE_TOKEN,
+        consumer_durable=DURABLE,
+        allow_private_connectors=True,
+    )
+    async with serving(create_app(settings)) as url:
+        yield url
+
+
+async def _sent_by(url: str) -> float:
+    async with httpx.AsyncClient(base_url=url, headers=service_headers()) as c:
+        r = await c.get("/metrics")
+    assert r.status_code == 200, r.text
+    line = 'waypost_activator_attempts_total{channel="sms",result="sent"} '
+    return sum(float(x[len(line) :]) for x in r.text.splitlines() if x.startswith(line))
+
+
+async def test_a_connectors_rate_holds_across_two_activator_replicas(
+    activator: str,
+    second_activator: str,
+    workspace: Workspace,
+    nc: NATS,
+    provider: Provider,
+    stack: Stack,
+) -> None:
+    """Replicas share one schedule of turns per connector, so together they send at its
+    rate, not N times it. Counted from the provider's receipt times, per second. (The
+    stack's own activator is a third replica: it has its own durable, so it takes every
+    request too, and the deliveries are shared through the table.)"""
+    rate, count = 5, 30
+    replicas = [activator, second_activator, stack.service_urls["activator"]]
+    before = [await _sent_by(url) for url in replicas]
+    async with workspace.client() as c:
+        route = (
+            await connector(c, "sms_http", {"url": provider.url, "rate_limit_per_s": rate}),
+            await template(c, "sms", "Hi"),
+        )
+        wave = [request(workspace.id, route, profile=f"r{i}") for i in range(count)]
+        for ask in wave:
+            await publish(nc, ask)
+        for ask in wave:
+            await settled(c, ask["activation_id"], "sent")
+    after = [await _sent_by(url) for url in replicas]
+    sent_by = [a - b for a, b in zip(after, before, strict=True)]
+    assert sum(sent_by) == count
+    assert sum(1 for n in sent_by if n > 0) >= 2, f"one replica sent everything: {sent_by}"
+    times = sorted(provider.times)
+    assert len(times) == count
+    # Any second holds at most the rate, plus one turn for the bucket's burst and one for
+    # a send that left late and arrived close to the next (the replicas' own pacing).
+    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
+    assert busiest <= rate + 2, f"{busiest} messages within one second at {rate}/s"
+
+
+async def _claims(url: str, woken_by: str) -> float:
+    async with httpx.AsyncClient(base_url=url, headers=service_headers()) as c:
+        r = await c.get("/metrics")
+    assert r.status_code == 200, r.text
+    prefix = 'waypost_activator_claims_total{found="'
+    return sum(
+        float(x.rsplit(" ", 1)[1])
+        for x in r.text.splitlines()
+        if x.startswith(prefix) and f'woken_by="{woken_by}"' in x
+    )
+
+
+async def test_a_delivered_group_sets_off_no_claim(
+    activator: str, workspace: Workspace, nc: NATS, provider: Provider, stack: Stack
+) -> None:
+    """Deliveries handed over by the intake and all recorded leave nothing for a claim to
+    find, so their groups ending does not wake the loop to claim (and to ask when the next
+    is due); a retry still does."""
+    replicas = [activator, stack.service_urls["activator"]]
+    before = [await _claims(url, "group") for url in replicas]
+    async with workspace.client() as c:
+        route = await sms_route(c, provider)
+        for i in range(8):
+            ask = request(workspace.id, route, profile=f"g{i}")
+            await publish(nc, ask)
+            await settled(c, ask["activation_id"], "sent")
+        assert [await _claims(url, "group") for url in replicas] == before
+
+        provider.replies = [503]
+        retried = request(workspace.id, route, profile="g-retry")
+        await publish(nc, retried)
+        await settled(c, retried["activation_id"], "sent")
+    after = [await _claims(url, "group") for url in replicas]
+    assert sum(after) > sum(before)
+
+
 # --- decisions on arrival ---------------------------------------------------------------
 
 

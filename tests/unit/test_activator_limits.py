@@ -8,7 +8,7 @@ import pytest
 
 from services.activator.feedback import MESSAGE_FAILED, MESSAGE_SENT, feedback
 from services.activator.models import Delivery
-from services.activator.ratelimit import RateLimiter
+from services.activator.ratelimit import LocalTurns, RateLimiter, grant
 from shared.events import AcceptedEvent, msg_id_for, subject_for
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -17,54 +17,71 @@ NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 class FakeTime:
     def __init__(self) -> None:
         self.now = 1000.0
-        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
 
 
 C1 = ("ws", "c1")
 
 
+def limiter_at(clock: FakeTime) -> RateLimiter:
+    return RateLimiter(1.0, LocalTurns(clock), now=clock)
+
+
 async def test_a_wave_is_spaced_at_the_rate_not_sent_as_a_burst() -> None:
-    clock = FakeTime()
-    limiter = RateLimiter(1.0, now=clock, sleep=clock.sleep)
-    assert [await limiter.acquire(C1, 10.0) for _ in range(5)] == [True] * 5
-    assert clock.slept == pytest.approx([0.1, 0.2, 0.3, 0.4])  # the first goes at once
+    limiter = limiter_at(FakeTime())
+    waits = await limiter.turns(C1, 10.0, 5)
+    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])  # the first goes at once
 
 
-async def test_tokens_accrue_while_idle_but_never_beyond_one() -> None:
+async def test_the_next_group_takes_the_turns_after_the_last_one() -> None:
     clock = FakeTime()
-    limiter = RateLimiter(1.0, now=clock, sleep=clock.sleep)
-    await limiter.acquire(C1, 2.0)
+    limiter = limiter_at(clock)
+    assert await limiter.turns(C1, 10.0, 3) == pytest.approx([0.0, 0.1, 0.2])
+    clock.now += 0.05
+    assert await limiter.turns(C1, 10.0, 2) == pytest.approx([0.25, 0.35])
+
+
+async def test_turns_accrue_while_idle_but_never_more_than_one() -> None:
+    clock = FakeTime()
+    limiter = limiter_at(clock)
+    await limiter.turns(C1, 2.0, 1)
     clock.now += 60
-    await limiter.acquire(C1, 2.0)
-    await limiter.acquire(C1, 2.0)
-    assert clock.slept == pytest.approx([0.5])
+    assert await limiter.turns(C1, 2.0, 2) == pytest.approx([0.0, 0.5])
 
 
-async def test_a_turn_beyond_the_bound_is_refused_and_the_connector_is_busy() -> None:
+async def test_turns_beyond_the_bound_are_refused_and_the_connector_is_busy() -> None:
     clock = FakeTime()
-    limiter = RateLimiter(1.0, now=clock, sleep=clock.sleep)
-    taken = [await limiter.acquire(C1, 2.0) for _ in range(5)]
-    assert taken == [True, True, True, False, False]  # at 0, 0.5 and 1.0 s; 1.5 s is too far
-    assert limiter.busy() == {C1: pytest.approx(1.0)}
-    clock.now += 1.0
+    limiter = limiter_at(clock)
+    waits = await limiter.turns(C1, 2.0, 5)
+    assert waits == pytest.approx([0.0, 0.5, 1.0])  # 1.5 s is further than the bound
+    assert limiter.busy() == {C1: pytest.approx(0.5)}  # until 1.5 s is within it
+    clock.now += 0.5
     assert limiter.busy() == {}
-    assert await limiter.acquire(C1, 2.0)  # its turn is within the bound again
+    assert await limiter.turns(C1, 2.0, 1) == pytest.approx([1.0])
+
+
+async def test_replicas_sharing_one_schedule_keep_to_the_rate_together() -> None:
+    clock = FakeTime()
+    shared = LocalTurns(clock)
+    one, two = RateLimiter(1.0, shared, now=clock), RateLimiter(1.0, shared, now=clock)
+    first = await one.turns(C1, 4.0, 3)
+    second = await two.turns(C1, 4.0, 3)
+    assert sorted([*first, *second]) == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert len(second) == 2
+
+
+def test_the_rule_grants_nothing_when_the_next_turn_is_beyond_the_bound() -> None:
+    given = grant(next_at=12.0, now=10.0, rate=1.0, wanted=3, max_wait=1.0)
+    assert (given.granted, given.first_in, given.next_in) == (0, 2.0, 2.0)
 
 
 async def test_connectors_are_limited_apart_and_unlimited_ones_not_at_all() -> None:
-    clock = FakeTime()
-    limiter = RateLimiter(1.0, now=clock, sleep=clock.sleep)
-    await limiter.acquire(("ws", "a"), 1.0)
-    await limiter.acquire(("ws", "b"), 1.0)
-    for _ in range(100):
-        assert await limiter.acquire(("ws", "c"), None)
-    assert clock.slept == []
+    limiter = limiter_at(FakeTime())
+    assert await limiter.turns(("ws", "a"), 1.0, 1) == [0.0]
+    assert await limiter.turns(("ws", "b"), 1.0, 1) == [0.0]
+    assert await limiter.turns(("ws", "c"), None, 100) == [0.0] * 100
 
 
 def delivery() -> Delivery:
