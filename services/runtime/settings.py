@@ -29,3 +29,9 @@ class RuntimeSettings(ServiceSettings):
     outbox_retention_s: float = Field(
         default=3600, gt=0, description="Published outbox rows are deleted after this long."
     )
+    experiment_check_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="How often the experiments still collecting are checked for a decision.",
+    )
