@@ -9,7 +9,7 @@ likelihood ratio *ever* crosses ``1/alpha`` when the paths do not differ, at eve
 size at once. For two conversion rates it uses the normal approximation of the difference
 of the two observed rates with a normal mixture N(0, TAU2) over the true difference:
 
-    V      = p1 (1 - p1) / n1 + p2 (1 - p2) / n2
+    V      = p1 (1 - p1) / n1 + p2 (1 - p2) / n2   (p for the variance: (x + 1/2) / (n + 1))
     Lambda = sqrt(V / (V + TAU2)) * exp(TAU2 * (p1 - p2)^2 / (2 V (V + TAU2)))
 
 and the always-valid p-value is ``1 / Lambda`` (capped at 1). With k paths every pair is
@@ -79,12 +79,17 @@ def likelihood_ratio(x1: int, n1: int, x2: int, n2: int, tau2: float = TAU2) -> 
     if n1 <= 0 or n2 <= 0:
         return 1.0
     p1, p2 = x1 / n1, x2 / n2
-    variance = p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2
-    if variance <= 0:
-        return 1.0  # both rates 0, or both 1: nothing tells them apart yet
+    # The variance from rates pulled half a conversion towards 1/2: a path at 0 % or 100 %
+    # would otherwise have no variance at all, and 0 % against 100 % no evidence.
+    variance = _spread(x1, n1) + _spread(x2, n2)
     exponent = tau2 * (p1 - p2) ** 2 / (2 * variance * (variance + tau2))
     # Far past any threshold; capping keeps exp() finite.
     return math.sqrt(variance / (variance + tau2)) * math.exp(min(exponent, 700.0))
+
+
+def _spread(x: int, n: int) -> float:
+    p = (x + 0.5) / (n + 1)
+    return p * (1 - p) / n
 
 
 def p_value(x1: int, n1: int, x2: int, n2: int, tau2: float = TAU2) -> float:
