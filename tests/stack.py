@@ -115,6 +115,7 @@ async def running_stack(
             await services["runtime"].aclose()
             fresh = create_runtime(runtime_settings)
             await services["runtime"].enter_async_context(serving(fresh, ports["runtime"]))
+
         gateway = create_gateway(
             GatewaySettings(
                 **common,

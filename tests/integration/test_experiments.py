@@ -15,7 +15,7 @@ import pytest
 from shared.settings import ClockMode
 from tests.conftest import Servers
 from tests.helpers import eventually
-from tests.stack import Stack, Workspace, new_workspace, running_stack
+from tests.stack import Stack, new_workspace, running_stack
 
 
 @pytest.fixture(scope="module")
@@ -104,12 +104,15 @@ async def test_the_better_path_wins_once_and_later_entrants_take_it(virtual: Sta
         first = [f"p{i:03d}" for i in range(120)]
         await post(c, signups(first))
         body = await assigned(c, jid, 120)
-        assert body["status"] == "collecting" and body["winner"] is None
+        assert body["status"] == "collecting"
+        assert body["winner"] is None
         assert body["method"].startswith("mSPRT")
         where = await steps_of(c, jid)
         on_a = sorted(p for p in first if where[p] == "wa")
         on_b = sorted(p for p in first if where[p] == "wb")
-        assert len(on_a) + len(on_b) == 120 and len(on_a) >= 40 and len(on_b) >= 40
+        assert len(on_a) + len(on_b) == 120
+        assert len(on_a) >= 40
+        assert len(on_b) >= 40
         counts = {p["name"]: p["assigned"] for p in body["paths"]}
         assert counts == {"A": len(on_a), "B": len(on_b)}
 
@@ -227,11 +230,13 @@ async def test_a_stopped_journey_or_a_passed_max_duration_is_inconclusive(
             return body if body["status"] == "inconclusive" else None
 
         body = await eventually(lambda: inconclusive(stopped), "the stopped one inconclusive")
-        assert body["winner"] is None and "stopped" in body["reason"]
+        assert body["winner"] is None
+        assert "stopped" in body["reason"]
         assert (await experiment(c, limited))["status"] == "collecting"
         await c.post("/v1/admin/clock", json={"advance": "PT4H"})
         body = await eventually(lambda: inconclusive(limited), "the limited one inconclusive")
-        assert body["winner"] is None and "max_duration" in body["reason"]
+        assert body["winner"] is None
+        assert "max_duration" in body["reason"]
 
 
 async def test_an_unknown_step_or_one_that_is_no_experiment_is_404(virtual: Stack) -> None:

@@ -34,10 +34,13 @@ def test_ten_against_twenty_percent_decides_for_the_better_path() -> None:
     by_name = {p.name: p for p in decision.paths}
     assert by_name["B"].rate == pytest.approx(0.2)
     assert by_name["B"].lift_vs_control == pytest.approx(1.0)
-    assert by_name["B"].p_value is not None and by_name["B"].p_value <= 0.05
+    assert by_name["B"].p_value is not None
+    assert by_name["B"].p_value <= 0.05
     assert by_name["A"].lift_vs_control is None
     ci_low, ci_high = by_name["B"].ci_low, by_name["B"].ci_high
-    assert ci_low is not None and ci_high is not None and ci_low < 0.2 < ci_high
+    assert ci_low is not None
+    assert ci_high is not None
+    assert ci_low < 0.2 < ci_high
 
 
 def test_the_same_counts_the_other_way_round_decide_for_the_other_path() -> None:
@@ -79,7 +82,9 @@ def test_more_paths_pay_for_their_comparisons() -> None:
     )  # fmt: skip
     b2 = next(p for p in two.paths if p.name == "B")
     b6 = next(p for p in six.paths if p.name == "B")
-    assert b2.p_value is not None and b6.p_value is not None and b6.p_value > b2.p_value
+    assert b2.p_value is not None
+    assert b6.p_value is not None
+    assert b6.p_value > b2.p_value
 
 
 def simulate(rates: list[float], seed: int, horizon: int, every: int = 10) -> str | None:
@@ -134,7 +139,7 @@ def experiment_journey(**split: Any) -> dict[str, Any]:
 
 
 def errors_of(raw: dict[str, Any], catalog: RefCatalog | None = None) -> dict[str, str]:
-    body, errors = validate_journey(
+    _body, errors = validate_journey(
         raw, JourneyLimits(), catalog or RefCatalog(), for_publish=catalog is not None
     )
     return {e.path: e.message for e in errors}
@@ -170,7 +175,9 @@ P = "stages[0].steps[0]"
          f"{P}.paths[0].name", "at least 1 character"),
     ],
 )  # fmt: skip
-def test_bad_paths_are_errors_at_their_paths(change: dict[str, Any], path: str, fragment: str) -> None:
+def test_bad_paths_are_errors_at_their_paths(
+    change: dict[str, Any], path: str, fragment: str
+) -> None:
     errors = errors_of(experiment_journey(**change))
     assert path in errors, errors
     assert fragment in errors[path]
