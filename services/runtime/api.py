@@ -51,6 +51,11 @@ class SimulateIn(_Strict):
     journey: dict[str, Any] = Field(description="A journey body, as for POST /v1/journeys.")
     events: Annotated[list[SimEventIn], Field(max_length=10_000)]
     profiles: Annotated[list[SimProfile], Field(max_length=10_000)] = []
+    journey_id: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None,
+        description="The journey this body is a version of: its experiments then assign each "
+        "profile the path it would take there, and a decided send_all experiment its winner.",
+    )
 
 
 @router.post("/journeys/simulate")
@@ -66,6 +71,11 @@ async def simulate(
     timezone = processor.catalogs.for_workspace(caller.workspace_id).default_timezone
     profiles = {p.profile_id: dict(p.attributes) for p in body.profiles}
     simulation = Simulation(journey, profiles, timezone)
+    if body.journey_id is not None:
+        await _check_journey(request, caller, body.journey_id)
+        async with processor.pool.acquire() as conn:
+            decided = await experiments.winners(conn, caller.workspace_id)
+        simulation = Simulation(journey, profiles, timezone, body.journey_id, decided)
     simulation.run([_event(e) for e in body.events])
     return simulation.report()
 

@@ -185,6 +185,11 @@ WHERE workspace_id = $1 AND status = 'decided'
 """
 
 
+async def winners(conn: asyncpg.Connection, workspace_id: str) -> dict[Key, str]:
+    """The workspace's decided experiments and their winners."""
+    return {(r[0], r[1]): r[2] for r in await conn.fetch(_WINNERS, workspace_id)}
+
+
 def definition(step: ExperimentSplitStep) -> dict[str, Any]:
     """What the experiment was when its first profile was assigned: read by the decider
     and the report even after the journey stopped (then it is no longer in the catalog)."""

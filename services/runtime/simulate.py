@@ -4,6 +4,7 @@ time: what each profile would do and which messages would go out. Nothing is sto
 from __future__ import annotations
 
 import heapq
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -80,10 +81,17 @@ def _assumed(raw: object) -> ReferenceCatalog:
 
 class Simulation:
     def __init__(
-        self, body: JourneyBody, profiles: dict[str, dict[str, Any]], default_timezone: str = "UTC"
-    ) -> None:
-        compiled = compile_journey(JOURNEY_ID, 1, body)
-        self.catalog = Catalog({JOURNEY_ID: LiveJourney({1: compiled}, 1)}, default_timezone)
+        self, body: JourneyBody, profiles: dict[str, dict[str, Any]], default_timezone: str = "UTC",
+        journey_id: str = JOURNEY_ID, winners: Mapping[tuple[str, str], str] | None = None,
+    ) -> None:  # fmt: skip
+        """``journey_id`` and ``winners``: simulate as the live journey of that id, so an
+        experiment assigns each profile the path it would take there (and a decided
+        ``send_all`` experiment its winner)."""
+        self.journey_id = journey_id
+        compiled = compile_journey(journey_id, 1, body)
+        self.catalog = Catalog(
+            {journey_id: LiveJourney({1: compiled}, 1)}, default_timezone, winners or {}
+        )
         self.attributes = profiles
         self.states: dict[str, dict[str, JourneyState]] = {}
         self.paths: dict[str, list[TimelineEntry]] = {p: [] for p in profiles}
@@ -152,7 +160,7 @@ class Simulation:
         }  # fmt: skip
 
     def _profile_report(self, profile_id: str) -> dict[str, Any]:
-        state = self.states.get(profile_id, {}).get(JOURNEY_ID)
+        state = self.states.get(profile_id, {}).get(self.journey_id)
         if state is None or state.history.entries == 0:
             outcome = None
         elif state.membership is not None:

@@ -17,6 +17,8 @@ from tests.conftest import Servers
 from tests.helpers import eventually
 from tests.stack import Stack, new_workspace, running_stack
 
+T0 = "2026-11-23T10:00:00+00:00"
+
 
 @pytest.fixture(scope="module")
 async def virtual(servers: Servers) -> AsyncIterator[Stack]:
@@ -180,6 +182,43 @@ async def test_the_better_path_wins_once_and_later_entrants_take_it(virtual: Sta
         await c.post("/v1/admin/clock", json={"advance": "PT2H"})
         body = await experiment(c, jid)
         assert (body["status"], body["winner"], body["decided_at"]) == ("decided", "B", decided_at)
+
+        # The simulator, told which journey it simulates, sends a newcomer to the winner too.
+        r = await c.post("/v1/journeys/simulate", json={
+            "journey": experiment_journey(), "journey_id": jid,
+            "events": [{"profile_id": "newcomer", "name": "signup", "timestamp": T0}],
+        })  # fmt: skip
+        assert r.status_code == 200, r.text
+        (simulated,) = r.json()["profiles"]
+        taken = [e["detail"] for e in simulated["path"] if e["kind"] == "branch_taken"]
+        assert taken == [{"path": "B", "experiment": "winner"}]
+
+
+async def test_the_simulator_shows_the_path_each_profile_would_take(virtual: Stack) -> None:
+    ws = await new_workspace(virtual)
+    async with ws.client() as c:
+        jid = await publish(c, experiment_journey())
+        profiles = [f"p{i:02d}" for i in range(30)]
+        await post(c, signups(profiles))
+        await assigned(c, jid, 30)
+        live = {p: {"wa": "A", "wb": "B"}[s] for p, s in (await steps_of(c, jid)).items()}
+        r = await c.post("/v1/journeys/simulate", json={
+            "journey": experiment_journey(), "journey_id": jid,
+            "events": [{"profile_id": p, "name": "signup", "timestamp": T0} for p in profiles],
+        })  # fmt: skip
+        assert r.status_code == 200, r.text
+        simulated = {
+            p["profile_id"]: e["detail"]["path"]
+            for p in r.json()["profiles"]
+            for e in p["path"]
+            if e["kind"] == "branch_taken"
+        }
+        assert simulated == live
+        r = await c.post("/v1/journeys/simulate", json={
+            "journey": experiment_journey(), "journey_id": "someone-elses",
+            "events": [{"profile_id": "p00", "name": "signup", "timestamp": T0}],
+        })  # fmt: skip
+        assert r.status_code == 404, r.text
 
 
 async def test_report_goes_on_splitting_after_the_decision(virtual: Stack) -> None:

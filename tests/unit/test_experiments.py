@@ -4,15 +4,16 @@ the definition's validation with its paths, and the engine's assignment and winn
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from services.runtime.engine.compiled import compile_journey
-from services.runtime.engine.engine import Catalog, LiveJourney, on_event
+from services.runtime.engine.engine import Catalog, LiveJourney, activation_id, on_event
 from services.runtime.engine.state import Event, Profile
 from services.runtime.experiment_stats import PathCounts, decide, likelihood_ratio, p_value
+from services.runtime.experiments import Book, _Open
 from shared.journey import JourneyBody, JourneyLimits
 from shared.journey_validation import Catalog as RefCatalog
 from shared.journey_validation import EventRef, validate_journey
@@ -267,3 +268,62 @@ def test_after_a_decision_send_all_takes_the_winner_and_report_goes_on() -> None
     report["stages"][0]["steps"][0]["experiment"]["on_winner"] = "report"
     reporting = catalog_of(report, {("j1", "x1"): "B"})
     assert {taken(reporting, f"p{i}")["path"] for i in range(50)} == {"A", "B", "control"}
+
+
+# Conversions ---------------------------------------------------------------------------------
+
+
+def book_with_window(catalog: Catalog, ends: datetime) -> Book:
+    book = Book("ws", catalog, NOW)
+    book.open["p1"] = [_Open("j1", "x1", 1, 1, ends)]
+    return book
+
+
+def test_an_event_meeting_the_metric_within_the_window_converts_once() -> None:
+    catalog = catalog_of(experiment_journey())
+    book = book_with_window(catalog, NOW + timedelta(hours=1))
+    book.convert("p1", "browse", {}, {})
+    assert book.converted == []
+    book.convert("p1", "purchase", {}, {})
+    book.convert("p1", "purchase", {}, {})
+    assert book.converted == [("j1", "x1", "p1")]
+
+
+def test_an_event_after_the_window_closed_does_not_convert() -> None:
+    book = book_with_window(catalog_of(experiment_journey()), NOW)
+    book.convert("p1", "purchase", {}, {})
+    assert book.converted == []
+
+
+def test_a_message_event_counts_only_for_this_passes_message() -> None:
+    raw = experiment_journey(experiment=experiment_of(metric={"event": "email_clicked"}))
+    catalog = catalog_of(raw)
+    ours = activation_id("j1", 1, "p1", 1, "a1")
+    older = activation_id("j1", 1, "p1", 0, "a1")
+    book = book_with_window(catalog, NOW + timedelta(hours=1))
+    about = {"journey_id": "j1", "step_id": "a1"}
+    book.convert("p1", "email_clicked", {**about, "activation_id": older}, {})
+    assert book.converted == []
+    book.convert("p1", "email_clicked", {**about, "activation_id": ours}, {})
+    assert book.converted == [("j1", "x1", "p1")]
+
+
+def test_the_goal_as_metric_converts_on_the_goal() -> None:
+    catalog = catalog_of(experiment_journey(experiment=experiment_of(metric="goal")))
+    book = book_with_window(catalog, NOW + timedelta(hours=1))
+    book.convert("p1", "purchase", {}, {})
+    assert book.converted == [("j1", "x1", "p1")]
+
+
+def test_the_engine_assignments_become_rows_with_their_window() -> None:
+    catalog = catalog_of(experiment_journey())
+    event = Event("e1", "signup", NOW, {})
+    result = on_event(catalog, Profile("p9", {}), {}, event, NOW)
+    book = Book("ws", catalog, NOW)
+    book.assign("p9", result)
+    (row,) = book.assigned
+    assert (row.journey_id, row.step_id, row.entry, row.window_ends) == (
+        "j1", "x1", 1, NOW + timedelta(days=3)
+    )  # fmt: skip
+    assert row.path in {"A", "B", "control"}
+    assert row.definition["paths"][2] == {"name": "control", "control": True}
