@@ -179,15 +179,16 @@ WHERE workspace_id = $1 AND profile_id = ANY($2::text[]) AND converted_at IS NUL
   AND window_ends > $3
 """
 
-_WINNERS = """
+_CONCLUDED = """
 SELECT journey_id, step_id, winner FROM runtime.experiments
-WHERE workspace_id = $1 AND status = 'decided'
+WHERE workspace_id = $1 AND status <> 'collecting'
 """
 
 
 async def winners(conn: asyncpg.Connection, workspace_id: str) -> dict[Key, str]:
     """The workspace's decided experiments and their winners."""
-    return {(r[0], r[1]): r[2] for r in await conn.fetch(_WINNERS, workspace_id)}
+    rows = await conn.fetch(_CONCLUDED, workspace_id)
+    return {(r[0], r[1]): r[2] for r in rows if r[2] is not None}
 
 
 def definition(step: ExperimentSplitStep) -> dict[str, Any]:
@@ -210,10 +211,19 @@ def experiment_steps(catalog: Catalog) -> dict[Key, ExperimentSplitStep]:
 
 
 class Experiments:
-    """Prepares each batch's :class:`Book`; remembers decided winners (they never change)."""
+    """Prepares each batch's :class:`Book`; remembers concluded experiments (a decision
+    never changes) and each catalog's experiment splits."""
 
     def __init__(self) -> None:
-        self._winners: dict[str, dict[Key, str]] = {}
+        self._concluded: dict[str, dict[Key, str | None]] = {}  # -> winner, None if none
+        self._steps: dict[str, tuple[Catalog, dict[Key, ExperimentSplitStep]]] = {}
+
+    def steps(self, workspace_id: str, catalog: Catalog) -> dict[Key, ExperimentSplitStep]:
+        cached = self._steps.get(workspace_id)
+        if cached is None or cached[0] is not catalog:
+            cached = (catalog, experiment_steps(catalog))
+            self._steps[workspace_id] = cached
+        return cached[1]
 
     async def book(
         self, conn: asyncpg.Connection, workspace_id: str, catalog: Catalog,
@@ -221,18 +231,19 @@ class Experiments:
     ) -> Book:  # fmt: skip
         """The batch's book, its catalog carrying the winners known; no query at all for a
         workspace without experiments."""
-        steps = experiment_steps(catalog)
+        steps = self.steps(workspace_id, catalog)
         if not steps:
             return Book(workspace_id, catalog, now)
-        winners = self._winners.setdefault(workspace_id, {})
-        waiting = [
-            k for k, s in steps.items() if s.experiment.on_winner == "send_all" and k not in winners
-        ]
-        if waiting:
-            for journey_id, step_id, winner in await conn.fetch(_WINNERS, workspace_id):
-                winners[(journey_id, step_id)] = winner
-        book = Book(workspace_id, replace(catalog, winners=dict(winners)), now)
-        for row in await conn.fetch(_OPEN, workspace_id, sorted(set(profile_ids)), now):
+        concluded = self._concluded.setdefault(workspace_id, {})
+        if any(
+            s.experiment.on_winner == "send_all" and k not in concluded for k, s in steps.items()
+        ):
+            for journey_id, step_id, winner in await conn.fetch(_CONCLUDED, workspace_id):
+                concluded[(journey_id, step_id)] = winner
+        winners = {k: w for k, w in concluded.items() if w is not None}
+        book = Book(workspace_id, replace(catalog, winners=winners), now)
+        ids = sorted(set(profile_ids))
+        for row in await conn.fetch(_OPEN, workspace_id, ids, now) if ids else ():
             book.open.setdefault(row["profile_id"], []).append(
                 _Open(row["journey_id"], row["step_id"], row["version"], row["entry"],
                       row["window_ends"])
@@ -265,13 +276,12 @@ def _this_pass(window: _Open, profile_id: str, properties: Mapping[str, Any]) ->
     if properties.get("journey_id") != window.journey_id or "activation_id" not in properties:
         return True
     step = str(properties.get("step_id"))
-    version = properties.get("version", window.version)
-    ours = {
-        activation_id(window.journey_id, v, profile_id, window.entry, step)
-        for v in {window.version, version}
-        if isinstance(v, int)
-    }
-    return properties["activation_id"] in ours
+    versions = {window.version}
+    if isinstance(properties.get("version"), int):
+        versions.add(properties["version"])
+    ours = [activation_id(window.journey_id, v, profile_id, window.entry, step) for v in versions]
+    # Properties are whatever the sender sent: compared, never hashed.
+    return any(properties["activation_id"] == ident for ident in ours)
 
 
 # Counting and deciding ----------------------------------------------------------------------

@@ -224,12 +224,13 @@ async def test_the_simulator_shows_the_path_each_profile_would_take(virtual: Sta
 async def test_report_goes_on_splitting_after_the_decision(virtual: Stack) -> None:
     ws = await new_workspace(virtual)
     async with ws.client() as c:
-        jid = await publish(c, experiment_journey(on_winner="report", min_per_path=30))
+        jid = await publish(c, experiment_journey(on_winner="report", min_per_path=20))
         first = [f"p{i:03d}" for i in range(80)]
         await post(c, signups(first))
         await assigned(c, jid, 80)
         where = await steps_of(c, jid)
         on_b = [p for p in first if where[p] == "wb"]
+        assert 20 <= len(on_b) <= 60, "each path needs min_per_path profiles"
         await post(c, [{"profile_id": p, "name": "purchase"} for p in on_b])
 
         async def converted() -> bool:
@@ -243,7 +244,11 @@ async def test_report_goes_on_splitting_after_the_decision(virtual: Stack) -> No
             body = await experiment(c, jid)
             return body if body["status"] == "decided" else None
 
-        assert (await eventually(decided, "a decision"))["winner"] == "B"
+        try:
+            body = await eventually(decided, "a decision")
+        except AssertionError as exc:
+            raise AssertionError(f"no decision: {await experiment(c, jid)}") from exc
+        assert body["winner"] == "B"
         later = [f"q{i:03d}" for i in range(40)]
         await post(c, signups(later))
         body = await assigned(c, jid, 120)

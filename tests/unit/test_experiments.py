@@ -303,6 +303,7 @@ def test_a_message_event_counts_only_for_this_passes_message() -> None:
     book = book_with_window(catalog, NOW + timedelta(hours=1))
     about = {"journey_id": "j1", "step_id": "a1"}
     book.convert("p1", "email_clicked", {**about, "activation_id": older}, {})
+    book.convert("p1", "email_clicked", {**about, "activation_id": [ours], "version": [1]}, {})
     assert book.converted == []
     book.convert("p1", "email_clicked", {**about, "activation_id": ours}, {})
     assert book.converted == [("j1", "x1", "p1")]
