@@ -303,6 +303,11 @@ async def test_an_unknown_step_or_one_that_is_no_experiment_is_404(virtual: Stac
     ingest = await ws.key("ingest")
     async with ws.client(ingest) as c:
         assert (await c.get(f"/v1/journeys/{jid}/experiments/x1")).status_code == 403
+    async with virtual.client(None) as c:
+        doc = (await c.get("/openapi.json")).json()
+    assert "get" in doc["paths"]["/v1/journeys/{journey_id}/experiments/{step_id}"]
+    paths = doc["components"]["schemas"]["ExperimentOut"]["properties"]["paths"]
+    assert paths["items"]["$ref"].endswith("/ExperimentPathOut")
 
 
 async def test_invalid_experiments_are_422_with_their_paths(virtual: Stack) -> None:
