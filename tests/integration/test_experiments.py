@@ -188,6 +188,8 @@ async def test_the_better_path_wins_once_and_later_entrants_take_it(virtual: Sta
         await c.post("/v1/admin/clock", json={"advance": "PT2H"})
         body = await experiment(c, jid)
         assert (body["status"], body["winner"], body["decided_at"]) == ("decided", "B", decided_at)
+        assert sum(p["assigned"] for p in body["paths"]) == 120
+        assert sum(p["converted"] for p in body["paths"]) == len(buyers)
 
         # The simulator, told which journey it simulates, sends a newcomer to the winner too.
         r = await c.post("/v1/journeys/simulate", json={
@@ -220,6 +222,9 @@ async def test_the_simulator_shows_the_path_each_profile_would_take(virtual: Sta
             if e["kind"] == "branch_taken"
         }
         assert simulated == live
+        # An erased profile no longer counts.
+        assert (await c.delete("/v1/profiles/p00")).status_code == 204
+        assert sum(p["assigned"] for p in (await experiment(c, jid))["paths"]) == 29
         r = await c.post("/v1/journeys/simulate", json={
             "journey": experiment_journey(), "journey_id": "someone-elses",
             "events": [{"profile_id": "p00", "name": "signup", "timestamp": T0}],
