@@ -16,6 +16,7 @@ from bench.activator import activator_figures
 from bench.clients import client_figures
 from bench.common import STARTED, Counts, Report, progress
 from bench.e2e import e2e_figures
+from bench.experiments import experiment_figures
 from bench.hops import hops_figures
 from bench.ingest import ingest_figures
 from bench.raw import jetstream_figures, postgres_figures
@@ -46,6 +47,7 @@ PARTS: dict[str, Part] = {
     "e2e": e2e_figures,
     "activator": activator_figures,
     "timers": timer_figures,
+    "experiments": experiment_figures,
 }
 
 

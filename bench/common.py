@@ -45,6 +45,7 @@ class Counts:
     timer_load_per_s: int = 5_000
     timer_probes_per_s: int = 100
     timer_commands: int = 50_000
+    experiment_runs: int = 1_000
 
     def divided(self, by: int) -> Counts:
         """Fewer messages and rows, a lower steady rate; batch sizes and concurrency keep
@@ -71,6 +72,7 @@ class Counts:
             timer_backlog=self.timer_backlog // by,
             timer_load=self.timer_load // by,
             timer_commands=self.timer_commands // by,
+            experiment_runs=self.experiment_runs // by,
         )
 
 

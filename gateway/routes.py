@@ -41,6 +41,7 @@ ROUTES: tuple[Route, ...] = (
     _r("/v1/journeys/simulate", frozenset({"POST"}), "runtime", WRITE),
     _r(f"/v1/journeys/{ID}/profiles", GET, "runtime", WRITE),
     _r(f"/v1/journeys/{ID}/analytics", GET, "runtime", READ),
+    _r(f"/v1/journeys/{ID}/experiments/{ID}", GET, "runtime", READ),
     _r(f"/v1/journeys(/{ID}(/versions(/{ID})?)?)?", GET, "designer", READ),
     _r(f"/v1/journeys(/{ID}(/.*)?)?", CHANGE, "designer", WRITE),
     _r(f"/v1/templates(/{ID})?", GET, "designer", READ),

@@ -92,7 +92,7 @@ Purpose = Literal["welcome", "purchase", "anniversary", "win-back", "custom"]
 ReentryMode = Literal["never", "unless_goal_met", "always"]
 
 STEP_TYPES = ("wait", "activation", "branch", "split", "jump", "end")
-SPLIT_MODES = ("attribute", "random")
+SPLIT_MODES = ("attribute", "random", "experiment")
 DEFAULT_TIMEZONE_ATTRIBUTE = "timezone"
 # Channels whose recipient is a profile attribute; a webhook may go without one.
 ADDRESSED_CHANNELS = frozenset({"email", "sms", "push"})
@@ -205,6 +205,46 @@ class RandomSplitStep(_Step):
     paths: list[RandomPath]
 
 
+class ExperimentPath(_Model):
+    """One arm of an experiment; ``control`` marks the baseline the others are measured by."""
+
+    name: Annotated[str, Field(min_length=1, max_length=100)]
+    percent: SplitPercent
+    steps: list[Step] = []
+    control: bool = False
+
+
+def _metric_tag(raw: Any) -> str:
+    return "GoalMetric" if isinstance(raw, str) else "CriteriaMetric"
+
+
+# What converts a profile: an event matching criteria, or the journey's goal ("goal").
+Metric = Annotated[
+    Annotated[Literal["goal"], Tag("GoalMetric")] | Annotated[Criteria, Tag("CriteriaMetric")],
+    Discriminator(_metric_tag),
+]
+
+
+class Experiment(_Model):
+    """How an experiment split measures its paths and what it does with a winner."""
+
+    metric: Metric
+    window: Duration
+    min_per_path: Annotated[int, Field(ge=1, le=10_000_000)]
+    confidence: Annotated[float, Field(ge=0.8, le=0.999)]
+    on_winner: Literal["send_all", "report"]
+    max_duration: Duration | None = None
+
+
+class ExperimentSplitStep(_Step):
+    """A random split that measures ``experiment.metric`` per path and may pick a winner."""
+
+    type: Literal["split"]
+    mode: Literal["experiment"]
+    paths: list[ExperimentPath]
+    experiment: Experiment
+
+
 class JumpStep(_Step):
     """Go to a later ``stage`` of this journey, or to a stage of journey ``journey_id``."""
 
@@ -217,7 +257,7 @@ class EndStep(_Step):
     type: Literal["end"]
 
 
-SplitStep = AttributeSplitStep | RandomSplitStep
+SplitStep = AttributeSplitStep | RandomSplitStep | ExperimentSplitStep
 AnyStep = WaitStep | ActivationStep | BranchStep | SplitStep | JumpStep | EndStep
 
 _STEP_TAGS = {
@@ -228,13 +268,18 @@ _STEP_TAGS = {
     "jump": "JumpStep",
     "end": "EndStep",
 }
-_SPLIT_TAGS = {"attribute": "AttributeSplitStep", "random": "RandomSplitStep"}
+_SPLIT_TAGS = {
+    "attribute": "AttributeSplitStep",
+    "random": "RandomSplitStep",
+    "experiment": "ExperimentSplitStep",
+}
 _MODEL_TAGS = {
     WaitStep: "WaitStep",
     ActivationStep: "ActivationStep",
     BranchStep: "BranchStep",
     AttributeSplitStep: "SplitStep",
     RandomSplitStep: "SplitStep",
+    ExperimentSplitStep: "SplitStep",
     JumpStep: "JumpStep",
     EndStep: "EndStep",
 }
@@ -253,7 +298,8 @@ def _step_tag(raw: Any) -> str | None:
 
 def _split_tag(raw: Any) -> str | None:
     if isinstance(raw, BaseModel):
-        return type(raw).__name__ if isinstance(raw, AttributeSplitStep | RandomSplitStep) else None
+        splits = AttributeSplitStep | RandomSplitStep | ExperimentSplitStep
+        return type(raw).__name__ if isinstance(raw, splits) else None
     return _tag_of(raw, "mode", _SPLIT_TAGS)
 
 
@@ -263,11 +309,12 @@ SPLIT_MODE_ERROR = "split_mode"
 
 _Split = Annotated[
     Annotated[AttributeSplitStep, Tag("AttributeSplitStep")]
-    | Annotated[RandomSplitStep, Tag("RandomSplitStep")],
+    | Annotated[RandomSplitStep, Tag("RandomSplitStep")]
+    | Annotated[ExperimentSplitStep, Tag("ExperimentSplitStep")],
     Discriminator(
         _split_tag,
         custom_error_type=SPLIT_MODE_ERROR,
-        custom_error_message="a split's 'mode' must be 'attribute' or 'random'",
+        custom_error_message="a split's 'mode' must be 'attribute', 'random' or 'experiment'",
     ),
 ]
 
@@ -285,7 +332,7 @@ Step = Annotated[
     ),
 ]
 
-UNION_TAGS.update(_STEP_TAGS.values(), _SPLIT_TAGS.values())
+UNION_TAGS.update(_STEP_TAGS.values(), _SPLIT_TAGS.values(), ("GoalMetric", "CriteriaMetric"))
 
 
 class StageExitRule(_Model):
@@ -352,7 +399,10 @@ class JourneyBody(_Model):
         return {} if value is None else value
 
 
-for _model in (BranchStep, SplitCase, AttributeSplitStep, RandomPath, RandomSplitStep, Stage):
+for _model in (
+    BranchStep, SplitCase, AttributeSplitStep, RandomPath, RandomSplitStep, ExperimentPath,
+    ExperimentSplitStep, Stage,
+):  # fmt: skip
     _model.model_rebuild()
 JourneyBody.model_rebuild()
 
@@ -383,6 +433,9 @@ def child_lists(step: AnyStep, at: str) -> Iterator[tuple[str, Sequence[AnyStep]
     elif isinstance(step, RandomSplitStep):
         for i, path in enumerate(step.paths):
             yield f"{at}.paths[{i}].steps", path.steps
+    elif isinstance(step, ExperimentSplitStep):
+        for i, arm in enumerate(step.paths):
+            yield f"{at}.paths[{i}].steps", arm.steps
 
 
 def iter_step_lists(stage: Stage, stage_index: int = 0) -> Iterator[StepList]:

@@ -32,6 +32,7 @@ from shared.journey import (
     AttributeSplitStep,
     BranchStep,
     EndStep,
+    ExperimentSplitStep,
     JourneyBody,
     JourneyLimits,
     JumpStep,
@@ -467,6 +468,8 @@ def _stage_criteria(stage: Stage, i: int) -> Iterator[tuple[str, Match | All | A
         if isinstance(step, AttributeSplitStep):
             for c, case in enumerate(step.cases):
                 yield f"{path}.cases[{c}].criteria", case.criteria
+        if isinstance(step, ExperimentSplitStep) and step.experiment.metric != "goal":
+            yield f"{path}.experiment.metric", step.experiment.metric
 
 
 # -- event triggers ---------------------------------------------------------------------
@@ -533,8 +536,10 @@ def _step_errors(
         yield from _within(f"{path}.duration", step.duration, timedelta(0), limits.max_duration)
     elif isinstance(step, BranchStep):
         yield from _branch_timeout(path, step, limits)
-    elif isinstance(step, AttributeSplitStep | RandomSplitStep):
+    elif isinstance(step, AttributeSplitStep | RandomSplitStep | ExperimentSplitStep):
         yield from _split_paths(path, step, limits)
+        if isinstance(step, ExperimentSplitStep):
+            yield from _experiment(body, path, step, limits)
     elif isinstance(step, ActivationStep):
         yield from _template(path, step, catalog, for_publish)
         yield from _connector(path, step, catalog)
@@ -550,7 +555,9 @@ def _branch_timeout(path: str, step: BranchStep, limits: JourneyLimits) -> Itera
 
 
 def _split_paths(
-    path: str, step: AttributeSplitStep | RandomSplitStep, limits: JourneyLimits
+    path: str,
+    step: AttributeSplitStep | RandomSplitStep | ExperimentSplitStep,
+    limits: JourneyLimits,
 ) -> Iterator[FieldError]:
     if isinstance(step, AttributeSplitStep):
         if not step.cases:
@@ -565,11 +572,72 @@ def _split_paths(
         yield FieldError(where, f"a split has {low} to {high} paths (found {found}{counted})")
 
 
-def _percent_sum(path: str, step: RandomSplitStep) -> Iterator[FieldError]:
+def _percent_sum(path: str, step: RandomSplitStep | ExperimentSplitStep) -> Iterator[FieldError]:
     total = sum(p.percent for p in step.paths)
+    what = "an experiment" if isinstance(step, ExperimentSplitStep) else "a random split"
     # Percentages like 33.3 + 33.3 + 33.4 add up with float noise.
     if abs(total - 100) > 1e-6:
-        yield FieldError(path, f"the percentages of a random split add up to 100 (found {total:g})")
+        yield FieldError(path, f"the percentages of {what} add up to 100 (found {total:g})")
+
+
+def _experiment(
+    body: JourneyBody, path: str, step: ExperimentSplitStep, limits: JourneyLimits
+) -> Iterator[FieldError]:
+    """Names unique, one control at most, a metric that can happen, windows that end."""
+    names: dict[str, int] = {}
+    control: int | None = None
+    for i, arm in enumerate(step.paths):
+        if arm.name in names:
+            yield FieldError(
+                f"{path}.paths[{i}].name",
+                f"path names are unique in an experiment: '{arm.name}' is also the name of "
+                f"paths[{names[arm.name]}]",
+            )
+        else:
+            names[arm.name] = i
+        if arm.control and control is not None:
+            yield FieldError(
+                f"{path}.paths[{i}].control",
+                f"an experiment has at most one control: paths[{control}] is the control",
+            )
+        elif arm.control:
+            control = i
+    experiment, at = step.experiment, f"{path}.experiment"
+    if experiment.metric == "goal" and body.goal is None:
+        yield FieldError(
+            f"{at}.metric", "the metric is the journey's goal, and this journey has no goal"
+        )
+    elif experiment.metric != "goal" and not _names_an_event(experiment.metric):
+        yield FieldError(
+            f"{at}.metric",
+            "a metric is an event: criteria that name the event a conversion is "
+            '(e.g. {"event": "purchase"}), or "goal"',
+        )
+    if to_timedelta(experiment.window) <= timedelta(0):
+        yield FieldError(f"{at}.window", f"must be longer than zero (found {experiment.window})")
+    else:
+        yield from _within(f"{at}.window", experiment.window, timedelta(0), limits.max_duration)
+    if experiment.max_duration is not None:
+        longest = experiment.max_duration
+        yield from _within(f"{at}.max_duration", longest, timedelta(0), limits.max_duration)
+        if to_timedelta(longest) <= to_timedelta(experiment.window):
+            yield FieldError(
+                f"{at}.max_duration",
+                f"must be longer than the window ({experiment.window}): no profile's window "
+                "could close before the experiment ends",
+            )
+
+
+def _names_an_event(criteria: Match | All | AnyOf | Not) -> bool:
+    """Whether every way the criteria can match needs an event (not a profile alone)."""
+    if isinstance(criteria, Match):
+        return criteria.event is not None
+    if isinstance(criteria, Not):
+        return False
+    parts = criteria.all if isinstance(criteria, All) else criteria.any
+    if isinstance(criteria, All):
+        return any(_names_an_event(part) for part in parts)
+    return all(_names_an_event(part) for part in parts)
 
 
 def _template(

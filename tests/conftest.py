@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -29,9 +31,23 @@ class Servers:
 
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    db_url = os.environ.get("WAYPOST_TEST_DATABASE_URL")
-    nats_url = os.environ.get("WAYPOST_TEST_NATS_URL")
-    root = tmp_path_factory.mktemp("servers")
+    with started_servers(
+        tmp_path_factory.mktemp("servers"),
+        os.environ.get("WAYPOST_TEST_DATABASE_URL"),
+        os.environ.get("WAYPOST_TEST_NATS_URL"),
+    ) as running:
+        yield running
+
+
+@contextmanager
+def started_servers(
+    root: Path, db_url: str | None = None, nats_url: str | None = None
+) -> Iterator[Servers]:
+    """PostgreSQL and NATS of their own under ``root`` (or the given ones), migrated.
+
+    A test whose services must be the only consumers of the bus (a virtual-clock runtime
+    that must own every partition) runs on servers of its own: services of the session's
+    stack would otherwise share its durable consumers."""
     pg = None if db_url else EmbeddedPostgres(root / "postgres")
     nats = None if nats_url else EmbeddedNats(root / "nats")
     try:

@@ -5,7 +5,7 @@ reach private addresses, as under ``waypost up``: the tests' providers are on lo
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +48,8 @@ class Stack:
     bootstrap_key: str
     servers: Servers
     service_urls: dict[str, str]
+    # Stops the runtime and starts a new one with the same settings on the same port.
+    restart_runtime: Callable[[], Awaitable[None]] | None = None
 
     def client(self, key: str | None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -78,6 +80,9 @@ async def running_stack(
     ports = {name: free_port() for name in ("designer", "runtime", "scheduler", "activator")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     gateway_port = free_port()
+    runtime_settings = RuntimeSettings(
+        **common, designer_url=urls["designer"], activator_url=urls["activator"]
+    )
     apps = {
         "designer": create_designer(
             DesignerSettings(
@@ -88,11 +93,7 @@ async def running_stack(
                 activator_url=urls["activator"],
             )
         ),
-        "runtime": create_runtime(
-            RuntimeSettings(
-                **common, designer_url=urls["designer"], activator_url=urls["activator"]
-            )
-        ),
+        "runtime": create_runtime(runtime_settings),
         "scheduler": create_scheduler(SchedulerSettings(**common)),
         "activator": create_activator(
             ActivatorSettings(
@@ -105,8 +106,16 @@ async def running_stack(
         ),
     }
     async with AsyncExitStack() as stack:
+        services: dict[str, AsyncExitStack] = {}
         for name, app in apps.items():
-            await stack.enter_async_context(serving(app, ports[name]))
+            services[name] = await stack.enter_async_context(AsyncExitStack())
+            await services[name].enter_async_context(serving(app, ports[name]))
+
+        async def restart_runtime() -> None:
+            await services["runtime"].aclose()
+            fresh = create_runtime(runtime_settings)
+            await services["runtime"].enter_async_context(serving(fresh, ports["runtime"]))
+
         gateway = create_gateway(
             GatewaySettings(
                 **common,
@@ -119,7 +128,7 @@ async def running_stack(
             )
         )
         url = await stack.enter_async_context(serving(gateway, gateway_port))
-        yield Stack(url, BOOTSTRAP_KEY, servers, urls)
+        yield Stack(url, BOOTSTRAP_KEY, servers, urls, restart_runtime)
 
 
 @dataclass

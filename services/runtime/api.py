@@ -12,12 +12,20 @@ import httpx
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from services.runtime import experiments
 from services.runtime.analytics import journey_analytics
 from services.runtime.models import MembershipRow
 from services.runtime.processor import Processor
 from services.runtime.repository import RuntimeRepository
 from services.runtime.settings import RuntimeSettings
-from services.runtime.simulate import SimEvent, SimulationRefused, Simulator, Unavailable, check
+from services.runtime.simulate import (
+    JOURNEY_ID,
+    SimEvent,
+    SimulationRefused,
+    Simulator,
+    Unavailable,
+    check,
+)
 from shared.app import RequestSession, get_state
 from shared.identity import ADMIN, READ, WRITE, Identity, require
 from shared.journey import JourneyLimits
@@ -51,6 +59,11 @@ class SimulateIn(_Strict):
     journey: dict[str, Any] = Field(description="A journey body, as for POST /v1/journeys.")
     events: Annotated[list[SimEventIn], Field(max_length=10_000)]
     profiles: Annotated[list[SimProfile], Field(max_length=10_000)] = []
+    journey_id: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        None,
+        description="The journey this body is a version of: its experiments then assign each "
+        "profile the path it would take there, and a decided send_all experiment its winner.",
+    )
 
 
 @router.post(
@@ -77,11 +90,18 @@ async def simulate(
     profiles = {p.profile_id: dict(p.attributes) for p in body.profiles}
     consent = {p.profile_id: dict(p.consent) for p in body.profiles}
     events = [_event(e) for e in body.events]
+    journey_id, decided = JOURNEY_ID, {}
+    if body.journey_id is not None:
+        await _check_journey(request, caller, body.journey_id)
+        async with processor.pool.acquire() as conn:
+            decided = await experiments.winners(conn, caller.workspace_id)
+        journey_id = body.journey_id
     simulator: Simulator = state.extras[SIMULATOR]
     try:
         report = await simulator.run(
-            caller.workspace_id, journey, profiles, events, timezone, consent
-        )
+            caller.workspace_id, journey, profiles, events, timezone, consent,
+            journey_id, decided,
+        )  # fmt: skip
     except SimulationRefused as exc:
         raise invalid([FieldError(exc.path, str(exc))]) from None
     except Unavailable as exc:
@@ -307,3 +327,60 @@ async def _delivery_counts(request: Request, workspace_id: str, journey_id: str)
         return {}
     counts: dict[str, int] = r.json() if r.status_code == 200 else {}
     return counts
+
+
+class ExperimentPathOut(BaseModel):
+    name: str
+    control: bool
+    assigned: int = Field(description="Profiles assigned to the path (each profile once).")
+    converted: int = Field(description="Profiles whose metric happened within the window.")
+    rate: float | None = Field(
+        description="Conversion rate of the profiles whose window has closed (what the test "
+        "reads); null before any has."
+    )
+    ci_low: float | None = Field(description="Wilson interval of the rate at `confidence`.")
+    ci_high: float | None
+    lift_vs_control: float | None = Field(
+        description="(rate - control's rate) / control's rate; null without a control."
+    )
+    p_value: float | None = Field(
+        description="The largest always-valid p-value (Bonferroni over pairs) of this path "
+        "against every other path: the path wins when it has the best rate and this is at "
+        "most 1 - confidence."
+    )
+
+
+class ExperimentOut(BaseModel):
+    journey_id: str
+    step_id: str
+    status: Literal["collecting", "decided", "inconclusive"]
+    winner: str | None
+    decided_at: datetime | None = Field(description="When it was decided or closed.")
+    reason: str | None = Field(description="Why it is inconclusive.")
+    method: str
+    confidence: float
+    min_per_path: int
+    on_winner: Literal["send_all", "report"]
+    paths: list[ExperimentPathOut] = Field(description="The counts now.")
+    decision: list[ExperimentPathOut] | None = Field(
+        description="The paths as they were when the experiment was decided or closed."
+    )
+
+
+@router.get("/journeys/{journey_id}/experiments/{step_id}", response_model=ExperimentOut)
+async def experiment(
+    request: Request, caller: Reader, journey_id: str, step_id: str
+) -> dict[str, Any]:
+    """An experiment split's paths, counts and decision (``services/runtime/experiments.py``)."""
+    await _check_journey(request, caller, journey_id)
+    processor: Processor = get_state(request).extras["processor"]
+    await processor.catalogs.fresh(time.monotonic())
+    catalog = processor.catalogs.for_workspace(caller.workspace_id)
+    step = experiments.experiment_steps(catalog).get((journey_id, step_id))
+    async with processor.pool.acquire() as conn:
+        found = await experiments.report(
+            conn, caller.workspace_id, journey_id, step_id, step, processor.clock.now()
+        )
+    if found is None:
+        raise not_found(f"experiment {step_id} in journey {journey_id}")
+    return found

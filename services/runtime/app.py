@@ -15,6 +15,7 @@ from services.runtime import api, internal
 from services.runtime.catalog import CatalogCache
 from services.runtime.consumers import journey_consumer, partition_consumer, timer_consumer
 from services.runtime.erasures import Tombstones
+from services.runtime.experiments import Decider, DeciderMetrics, deciding
 from services.runtime.models import Outbox
 from services.runtime.needs import TemplateNeeds
 from services.runtime.partitions import PartitionLeases
@@ -63,7 +64,11 @@ async def _runtime(state: ServiceState) -> AsyncIterator[None]:
             if not settings.consumers:
                 yield
                 return
-            async with _consuming(state, processor, settings):
+            decider = Decider(
+                pool, catalogs, state.clock, DeciderMetrics(state.registry),
+                settings.experiment_check_s,
+            )  # fmt: skip
+            async with _consuming(state, processor, settings), deciding(decider):
                 yield
 
 

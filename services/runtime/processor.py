@@ -30,6 +30,7 @@ from services.runtime.engine.state import (
     TimelineEntry,
     Timer,
 )
+from services.runtime.experiments import Experiments
 from services.runtime.needs import TemplateNeeds, trimmed
 from services.runtime.store import Command, EventExplained, ProfileRecord, Store
 from services.runtime.triggers import Tally, TriggerSchemas, forget_samples
@@ -90,6 +91,7 @@ class Processor:
         self.max_profile_bytes = max_profile_bytes
         self.needs = needs
         self.tombstones = tombstones or erasures.Tombstones()
+        self.experiments = Experiments()
 
     async def apply_events(
         self, events: Sequence[AcceptedEvent], fetched_at: float
@@ -133,9 +135,12 @@ class Processor:
         todo = await self.tombstones.screen(store.conn, workspace_id, todo, rows)
         tally.add(workspace_id, todo)
         states = await store.states(workspace_id, sorted(rows))
-        catalog = self.catalogs.for_workspace(workspace_id)
-        writes = _Writes()
         now = self.clock.now()
+        book = await self.experiments.book(
+            store.conn, workspace_id, self.catalogs.for_workspace(workspace_id), rows, now
+        )
+        catalog = book.catalog
+        writes = _Writes()
         for event in todo:
             row = rows[event.profile_id]
             if (event.kind == "profile" or event.traits) and (why := self._merge(row, event)):
@@ -148,13 +153,16 @@ class Processor:
             if event.kind == "profile":
                 continue
             before = states[row.profile_id]
+            book.convert(row.profile_id, event.name, event.properties, row.attributes)
             result = engine.on_event(
                 catalog, _profile(row, catalog), before, _engine_event(event), now
             )
+            book.assign(row.profile_id, result)
             self._record(workspace_id, row, before, result, writes)
             states[row.profile_id] = result.states
             writes.explained.append(_explained(row.profile_id, event, result.explanations))
         await store.save_profiles(workspace_id, rows.values())
+        await book.save(store.conn)
         await self._flush(store, workspace_id, writes, catalog)
 
     def _merge(self, row: ProfileRecord, event: AcceptedEvent) -> str | None:
@@ -199,7 +207,11 @@ class Processor:
     ) -> None:
         rows = await store.lock_profiles(workspace_id, (t.profile_id for t in timers), create=False)
         states = await store.states(workspace_id, sorted(rows))
-        catalog = self.catalogs.for_workspace(workspace_id)
+        now = self.clock.now()
+        book = await self.experiments.book(
+            store.conn, workspace_id, self.catalogs.for_workspace(workspace_id), (), now
+        )
+        catalog = book.catalog
         writes = _Writes()
         for fired in sorted(timers, key=lambda t: t.due_at):
             row = rows.get(fired.profile_id)
@@ -207,11 +219,11 @@ class Processor:
                 continue  # the profile was erased; its timers mean nothing now
             timer = Timer(fired.timer_id, fired.journey_id, fired.due_at)
             before = states[row.profile_id]
-            result = engine.on_timer(
-                catalog, _profile(row, catalog), before, timer, self.clock.now()
-            )
+            result = engine.on_timer(catalog, _profile(row, catalog), before, timer, now)
+            book.assign(row.profile_id, result)
             self._record(workspace_id, row, before, result, writes)
             states[row.profile_id] = result.states
+        await book.save(store.conn)
         await self._flush(store, workspace_id, writes, catalog)
 
     async def _schedule_closed(self, timer: FiredTimer) -> bool:
@@ -230,7 +242,11 @@ class Processor:
             ids = await store.active_profiles(workspace_id, journey_id, flow)
             rows = await store.lock_profiles(workspace_id, ids, create=False)
             states = await store.states(workspace_id, sorted(rows))
-            catalog = self.catalogs.for_workspace(workspace_id)
+            book = await self.experiments.book(
+                conn, workspace_id, self.catalogs.for_workspace(workspace_id), (),
+                self.clock.now(),
+            )  # fmt: skip
+            catalog = book.catalog
             writes = _Writes()
             reason = "schedule ended" if change == "schedule_ended" else "journey stopped"
             for profile_id in sorted(rows):
@@ -241,7 +257,9 @@ class Processor:
                     engine.on_resume(*args) if change == "resumed"
                     else engine.on_stop(*args, reason=reason)
                 )  # fmt: skip
+                book.assign(profile_id, result)
                 self._record(workspace_id, row, before, result, writes)
+            await book.save(conn)
             await self._flush(store, workspace_id, writes, catalog)
         self._notify(store)
         return len(rows)

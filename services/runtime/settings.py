@@ -54,3 +54,9 @@ class RuntimeSettings(ServiceSettings):
         description="Most messages one simulation requests (each decided by the activator's "
         "live rules and rendered).",
     )
+    experiment_check_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="How often the experiments still collecting are checked for a decision.",
+    )

@@ -18,7 +18,7 @@ as if it would go out.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -149,6 +149,8 @@ class Simulator:
         events: list[SimEvent],
         default_timezone: str,
         consent: dict[str, dict[str, Any]] | None = None,
+        journey_id: str = JOURNEY_ID,
+        winners: Mapping[tuple[str, str], str] | None = None,
     ) -> bytes:
         """The report as JSON; ``SimulationRefused`` when over a limit or the budget,
         ``Unavailable`` when the activator cannot decide the messages."""
@@ -158,8 +160,9 @@ class Simulator:
             with self._running.track_inprogress():
                 try:
                     simulated: Simulated = await self.pool.run(
-                        run_report, body, profiles, events, default_timezone, self.limits
-                    )
+                        run_report, body, profiles, events, default_timezone, self.limits,
+                        journey_id, dict(winners or {}),
+                    )  # fmt: skip
                 except OverBudget as exc:
                     raise SimulationRefused(
                         "events", f"the simulation stopped: {exc}", exc.limit
@@ -216,7 +219,7 @@ def _request(workspace_id: str, m: dict[str, Any], consent: dict[str, Any]) -> d
     simulated time."""
     return {
         "activation_id": m["activation_id"], "workspace_id": workspace_id,
-        "profile_id": m["profile_id"], "journey_id": JOURNEY_ID, "version": 1,
+        "profile_id": m["profile_id"], "journey_id": m["journey_id"], "version": 1,
         "step_id": m["step_id"], "channel": m["channel"], "connector_id": m["connector_id"],
         "template_id": m["template_id"], "to": m["to"], "consent": consent,
         "context": m["context"], "requested_at": m["at"].isoformat(),
@@ -238,8 +241,10 @@ def run_report(
     events: list[SimEvent],
     default_timezone: str,
     limits: SimLimits,
+    journey_id: str = JOURNEY_ID,
+    winners: Mapping[tuple[str, str], str] | None = None,
 ) -> Simulated:
-    simulation = Simulation(body, profiles, default_timezone, limits)
+    simulation = Simulation(body, profiles, default_timezone, limits, journey_id, winners)
     try:
         simulation.run(events)
     except OverflowError:
@@ -314,9 +319,17 @@ class Simulation:
         profiles: dict[str, dict[str, Any]],
         default_timezone: str = "UTC",
         limits: SimLimits | None = None,
+        journey_id: str = JOURNEY_ID,
+        winners: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
-        compiled = compile_journey(JOURNEY_ID, 1, body)
-        self.catalog = Catalog({JOURNEY_ID: LiveJourney({1: compiled}, 1)}, default_timezone)
+        """``journey_id`` and ``winners``: simulate as the live journey of that id, so an
+        experiment assigns each profile the path it would take there (and a decided
+        ``send_all`` experiment its winner)."""
+        self.journey_id = journey_id
+        compiled = compile_journey(journey_id, 1, body)
+        self.catalog = Catalog(
+            {journey_id: LiveJourney({1: compiled}, 1)}, default_timezone, winners or {}
+        )
         self.attributes = profiles
         self.states: dict[str, dict[str, JourneyState]] = {}
         self.paths: dict[str, list[TimelineEntry]] = {p: [] for p in profiles}
@@ -399,7 +412,8 @@ class Simulation:
         return {
             "profiles": [self._profile_report(pid) for pid in sorted(self.paths)],
             "activations": [
-                {"profile_id": pid, "at": at, "step_id": a.step_id, "channel": a.channel,
+                {"profile_id": pid, "at": at, "journey_id": self.journey_id,
+             "step_id": a.step_id, "channel": a.channel,
                  "activation_id": a.activation_id, "connector_id": a.connector_id,
                  "template_id": a.template_id, "to": a.to}
                 for pid, at, a in self.activations
@@ -409,14 +423,15 @@ class Simulation:
     def messages(self) -> list[dict[str, Any]]:
         """The messages requested, in order, with the context each is rendered with."""
         return [
-            {"profile_id": pid, "at": at, "step_id": a.step_id, "channel": a.channel,
+            {"profile_id": pid, "at": at, "journey_id": self.journey_id,
+             "step_id": a.step_id, "channel": a.channel,
              "activation_id": a.activation_id, "connector_id": a.connector_id,
              "template_id": a.template_id, "to": a.to, "context": a.context}
             for pid, at, a in self.activations
         ]  # fmt: skip
 
     def _profile_report(self, profile_id: str) -> dict[str, Any]:
-        state = self.states.get(profile_id, {}).get(JOURNEY_ID)
+        state = self.states.get(profile_id, {}).get(self.journey_id)
         if state is None or state.history.entries == 0:
             outcome = None
         elif state.membership is not None:

@@ -240,7 +240,8 @@ class Store:
             self.commands += len(commands)
 
     async def delete_profile(self, workspace_id: str, profile_id: str) -> None:
-        for table in ("memberships", "timeline", "explanations", "profiles"):
+        tables = ("memberships", "timeline", "explanations", "experiment_members", "profiles")
+        for table in tables:
             await self.conn.execute(
                 f"DELETE FROM runtime.{table} WHERE workspace_id = $1 AND profile_id = $2",
                 workspace_id, profile_id,

@@ -241,7 +241,7 @@ EMAIL = {"id": "a", "type": "activation", "channel": "email", "connector_id": "c
         (
             {"id": "s", "type": "split", "mode": "weighted", "paths": []},
             "stages[0].steps[0]",
-            "'mode' must be 'attribute' or 'random'",
+            "'mode' must be 'attribute', 'random' or 'experiment'",
         ),
         (
             {"id": "s", "type": "split", "mode": "random", "cases": []},

@@ -567,7 +567,7 @@ def test_parsing_errors_are_all_reported_with_their_paths() -> None:
     }
     assert "years and months have no fixed length" in messages["stages[0].steps[0].duration"]
     assert messages["stages[0].steps[1].type"].startswith("unknown step type 'teleport'")
-    assert messages["stages[0].steps[2].mode"] == "required: one of attribute, random"
+    assert messages["stages[0].steps[2].mode"] == "required: one of attribute, random, experiment"
     assert "required for email" in messages["stages[0].steps[3].to_attribute"]
     assert messages["stages[0].steps[3].colour"] == "unknown field 'colour'"
     assert messages["stages_extra"] == "unknown field 'stages_extra'"

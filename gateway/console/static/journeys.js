@@ -1,6 +1,7 @@
 // Journeys: the list by folder with live counts, and one journey's map, counts and controls.
 import { ApiError, all, get, may, paths, post } from "./api.js";
 import { drawJourney } from "./map.js";
+import { watchExperiments } from "./experiments.js";
 import { badge, card, clear, describe, fmtDuration, fmtNumber, fmtTime, h, problemBox, stat, table } from "./ui.js";
 
 const LIST_REFRESH_MS = 5000;
@@ -250,6 +251,7 @@ export async function renderJourney(root, ctx, id) {
     h("div", { class: "legend" }, ["wait", "activation", "branch", "split", "jump", "end"].map((t) =>
       h("span", { class: `legend-item legend-${t}` }, t)), h("span", { class: "legend-item legend-here" }, "profiles here now")),
     trouble));
+  watchExperiments(root, ctx, id, shown, map.svg);
   const members = h("div", {});
   root.append(card("Profiles in this journey", members));
   const refresh = async () => {

@@ -16,6 +16,9 @@ function paths(step) {
     return [{ label: "yes", steps: step.yes || [] },
       { label: `no · ${fmtDuration(step.timeout)}`, steps: step.no || [] }];
   }
+  if (step.type === "split" && step.mode === "experiment") {
+    return (step.paths || []).map((p) => ({ label: `${p.name}${p.control ? " (control)" : ""} · ${p.percent}%`, steps: p.steps || [] }));
+  }
   if (step.type === "split" && step.mode === "random") {
     return (step.paths || []).map((p) => ({ label: `${p.percent}%`, steps: p.steps || [] }));
   }
@@ -52,6 +55,7 @@ export function summary(step, names = {}) {
     case "branch":
       return `${describe(step.criteria)} within ${fmtDuration(step.timeout)}`;
     case "split":
+      if (step.mode === "experiment") return `experiment: ${(step.paths || []).map((p) => p.name).join(" / ")}`;
       return step.mode === "random" ? `random: ${(step.paths || []).map((p) => `${p.percent}%`).join(" / ")}`
         : `by attribute · ${(step.cases || []).length} case(s)`;
     case "jump":

@@ -62,7 +62,7 @@ export async function renderSimulate(root, ctx, journeyId) {
   };
   pick.addEventListener("change", () => fill().catch((e) => clear(output).append(problemBox(e, ctx.role))));
   const run = h("button", { type: "button", class: "primary", id: "sim-run", disabled: !allowed }, "Run simulation");
-  run.addEventListener("click", () => simulate(ctx, { journeyText, eventsText, profilesText }, output));
+  run.addEventListener("click", () => simulate(ctx, { journeyText, eventsText, profilesText, pick }, output));
   root.append(h("div", { class: "columns" },
     h("div", { class: "col" }, card("Journey", h("div", { class: "toolbar" }, pick), journeyText)),
     h("div", { class: "col" }, card("Events", h("p", { class: "muted small" }, "profile_id, name, timestamp (RFC 3339 with offset), properties, traits"), eventsText),
@@ -84,7 +84,9 @@ async function simulate(ctx, inputs, output) {
   const [journey, events, profiles] = parsed.map((p) => p.value);
   let report;
   try {
-    report = await post(paths.simulate, { journey, events, profiles });
+    // As the picked journey: its experiments assign the paths they would assign there.
+    const as = inputs.pick.value ? { journey_id: inputs.pick.value } : {};
+    report = await post(paths.simulate, { journey, events, profiles, ...as });
   } catch (error) {
     if (!(error instanceof ApiError)) throw error;
     output.append(problemBox(error, ctx.role, "run simulations"));

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from shared.durations import to_timedelta
-from shared.journey import AnyStep, AttributeSplitStep, BranchStep, JourneyBody, RandomSplitStep
+from shared.journey import (
+    AnyStep,
+    AttributeSplitStep,
+    BranchStep,
+    ExperimentSplitStep,
+    JourneyBody,
+    RandomSplitStep,
+)
 from shared.matcher import Matcher, compile_criteria
 
 
@@ -34,6 +41,9 @@ class CompiledJourney:
     stage_of_step: dict[str, int] = field(default_factory=dict)
     matchers: dict[str, Matcher] = field(default_factory=dict)  # branch criteria, by step id
     split_cases: dict[str, list[tuple[Matcher, str | None]]] = field(default_factory=dict)
+    # Experiment splits by step id, with what converts a profile (the goal for "goal").
+    experiments: dict[str, ExperimentSplitStep] = field(default_factory=dict)
+    metrics: dict[str, Matcher] = field(default_factory=dict)
     goal: Matcher | None = None
     exits: list[Matcher] = field(default_factory=list)
     cooldown: timedelta = timedelta(0)
@@ -71,6 +81,11 @@ def compile_journey(journey_id: str, version: int, body: JourneyBody) -> Compile
             )
         )
     compiled.goal = compile_criteria(body.goal.criteria) if body.goal else None
+    for step_id, step in compiled.experiments.items():
+        metric = step.experiment.metric
+        matcher = compiled.goal if metric == "goal" else compile_criteria(metric)
+        if matcher is not None:
+            compiled.metrics[step_id] = matcher
     compiled.exits = [compile_criteria(rule.criteria) for rule in body.exit_criteria]
     compiled.cooldown = to_timedelta(body.reentry.cooldown)
     if body.max_time_in_journey:
@@ -105,7 +120,9 @@ def _link_children(
         ]
         compiled.split_cases[step.id] = cases
         _link(compiled, step.default, following, stage)
-    elif isinstance(step, RandomSplitStep):
+    elif isinstance(step, RandomSplitStep | ExperimentSplitStep):
+        if isinstance(step, ExperimentSplitStep):
+            compiled.experiments[step.id] = step
         for path in step.paths:
             _link(compiled, path.steps, following, stage)
 

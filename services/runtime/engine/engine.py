@@ -34,6 +34,7 @@ from shared.journey import (
     AttributeSplitStep,
     BranchStep,
     EndStep,
+    ExperimentSplitStep,
     JumpStep,
     RandomSplitStep,
     WaitStep,
@@ -63,6 +64,8 @@ class Catalog:
 
     journeys: dict[str, LiveJourney] = field(default_factory=dict)
     default_timezone: str = "UTC"
+    # Decided experiments: (journey id, step id) -> the winning path's name.
+    winners: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 def lookup(attributes: Mapping[str, Any], path: str) -> Any:
@@ -343,6 +346,8 @@ class Run:
                 m.flow = Flow.BRANCHING
                 self._log(m, j, "waiting", {"due_at": due.isoformat(), "for": "branch"})
                 return
+            elif isinstance(step, ExperimentSplitStep):
+                step_id = self._experiment(m, j, step, following)
             elif isinstance(step, AttributeSplitStep | RandomSplitStep):
                 step_id = self._split(m, j, step, following)
             elif isinstance(step, JumpStep):
@@ -418,6 +423,29 @@ class Run:
             upto += path.percent
             if roll < upto or i == len(step.paths) - 1:
                 self._log(m, j, "branch_taken", {"path": f"path {i}", "roll": roll})
+                return first_of(path.steps, following)
+        return following
+
+    def _experiment(
+        self, m: Membership, j: CompiledJourney, step: ExperimentSplitStep, following: str | None
+    ) -> str | None:
+        """After a decision with ``send_all``, the winner; else a path by weight, assigned.
+
+        The roll leaves the entry out: a profile that enters again keeps its path, so one
+        profile is one unit of the experiment (only its first assignment is counted)."""
+        winner = self.catalog.winners.get((m.journey_id, step.id))
+        if winner is not None and step.experiment.on_winner == "send_all":
+            for path in step.paths:
+                if path.name == winner:
+                    self._log(m, j, "branch_taken", {"path": winner, "experiment": "winner"})
+                    return first_of(path.steps, following)
+        roll = bucket(self.profile.profile_id, m.journey_id, step.id)
+        upto = 0.0
+        for i, path in enumerate(step.paths):
+            upto += path.percent
+            if roll < upto or i == len(step.paths) - 1:
+                detail = {"path": path.name, "experiment": "assigned", "roll": roll}
+                self._log(m, j, "branch_taken", detail)
                 return first_of(path.steps, following)
         return following
 

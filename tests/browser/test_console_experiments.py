@@ -1,0 +1,68 @@
+"""An experiment on the console: its state above the split's node of the map, and a results
+panel with each path's counts, rate and lift; the decision shows once it is made."""
+
+from __future__ import annotations
+
+import uuid
+
+from playwright.async_api import Page, expect
+
+from services.runtime.engine.engine import bucket
+from tests.browser.console import sign_in
+from tests.stack import Workspace
+
+
+def journey() -> dict[str, object]:
+    return {
+        "name": f"Onboarding test {uuid.uuid4().hex[:6]}",
+        "stages": [{
+            "name": "Trial",
+            "entry": {"event": "signup"},
+            "steps": [{
+                "id": "x1", "type": "split", "mode": "experiment",
+                "paths": [
+                    {"name": "A", "percent": 50, "control": True,
+                     "steps": [{"id": "wa", "type": "wait", "duration": "P1D"}]},
+                    {"name": "B", "percent": 50,
+                     "steps": [{"id": "wb", "type": "wait", "duration": "P1D"}]},
+                ],
+                # Short enough on the real clock for the windows to close during the test.
+                "experiment": {"metric": {"event": "purchase"}, "window": "PT5S",
+                               "min_per_path": 20, "confidence": 0.95, "on_winner": "send_all"},
+            }],
+        }],
+    }  # fmt: skip
+
+
+async def test_an_experiment_shows_on_its_node_and_in_a_results_panel(
+    page: Page, workspace: Workspace
+) -> None:
+    async with workspace.client() as c:
+        r = await c.post("/v1/journeys", json=journey())
+        assert r.status_code == 201, r.text
+        jid = r.json()["id"]
+        assert (await c.post(f"/v1/journeys/{jid}/publish")).status_code == 200
+    viewer = await workspace.key("viewer")
+    await sign_in(page, workspace.stack.url, viewer)
+    await page.goto(f"{workspace.stack.url}/console#/journeys/{jid}")
+    await expect(page.get_by_test_id("experiment-x1")).to_have_text("collecting · 0 assigned")
+    await expect(page.get_by_test_id("step-x1")).to_contain_text("experiment: A / B")
+
+    # Profiles on path B buy right after they sign up; those on A never do.
+    profiles = [f"buyer-{i}" for i in range(60)]
+    events = []
+    for p in profiles:
+        events.append({"profile_id": p, "name": "signup"})
+        if bucket(p, jid, "x1") >= 50:
+            events.append({"profile_id": p, "name": "purchase"})
+    async with workspace.client() as c:
+        r = await c.post("/v1/events/batch", json={"events": events})
+        assert r.status_code == 202, r.text
+
+    panel = page.get_by_test_id("experiment-panel-x1")
+    await expect(panel).to_contain_text("Lift vs control")
+    # The windows close five seconds after the purchases, then the panel's next refresh.
+    decided = page.get_by_test_id("experiment-x1")
+    await expect(decided).to_have_text("decided: B", timeout=60_000)
+    await expect(panel).to_contain_text("B wins")
+    await expect(panel.get_by_role("row").filter(has_text="(control)")).to_contain_text("0.0%")
