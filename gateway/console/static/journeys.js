@@ -41,7 +41,8 @@ function versionText(journey, live) {
 
 export async function renderJourneys(root, ctx) {
   root.append(h("div", { class: "page-head" },
-    h("div", {}, h("h1", {}, "Journeys"), h("p", { class: "muted" }, "Every journey by folder; profile counts refresh every few seconds."))));
+    h("div", {}, h("h1", {}, "Journeys"), h("p", { class: "muted" }, "Every journey by folder; profile counts refresh every few seconds.")),
+    may.changeJourneys(ctx.role) ? h("a", { href: "#/edit", class: "button-link primary", "data-testid": "new-journey" }, "New journey") : null));
   if (readerOnly(root, ctx, "see journeys")) return;
   const [folders, journeys] = await Promise.all([
     all(paths.folders).catch((error) => (error.status === 403 ? [] : Promise.reject(error))),
@@ -58,7 +59,7 @@ export async function renderJourneys(root, ctx) {
   }
   for (const f of folders) if (!groups.has(names.get(f.id))) groups.set(names.get(f.id), []);
   if (!journeys.length && !folders.length) {
-    root.append(card(null, h("p", { class: "empty" }, "No journeys yet. Create one with POST /v1/journeys; it shows here as a draft.")));
+    root.append(card(null, h("p", { class: "empty" }, "No journeys yet. Start one with New journey (or POST /v1/journeys); it shows here as a draft.")));
     return;
   }
   const columns = [
@@ -107,6 +108,7 @@ export async function templateNames() {
 function actionsFor(journey, status, live) {
   const draftPending = journey.status === "draft";
   const out = [];
+  if (draftPending) out.push(["edit", `Edit draft v${journey.version}`]);
   if (draftPending) out.push(["publish", live ? `Publish v${journey.version}` : "Publish"]);
   if (status === "live") out.push(["pause", "Pause"]);
   if (status === "paused") out.push(["resume", "Resume"]);
@@ -128,7 +130,8 @@ function controls(ctx, journey, status, live, reload) {
     try {
       const result = await post(paths.action(journey.id, action), body);
       if (action === "versions") {
-        message.append(h("p", { class: "ok" }, `Draft v${result.version} created from the live version.`));
+        message.append(h("p", { class: "ok" }, `Draft v${result.version} created from the live version. `,
+          h("a", { href: `#/edit/${encodeURIComponent(journey.id)}` }, "Edit it")));
       }
       await reload();
     } catch (error) {
@@ -143,6 +146,10 @@ function controls(ctx, journey, status, live, reload) {
         h("option", { value: "stay" }, "profiles inside stay on their version"),
         h("option", { value: "migrate" }, "migrate profiles inside"));
       box.append(inFlight);
+    }
+    if (action === "edit") {
+      box.append(h("a", { href: `#/edit/${encodeURIComponent(journey.id)}`, class: "button-link", "data-action": "edit" }, label));
+      continue;
     }
     const kind = action === "stop" ? "danger" : action === "publish" ? "primary" : "";
     box.append(h("button", { type: "button", class: kind, "data-action": action, onclick: () => {
