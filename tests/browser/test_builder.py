@@ -10,6 +10,7 @@ from typing import Any
 from playwright.async_api import Page, expect
 
 from tests.browser.console import cart_journey, resources, sign_in
+from tests.helpers import eventually
 from tests.stack import Workspace
 
 SINK = "http://127.0.0.1:9/send"  # nothing listens; the profiles here have no address anyway
@@ -243,3 +244,69 @@ async def test_an_editor_outside_the_folder_gets_the_403_explained(
     await page.goto(f"{workspace.stack.url}/console#/edit/{journey['id']}")
     await expect(page.get_by_text("Not allowed for this key")).to_be_visible()
     await expect(page.get_by_test_id("folder-explained")).to_be_visible()
+
+
+async def test_the_migrate_preview_counts_match_what_the_publish_does(
+    page: Page, workspace: Workspace
+) -> None:
+    async with workspace.client() as c:
+        connector, template = await resources(c, SINK)
+        r = await c.post("/v1/journeys", json=cart_journey(connector, template))
+        journey = r.json()
+        r = await c.post(f"/v1/journeys/{journey['id']}/publish")
+        assert r.status_code == 200, r.text
+        # Two wait at the branch in Cart; a gold one who clicked waits two hours in Checkout.
+        for profile, tier in (("stay-a", "basic"), ("stay-b", "basic"), ("gold", "gold")):
+            event = {"profile_id": profile, "name": "cart_add", "traits": {"tier": tier}}
+            r = await c.post("/v1/events", json=event)
+            assert r.status_code == 202, r.text
+        await eventually_inside(c, journey["id"], 3)
+        r = await c.post("/v1/events", json={"profile_id": "gold", "name": "link_clicked"})
+        assert r.status_code == 202, r.text
+        await eventually_at(c, journey["id"], "gold", "wait-2h")
+
+    editor = await workspace.key("editor")
+    await sign_in(page, workspace.stack.url, editor)
+    await page.goto(f"{workspace.stack.url}/console#/edit/{journey['id']}")
+    await page.get_by_role("button", name="New version").click()
+    await page.get_by_test_id("step-wait-2h").click()
+    await page.get_by_role("button", name="Delete step").click()
+    await page.get_by_test_id("confirm-delete").get_by_role("button", name="Delete").click()
+    await expect(page.get_by_test_id("step-wait-2h")).to_have_count(0)
+    await expect(page.get_by_test_id("no-problems")).to_be_visible()
+    await page.get_by_role("button", name="Publish…").click()
+    dialog = page.get_by_role("dialog")
+    await expect(dialog.get_by_test_id("diff-removed")).to_contain_text("wait-2h")
+    await dialog.get_by_label("move to this version (migrate)").check()
+    await expect(dialog.get_by_test_id("migrate-total")).to_have_text(
+        "2 of 3 profile(s) inside would move to this version; 1 would stay."
+    )
+    await expect(dialog.locator("tr[data-step=wait-2h]")).to_contain_text("not in stage")
+
+    async with workspace.client() as c:  # the preview changed nothing
+        r = await c.get(f"/v1/journeys/{journey['id']}/profiles", params={"state": "active"})
+        assert {m["version"] for m in r.json()["items"]} == {1}
+
+    await dialog.locator("[data-action=confirm-publish]").click()
+    await expect(page.get_by_test_id("status")).to_have_text("live")
+    async with workspace.client() as c:
+        r = await c.get(f"/v1/journeys/{journey['id']}/profiles", params={"state": "active"})
+        versions = {m["profile_id"]: m["version"] for m in r.json()["items"]}
+    assert versions == {"stay-a": 2, "stay-b": 2, "gold": 1}
+
+
+async def eventually_inside(c: Any, journey_id: str, n: int) -> None:
+    async def probe() -> bool:
+        r = await c.get(f"/v1/journeys/{journey_id}/profiles", params={"state": "active"})
+        return len(r.json()["items"]) == n
+
+    await eventually(probe, f"{n} profiles inside")
+
+
+async def eventually_at(c: Any, journey_id: str, profile_id: str, step: str) -> None:
+    async def probe() -> bool:
+        r = await c.get(f"/v1/journeys/{journey_id}/profiles", params={"state": "active"})
+        at = {m["profile_id"]: m["step"] for m in r.json()["items"]}
+        return at.get(profile_id) == step
+
+    await eventually(probe, f"{profile_id} at {step}")
