@@ -4,6 +4,7 @@ round-trips unchanged, and what a viewer and an editor of another folder are sho
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -176,8 +177,6 @@ async def test_a_problem_shows_on_its_node_and_blocks_publish_until_fixed(
 
 
 def _has_problem() -> Any:
-    import re
-
     return re.compile(r"\bhas-problem\b")
 
 
@@ -310,3 +309,71 @@ async def eventually_at(c: Any, journey_id: str, profile_id: str, step: str) -> 
         return at.get(profile_id) == step
 
     await eventually(probe, f"{profile_id} at {step}")
+
+
+async def test_a_stopped_journey_keeps_its_last_counts_and_jumps_are_arrows(
+    page: Page, workspace: Workspace
+) -> None:
+    async with workspace.client() as c:
+        connector, template = await resources(c, SINK)
+        r = await c.post("/v1/journeys", json=cart_journey(connector, template))
+        journey = r.json()
+        assert (await c.post(f"/v1/journeys/{journey['id']}/publish")).status_code == 200
+        for n in range(2):
+            r = await c.post("/v1/events", json={"profile_id": f"last-{n}", "name": "cart_add"})
+            assert r.status_code == 202, r.text
+        await eventually_inside(c, journey["id"], 2)
+        assert (await c.post(f"/v1/journeys/{journey['id']}/stop")).status_code == 200
+    await sign_in(page, workspace.stack.url, workspace.admin_key)
+    await page.goto(f"{workspace.stack.url}/console#/journeys/{journey['id']}")
+    await expect(page.get_by_test_id("status")).to_have_text("stopped")
+    await expect(page.get_by_test_id("step-sms-1").locator(".node-counts")).to_have_text(
+        "entered 2 · done 2"
+    )
+    await expect(page.get_by_test_id("step-clicked").locator(".node-active-n")).to_have_text("0")
+    await expect(page.get_by_test_id("no-step-counts")).to_contain_text("last counts")
+    await expect(page.locator("path.jump-link[data-jump=to-checkout]")).to_have_count(1)
+
+
+async def test_the_draft_is_simulated_from_the_editor_and_its_path_outlined(
+    page: Page, workspace: Workspace
+) -> None:
+    async with workspace.client() as c:
+        connector, template = await resources(c, SINK)
+        r = await c.post("/v1/journeys", json=cart_journey(connector, template))
+        journey = r.json()
+    await sign_in(page, workspace.stack.url, workspace.admin_key)
+    await page.goto(f"{workspace.stack.url}/console#/edit/{journey['id']}")
+    await page.get_by_role("button", name="Simulate").click()
+    simulation = page.get_by_test_id("editor-simulation")
+    await expect(simulation.get_by_role("button", name="sim-1", exact=False)).to_be_visible()
+    await expect(page.get_by_test_id("step-sms-1")).to_have_class(re.compile(r"\bvisited\b"))
+    await expect(page.get_by_test_id("step-clicked")).to_have_class(re.compile(r"\bvisited\b"))
+    await expect(page.get_by_test_id("step-done")).not_to_have_class(re.compile(r"\bvisited\b"))
+
+
+async def test_leaving_with_unsaved_changes_asks_first(page: Page, workspace: Workspace) -> None:
+    await sign_in(page, workspace.stack.url, workspace.admin_key)
+    await page.goto(f"{workspace.stack.url}/console#/edit")
+    await page.get_by_label("Name").fill("Not saved yet")
+    await expect(page.get_by_test_id("unsaved")).to_be_visible()
+    asked: list[str] = []
+
+    async def decline(dialog: Any) -> None:
+        asked.append(dialog.message)
+        await dialog.dismiss()
+
+    page.once("dialog", decline)
+    await page.get_by_role("link", name="Journeys", exact=True).click()
+    await expect(page.get_by_label("Name")).to_have_value("Not saved yet")
+    assert len(asked) == 1
+    assert "unsaved" in asked[0]
+    assert page.url.endswith("#/edit")
+
+    async def accept(dialog: Any) -> None:
+        await dialog.accept()
+
+    page.once("dialog", accept)
+    await page.get_by_role("link", name="Journeys", exact=True).click()
+    await expect(page.get_by_role("heading", name="Journeys")).to_be_visible()
+    assert not [j for j in await journeys(workspace) if j["name"] == "Not saved yet"]

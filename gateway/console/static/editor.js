@@ -5,6 +5,7 @@ import { ApiError, all, get, may, paths, post, api } from "./api.js";
 import { BUILTIN_EVENTS, criteriaEditor } from "./criteria.js";
 import { publishDialog } from "./publish.js";
 import { summary } from "./map.js";
+import { SAMPLE_PROFILES, sampleEvents } from "./simulate.js";
 import { badge, clear, fmtDuration, h, problemBox } from "./ui.js";
 
 const VALIDATE_DELAY_MS = 400;   // debounce: one check after a burst of typing
@@ -220,8 +221,9 @@ class Editor {
     this.inspector = h("aside", { class: "inspector card", "aria-label": "Inspector" });
     this.problemList = h("section", { class: "problems card", "aria-label": "Problems" });
     this.jsonBox = h("section", { class: "json-view card", hidden: true });
+    this.simBox = h("section", { class: "sim-box card", hidden: true, "data-testid": "editor-simulation" });
     this.root.append(this.head, this.toolbar, this.message,
-      h("div", { class: "editor" }, h("div", { class: "editor-main" }, this.canvas, this.jsonBox),
+      h("div", { class: "editor" }, h("div", { class: "editor-main" }, this.canvas, this.simBox, this.jsonBox),
         h("div", { class: "editor-side" }, this.problemList, this.inspector)));
     this.root.addEventListener("keydown", (e) => this.keys(e));
     const unload = (e) => {
@@ -415,6 +417,7 @@ class Editor {
       h("button", { type: "button", onclick: () => this.undo(), disabled: !this.undoStack.length, "aria-keyshortcuts": "Control+Z" }, "Undo"),
       h("button", { type: "button", onclick: () => this.redo(), disabled: !this.redoStack.length, "aria-keyshortcuts": "Control+Shift+Z" }, "Redo"),
       h("button", { type: "button", "aria-pressed": String(this.jsonView), onclick: () => { this.jsonView = !this.jsonView; this.renderJson(); this.renderToolbar(); } }, "JSON"),
+      h("button", { type: "button", onclick: () => this.simulate(), disabled: !may.simulate(this.ctx.role) }, "Simulate"),
       h("span", { class: "spacer" }),
       h("span", { class: "muted small", "data-testid": "check-state" }, this.checking ? "checking…" : blocked ? "fix the problems to publish" : "valid"),
       h("button", { type: "button", onclick: () => this.save(), "aria-keyshortcuts": "Control+S" }, "Save draft"),
@@ -528,7 +531,8 @@ class Editor {
     const names = { templates: new Map(this.catalog.templates.map((t) => [t.id, t.name])) };
     const template = step.type === "activation" && this.catalog.templates.find((t) => t.id === step.template_id);
     const wrap = h("div", { class: "step-wrap" });
-    wrap.append(h("div", { class: `step node-${step.type}${selected ? " selected" : ""}${this.moving && pathText(this.moving) === text ? " is-moving" : ""}`,
+    const visited = this.visited && this.visited.has(step.id) ? " visited" : "";
+    wrap.append(h("div", { class: `step node-${step.type}${selected ? " selected" : ""}${visited}${this.moving && pathText(this.moving) === text ? " is-moving" : ""}`,
       role: "button", tabindex: 0, "data-node": text, "data-testid": `step-${step.id}`,
       "aria-label": `${step.type} step ${step.id}`,
       onclick: () => this.select(path), onkeydown: (e) => this.activate(e, () => this.select(path)) },
@@ -929,6 +933,37 @@ class Editor {
       this.changed(`${path}.stage`, { structure: true });
     } }, step.stage ? null : h("option", { value: "", selected: true }, "(choose a stage)"),
     options.map((n) => h("option", { value: n, selected: n === step.stage }, n)))));
+  }
+
+  // -- simulation -----------------------------------------------------------------------
+
+  // Runs the draft as it is now on sample events (the simulator stores and sends nothing);
+  // the chosen profile's steps are outlined on the canvas.
+  async simulate() {
+    clear(this.simBox);
+    this.simBox.hidden = false;
+    this.visited = null;
+    let report;
+    try {
+      report = await post(paths.simulate, { journey: this.body, events: sampleEvents(this.body), profiles: SAMPLE_PROFILES });
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      this.simBox.append(problemBox(error, this.ctx.role, "run simulations"));
+      return;
+    }
+    const show = (profile) => {
+      this.visited = new Set(profile.path.map((e) => e.step_id).filter(Boolean));
+      this.renderCanvas();
+      for (const b of this.simBox.querySelectorAll("[data-profile]")) b.setAttribute("aria-pressed", String(b.dataset.profile === profile.profile_id));
+    };
+    this.simBox.append(h("div", { class: "card-head" }, h("h2", {}, "Simulation"),
+      h("button", { type: "button", class: "small ghost", onclick: () => { this.simBox.hidden = true; this.visited = null; this.renderCanvas(); } }, "Close")),
+    h("p", { class: "muted small" }, `Sample events: ${sampleEvents(this.body).map((e) => `${e.profile_id} ${e.name}`).join(", ")}. Waits pass at once; nothing is stored or sent.`),
+    report.profiles.length ? h("div", { class: "sim-list" }, report.profiles.map((p) => h("button", { type: "button", class: "small", "data-profile": p.profile_id,
+      onclick: () => show(p) }, `${p.profile_id} · ${p.outcome} · ${p.path.filter((e) => e.step_id).length} step(s)`)))
+      : h("p", { class: "empty" }, "No profile entered the journey."),
+    h("p", { class: "muted small" }, `${report.activations.length} message(s) would be sent.`));
+    if (report.profiles.length) show(report.profiles[0]);
   }
 
   // -- saving and publishing ------------------------------------------------------------

@@ -247,7 +247,8 @@ export async function renderJourney(root, ctx, id) {
   const countsNote = h("p", { class: "muted small", hidden: true, "data-testid": "no-step-counts" },
     shown.status === "draft"
       ? "This version is a draft: no one is in it until it is published."
-      : "Per-step counts are reported while a version is live or paused; the totals above stay.");
+      : status === "stopped" ? "This journey is stopped: the map shows each step's last counts; no one is inside."
+        : "Per-step counts are reported while a version is live or paused; the totals above stay.");
   const trouble = h("div", {});
   root.append(h("section", { class: "card" },
     h("div", { class: "card-head" }, h("h2", {}, "Journey map"), updated),
@@ -273,7 +274,7 @@ export async function renderJourney(root, ctx, id) {
       const target = a.goal.target_percent ?? shown.goal?.target_percent ?? null;
       goal.update({ ...a.goal, target_percent: target, target_met: target == null ? null : a.goal.percent >= target });
       map.update(a);
-      countsNote.hidden = a.stages.length > 0;
+      countsNote.hidden = a.stages.length > 0 || (status !== "stopped" && Object.keys(a.steps || {}).length > 0);
       updated.textContent = `updated ${fmtTime(new Date().toISOString())}`;
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
