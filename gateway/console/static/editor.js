@@ -193,7 +193,7 @@ class Editor {
     this.catalog = catalog;
     this.readOnly = readOnly;
     this.body = journey ? bodyOf(journey) : emptyJourney();
-    this.saved = journey ? JSON.stringify(this.body) : null;
+    this.saved = JSON.stringify(this.body);  // an untouched new journey holds no work to lose
     this.snapshot = JSON.stringify(this.body);
     this.undoStack = [];
     this.redoStack = [];
