@@ -377,3 +377,35 @@ async def test_leaving_with_unsaved_changes_asks_first(page: Page, workspace: Wo
     await page.get_by_role("link", name="Journeys", exact=True).click()
     await expect(page.get_by_role("heading", name="Journeys")).to_be_visible()
     assert not [j for j in await journeys(workspace) if j["name"] == "Not saved yet"]
+
+
+async def test_the_builder_fits_both_screens_and_works_from_the_keyboard(
+    page: Page, workspace: Workspace
+) -> None:
+    await sign_in(page, workspace.stack.url, workspace.admin_key)
+    for width, height in ((1280, 800), (1920, 1080)):
+        await page.set_viewport_size({"width": width, "height": height})
+        await page.goto(f"{workspace.stack.url}/console#/edit")
+        await expect(page.get_by_test_id("stage-0")).to_be_visible()
+        assert await page.evaluate("document.documentElement.scrollWidth") <= width
+        for control in ("Publish…", "Save draft", "Undo"):
+            box = await page.get_by_role("button", name=control).bounding_box()
+            assert box is not None
+            assert box["x"] + box["width"] <= width
+            assert box["y"] + box["height"] <= height
+        await expect(page.get_by_label("Name")).to_be_in_viewport()
+
+    # Insert a step, open it and undo it without the mouse.
+    await page.get_by_test_id("insert-stages[0].steps[0]").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("menuitem", name="Wait")).to_be_focused()
+    await page.keyboard.press("Enter")
+    node = page.get_by_test_id("step-wait-1")
+    await expect(node).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_label("Duration")).to_have_value("P1D")
+    await node.focus()
+    await page.keyboard.press("Control+z")
+    await expect(node).to_have_count(0)
+    await page.keyboard.press("Control+Shift+z")
+    await expect(page.get_by_test_id("step-wait-1")).to_be_visible()

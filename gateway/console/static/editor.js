@@ -225,13 +225,18 @@ class Editor {
     this.root.append(this.head, this.toolbar, this.message,
       h("div", { class: "editor" }, h("div", { class: "editor-main" }, this.canvas, this.simBox, this.jsonBox),
         h("div", { class: "editor-side" }, this.problemList, this.inspector)));
-    this.root.addEventListener("keydown", (e) => this.keys(e));
+    // On the document: after an undo removes the focused step, focus is on the body.
+    const keys = (e) => this.keys(e);
+    document.addEventListener("keydown", keys);
     const unload = (e) => {
       if (this.dirty && !this.readOnly) e.preventDefault();
     };
     window.addEventListener("beforeunload", unload);
     this.ctx.onLeave(() => this.readOnly || !this.dirty || window.confirm("This draft has unsaved changes. Leave without saving them?"),
-      () => window.removeEventListener("beforeunload", unload));
+      () => {
+        window.removeEventListener("beforeunload", unload);
+        document.removeEventListener("keydown", keys);
+      });
     this.renderAll();
     this.validate();
   }
