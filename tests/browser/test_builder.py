@@ -409,3 +409,53 @@ async def test_the_builder_fits_both_screens_and_works_from_the_keyboard(
     await expect(node).to_have_count(0)
     await page.keyboard.press("Control+Shift+z")
     await expect(page.get_by_test_id("step-wait-1")).to_be_visible()
+
+
+async def test_steps_move_and_delete_with_their_paths_and_a_renamed_stage_keeps_its_jumps(
+    page: Page, workspace: Workspace
+) -> None:
+    await channels(workspace)
+    async with workspace.client() as c:
+        connector, template = await resources(c, SINK)
+        r = await c.post("/v1/journeys", json=cart_journey(connector, template))
+        journey = r.json()
+    await sign_in(page, workspace.stack.url, workspace.admin_key)
+    await page.goto(f"{workspace.stack.url}/console#/edit/{journey['id']}")
+
+    # Deleting the branch names the three steps on its paths; cancelled here.
+    await page.get_by_test_id("step-clicked").click()
+    await page.get_by_role("button", name="Delete step").click()
+    confirm = page.get_by_test_id("confirm-delete")
+    await expect(confirm).to_contain_text("Delete clicked and the 3 steps on its paths?")
+    await confirm.get_by_role("button", name="Cancel").click()
+
+    # The no path's wait moves to the head of Checkout.
+    await page.get_by_test_id("step-wait-1d").click()
+    await page.get_by_role("button", name="Move to…").click()
+    await page.get_by_test_id("insert-stages[1].steps[0]").click()
+
+    # Renaming Checkout renames the jump that leads there.
+    await page.get_by_test_id("stage-1").click()
+    await page.get_by_label("Name").fill("Payment")
+
+    # An enum property is a choice of its values.
+    await page.get_by_test_id("stage-0").click()
+    await page.get_by_label("Entry: event").select_option("cart_add")
+    await page.get_by_role("button", name="Add property condition to Entry").click()
+    await page.get_by_label("Entry: property 1").select_option("currency")
+    await page.get_by_label("Entry: value 1").select_option("USD")
+    await page.get_by_label("Entry: operator 1").select_option("neq")
+
+    await expect(page.get_by_test_id("no-problems")).to_be_visible()
+    await page.get_by_role("button", name="Save draft").click()
+    await expect(page.get_by_test_id("saved")).to_be_visible()
+    async with workspace.client() as c:
+        body = (await c.get(f"/v1/journeys/{journey['id']}")).json()
+    cart, payment = body["stages"]
+    assert payment["name"] == "Payment"
+    assert [s["id"] for s in payment["steps"]] == ["wait-1d", "wait-2h", "sms-3", "done"]
+    assert cart["steps"][1]["no"] == []
+    jump = cart["steps"][1]["yes"][0]["cases"][0]["steps"][0]
+    assert jump == {"id": "to-checkout", "type": "jump", "stage": "Payment"}
+    where = cart["entry"]["where"]
+    assert where == [{"property": "currency", "op": "neq", "value": "USD"}]

@@ -158,7 +158,7 @@ function matchEditor(criteria, ctx, label) {
     where.forEach((condition, k) => {
       box.append(conditionRow(criteria, "where", k, condition, declared, { ...ctx, path: `${ctx.path}.where[${k}]` }, label));
     });
-    box.append(h("button", { type: "button", class: "small", onclick: () => {
+    box.append(h("button", { type: "button", class: "small", "aria-label": `Add property condition to ${label}`, onclick: () => {
       const first = declared && [...declared.keys()][0];
       (criteria.where ||= []).push({ property: first || "", op: "eq", value: "" });
       ctx.changed(`${ctx.path}.where`, { structure: true });
@@ -167,7 +167,7 @@ function matchEditor(criteria, ctx, label) {
   (criteria.profile || []).forEach((condition, k) => {
     box.append(conditionRow(criteria, "profile", k, condition, null, { ...ctx, path: `${ctx.path}.profile[${k}]` }, label));
   });
-  box.append(h("button", { type: "button", class: "small", onclick: () => {
+  box.append(h("button", { type: "button", class: "small", "aria-label": `Add profile condition to ${label}`, onclick: () => {
     (criteria.profile ||= []).push({ attribute: "", op: "eq", value: "" });
     ctx.changed(`${ctx.path}.profile`, { structure: true });
   } }, "Add profile condition"));

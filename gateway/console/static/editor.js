@@ -304,6 +304,7 @@ class Editor {
   schedule() {
     clearTimeout(this.timer);
     this.checking = true;
+    this.problemList.querySelector("[data-testid=no-problems]")?.remove();  // no longer known
     this.renderToolbar();
     this.timer = setTimeout(() => this.validate(), VALIDATE_DELAY_MS);
   }
@@ -648,12 +649,13 @@ class Editor {
   }
 
   // A text field bound to `obj[key]`; empty removes the key when `optional`.
-  text(label, obj, key, path, { optional = false, type = "text", hint, placeholder, number = false } = {}) {
+  text(label, obj, key, path, { optional = false, type = "text", hint, placeholder, number = false, set } = {}) {
     const value = obj[key];
     const input = h("input", { type, "data-path": path, "data-key": path, placeholder, value: value === undefined || value === null ? "" : String(value),
       oninput: (e) => {
         const v = e.target.value;
-        if (v === "" && optional) delete obj[key];
+        if (set) set(v);
+        else if (v === "" && optional) delete obj[key];
         else obj[key] = number ? (v === "" ? null : Number(v)) : v;
         if (hintEl && type === "text" && hint === "duration") hintEl.textContent = durationHint(obj[key]);
         this.changed(path);
@@ -752,12 +754,7 @@ class Editor {
     const f = this.inspector;
     const later = this.body.stages.slice(i + 1).map((s) => s.name);
     f.append(h("h2", {}, `Stage ${i + 1}`));
-    const name = this.text("Name", stage, "name", `${path}.name`);
-    name.querySelector("input").oninput = (e) => {
-      this.renameStage(i, e.target.value);
-      this.changed(`${path}.name`);
-    };
-    f.append(name);
+    f.append(this.text("Name", stage, "name", `${path}.name`, { set: (v) => this.renameStage(i, v) }));
     f.append(h("fieldset", { "data-path": `${path}.entry` }, h("legend", {}, "Entry"),
       h("p", { class: "muted small" }, i === 0 ? "Who enters the journey." : "A profile in an earlier stage that matches this moves here."),
       this.toggle("Entry criteria", Boolean(stage.entry), `${path}.entry`, () => { stage.entry = { event: "" }; }, () => { delete stage.entry; }),
