@@ -297,7 +297,7 @@ async def test_the_migrate_preview_counts_match_what_the_publish_does(
 async def eventually_inside(c: Any, journey_id: str, n: int) -> None:
     async def probe() -> bool:
         r = await c.get(f"/v1/journeys/{journey_id}/profiles", params={"state": "active"})
-        return len(r.json()["items"]) == n
+        return r.status_code == 200 and len(r.json()["items"]) == n  # 429: asked too often
 
     await eventually(probe, f"{n} profiles inside")
 
@@ -305,6 +305,8 @@ async def eventually_inside(c: Any, journey_id: str, n: int) -> None:
 async def eventually_at(c: Any, journey_id: str, profile_id: str, step: str) -> None:
     async def probe() -> bool:
         r = await c.get(f"/v1/journeys/{journey_id}/profiles", params={"state": "active"})
+        if r.status_code != 200:
+            return False  # 429: asked too often
         at = {m["profile_id"]: m["step"] for m in r.json()["items"]}
         return at.get(profile_id) == step
 
@@ -389,8 +391,10 @@ async def test_the_builder_fits_both_screens_and_works_from_the_keyboard(
         await expect(page.get_by_test_id("stage-0")).to_be_visible()
         assert await page.evaluate("document.documentElement.scrollWidth") <= width
         for control in ("Publish…", "Save draft", "Undo"):
-            box = await page.get_by_role("button", name=control).bounding_box()
-            assert box is not None
+            button = page.get_by_role("button", name=control, exact=True)
+            await expect(button).to_be_visible()
+            box = await button.bounding_box()
+            assert box is not None, control
             assert box["x"] + box["width"] <= width
             assert box["y"] + box["height"] <= height
         await expect(page.get_by_label("Name")).to_be_in_viewport()
