@@ -43,6 +43,8 @@ ROUTES: tuple[Route, ...] = (
     _r(f"/v1/journeys/{ID}/analytics", GET, "runtime", READ),
     _r(f"/v1/journeys/{ID}/experiments/{ID}", GET, "runtime", READ),
     _r(f"/v1/journeys(/{ID}(/versions(/{ID})?)?)?", GET, "designer", READ),
+    # A dry run of a migrating publish: it changes nothing, but it counts who is inside.
+    _r(f"/v1/journeys/{ID}/publish/preview", frozenset({"POST"}), "designer", WRITE),
     _r(f"/v1/journeys(/{ID}(/.*)?)?", CHANGE, "designer", WRITE),
     _r(f"/v1/templates(/{ID})?", GET, "designer", READ),
     _r(f"/v1/templates/{ID}/preview", frozenset({"POST"}), "designer", READ),

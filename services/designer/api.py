@@ -23,6 +23,7 @@ from services.designer.schemas import (
     FolderIn,
     FolderOut,
     JourneyStatus,
+    MigrationPreviewOut,
     PreviewIn,
     PreviewOut,
     PublishIn,
@@ -134,6 +135,26 @@ async def publish_journey(
     if in_flight == "migrate":
         result["migrated"] = await _migrate(ctx, journey_id, previous, result["version"])
     return result
+
+
+@router.post(
+    "/journeys/{journey_id}/publish/preview", response_model=MigrationPreviewOut, tags=["journeys"]
+)
+async def preview_migration(ctx: WriteCtx, journey_id: str) -> dict[str, Any]:
+    """What publishing the draft with ``in_flight: migrate`` would do to the profiles inside,
+    per version, stage and step: how many would move and how many would stay, and why.
+    A dry run: nothing is published, moved or stored."""
+    number, body = await JourneyService(ctx).migration_draft(journey_id)
+    url = f"{ctx.settings.runtime_url}/internal/journeys/{journey_id}/migration-plan"
+    try:
+        r = await ctx.http.post(url, json={"to_version": number, "body": body}, timeout=30)
+    except httpx.HTTPError as exc:
+        raise ProblemError(
+            503, "Runtime unavailable", f"the runtime could not be asked ({exc}); retry shortly"
+        ) from exc
+    r.raise_for_status()
+    plan: dict[str, Any] = r.json()
+    return {"version": number, **plan}
 
 
 async def _migrate(ctx: Ctx, journey_id: str, previous: int | None, to: int) -> int:

@@ -281,6 +281,18 @@ class JourneyService:
         await self._schedule_end(journey, body)
         return {"status": status, "version": version.version, "previous_version": previous}
 
+    async def migration_draft(self, journey_id: str) -> tuple[int, dict[str, Any]]:
+        """The draft a ``migrate`` publish would move profiles onto, checked as the publish
+        checks it: (its version number, its body). Nothing is changed."""
+        journey = await self._journey(journey_id)
+        if journey.live_version is None or journey.status == "stopped":
+            raise conflict("only a live or paused journey has profiles to migrate")
+        version = await self._version(journey, journey.latest_version)
+        if version.published:
+            raise conflict(f"version {version.version} is already published: no draft to preview")
+        body = await checked_body(self.ctx, version.body, journey.id, for_publish=True)
+        return version.version, dump_body(body)
+
     async def new_version(self, journey_id: str) -> dict[str, Any]:
         journey = await self._journey(journey_id, lock=True)
         if journey.live_version is None or journey.status == "stopped":

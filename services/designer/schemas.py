@@ -76,6 +76,25 @@ class PublishIn(Strict):
     in_flight: Literal["stay", "migrate"] = "stay"
 
 
+class MigrationPosition(BaseModel):
+    version: int = Field(description="The version the profiles are on now.")
+    stage: str
+    step: str | None = Field(description="The step they wait at (none: between steps).")
+    move: int = Field(description="How many would move onto the draft.")
+    stay: int = Field(description="How many would stay on their version.")
+    reason: str | None = Field(description="Why those stay (their stage or step is gone).")
+
+
+class MigrationPreviewOut(BaseModel):
+    """A dry run of ``POST /v1/journeys/{id}/publish {"in_flight": "migrate"}``."""
+
+    version: int = Field(description="The draft version the profiles would move onto.")
+    active: int
+    would_move: int
+    would_stay: int
+    steps: list[MigrationPosition]
+
+
 class Channel(StrEnum):
     EMAIL = "email"
     SMS = "sms"

@@ -43,8 +43,25 @@ async def journey_analytics(
         },
         "exits": {o: counters.get(f"left:{o}", 0) for o in OUTCOMES},
         "stages": _stages(compiled, counters, active) if compiled else [],
+        "steps": _steps(counters, active),
         "activations": _activations(requested, deliveries or {}),
     }
+
+
+def _steps(
+    counters: dict[str, int], active: dict[tuple[str | None, str | None], int]
+) -> dict[str, dict[str, int]]:
+    """Per-step counts by step id, from the counters alone: unlike ``stages`` they need no
+    loaded version, so a stopped journey still shows its last counts."""
+    out: dict[str, dict[str, int]] = {}
+    for key, came in counters.items():
+        kind, _, rest = key.partition(":")
+        step_id, _, what = rest.rpartition(":")
+        if kind != "step" or what != "entered" or not step_id:
+            continue
+        here = sum(n for (_s, st), n in active.items() if st == step_id)
+        out[step_id] = {"entered": came, "active": here, "completed": max(0, came - here)}
+    return out
 
 
 def _activations(requested: int, deliveries: dict[str, int]) -> dict[str, int]:

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from services.runtime import triggers
+from services.runtime.engine.compiled import compile_journey
 from services.runtime.processor import Processor
 from shared.app import RequestSession, get_state
+from shared.journey import JourneyBody
 
 router = APIRouter(prefix="/internal", include_in_schema=False)
 
@@ -24,6 +26,23 @@ async def migrate_in_flight(request: Request, journey_id: str, body: MigrateIn) 
     stage and step exist there; the others stay on their version."""
     processor: Processor = get_state(request).extras["processor"]
     return {"migrated": await processor.migrate(journey_id, body.to_version)}
+
+
+class MigrationPlanIn(BaseModel):
+    to_version: Annotated[int, Field(ge=1)]
+    body: dict[str, Any]
+
+
+@router.post("/journeys/{journey_id}/migration-plan")
+async def migration_plan(
+    request: Request, journey_id: str, payload: MigrationPlanIn
+) -> dict[str, Any]:
+    """What migrating the profiles inside onto a draft would do, changing nothing. The
+    designer has validated the draft; it is compiled here as the publish would."""
+    processor: Processor = get_state(request).extras["processor"]
+    body = JourneyBody.model_validate(payload.body)
+    target = compile_journey(journey_id, payload.to_version, body)
+    return await processor.migration_plan(journey_id, target)
 
 
 @router.get("/workspaces/{workspace_id}/event-triggers/{trigger_id}/stats")

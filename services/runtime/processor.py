@@ -15,9 +15,10 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
-from services.runtime import erasures
+from services.runtime import erasures, migration_plan
 from services.runtime.catalog import CatalogCache
 from services.runtime.engine import engine
+from services.runtime.engine.compiled import CompiledJourney
 from services.runtime.engine.engine import Catalog
 from services.runtime.engine.state import (
     CancelTimer,
@@ -287,6 +288,20 @@ class Processor:
                     moved[profile_id] = {journey_id: state}
             await store.save_states(workspace_id, moved, catalog)
         return len(moved)
+
+    async def migration_plan(self, journey_id: str, target: CompiledJourney) -> dict[str, Any]:
+        """What :meth:`migrate` onto ``target`` would do now; reads, locks nothing, writes
+        nothing (:mod:`services.runtime.migration_plan`)."""
+        await self.catalogs.fresh(time.monotonic())
+        workspace_id, live = self.catalogs.find(journey_id)
+        if live is None:
+            return migration_plan.plan([], None, target)
+        async with db.raw_transaction(self.pool) as conn:
+            store = Store(conn)
+            ids = await store.active_profiles(workspace_id, journey_id)
+            states = await store.states(workspace_id, sorted(ids))
+        inside = [s[journey_id] for s in states.values() if journey_id in s]
+        return migration_plan.plan(inside, live, target)
 
     async def erase(self, workspace_id: str, profile_id: str) -> bool:
         """Delete the profile and everything about it; cancel its pending timers; tell the

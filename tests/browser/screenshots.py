@@ -126,6 +126,34 @@ async def capture(out: Path, servers: Servers) -> None:
                 await page.goto(f"{stack.url}/console#/journeys/{live}")
                 await expect(page.get_by_test_id("read-only-note")).to_be_visible()
                 await _shoot(page, out / "console-viewer.png")
+                await page.get_by_role("button", name="Sign out").click()
+                await sign_in(page, stack.url, workspace.admin_key)
+                await _editor(page, stack.url, live, out)
+
+
+async def _editor(page: Page, url: str, live: str, out: Path) -> None:
+    """The builder: an empty canvas, a step being configured, a problem, the publish dialog
+    with the migrate preview of the profiles inside the live journey (not published)."""
+    await page.goto(f"{url}/console#/edit")
+    await expect(page.get_by_test_id("stage-0")).to_be_visible()
+    await _shoot(page, out / "console-editor-empty.png")
+    await page.goto(f"{url}/console#/edit/{live}")
+    await page.get_by_role("button", name="New version").click()
+    await page.get_by_test_id("step-clicked").click()
+    await expect(page.get_by_label("Branch on: event")).to_be_visible()
+    await _shoot(page, out / "console-editor-step.png")
+    await page.get_by_test_id("step-wait-2h").click()
+    await page.get_by_label("Duration").fill("two hours")
+    await expect(page.get_by_test_id("problem-list")).to_be_visible()
+    await _shoot(page, out / "console-editor-problem.png")
+    await page.get_by_label("Duration").fill("PT2H")
+    await page.get_by_role("button", name="Delete step").click()
+    await page.get_by_test_id("confirm-delete").get_by_role("button", name="Delete").click()
+    await expect(page.get_by_test_id("no-problems")).to_be_visible()
+    await page.get_by_role("button", name="Publish…").click()
+    await page.get_by_label("move to this version (migrate)").check()
+    await expect(page.get_by_test_id("migrate-total")).to_be_visible()
+    await _shoot(page, out / "console-editor-publish.png")
 
 
 def main(out: Path) -> None:

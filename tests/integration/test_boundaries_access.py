@@ -187,6 +187,7 @@ INTERNAL = [
     ("designer", "GET", "/internal/workspaces/{ws}/connectors/{connector}"),
     ("designer", "GET", "/internal/webhooks/sources/x"),
     ("runtime", "POST", "/internal/journeys/x/migrate"),
+    ("runtime", "POST", "/internal/journeys/x/migration-plan"),
     ("scheduler", "GET", "/internal/timers/stats"),
     ("activator", "POST", "/internal/connectors/test"),
     ("activator", "GET", "/internal/workspaces/{ws}/journeys/x/activations"),

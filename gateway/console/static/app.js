@@ -1,6 +1,7 @@
 // The console shell: sign in with a key, ask the gateway who it is, route between pages.
 import { ApiError, api, forgetKey, paths, storeKey, storedKey } from "./api.js";
 import { renderDeliveries } from "./deliveries.js";
+import { renderEditor } from "./editor.js";
 import { renderJourney, renderJourneys } from "./journeys.js";
 import { renderProfile } from "./profiles.js";
 import { renderSimulate } from "./simulate.js";
@@ -9,9 +10,14 @@ import { clear, h, problemBox } from "./ui.js";
 const $ = (id) => document.getElementById(id);
 let me = null;
 let cleanup = null;
+// A page with unsaved work may hold the visitor back: `leave()` answers whether to go.
+let leave = null;
+let shownHash = null;
+let restoring = false;
 
 const ROUTES = [
   [/^\/journeys\/([^/]+)$/, renderJourney, "journeys"],
+  [/^\/edit(?:\/([^/]+))?$/, renderEditor, "journeys"],
   [/^\/journeys$/, renderJourneys, "journeys"],
   [/^\/profiles(?:\/(.+))?$/, renderProfile, "profiles"],
   [/^\/deliveries$/, renderDeliveries, "deliveries"],
@@ -34,6 +40,17 @@ function decodePart(part) {
 
 function route() {
   if (!me) return;
+  if (restoring) {
+    restoring = false;
+    return;
+  }
+  if (leave && location.hash !== shownHash && !leave()) {
+    restoring = true;
+    location.hash = shownHash;
+    return;
+  }
+  leave = null;
+  shownHash = location.hash;
   if (cleanup) cleanup();
   cleanup = null;
   const { path, params } = parseHash();
@@ -58,10 +75,23 @@ function route() {
     every(ms, fn) {
       if (alive) timers.push(setInterval(fn, ms));
     },
+    // The address of this page changes without showing it again (a new journey once saved).
+    replaceHash(hash) {
+      history.replaceState(null, "", hash);
+      shownHash = location.hash;
+    },
+    onLeave(ask, teardown) {
+      if (!alive) return;
+      leave = ask;
+      teardowns.push(teardown);
+    },
   };
+  const teardowns = [];
   cleanup = () => {
     alive = false;
     timers.forEach(clearInterval);
+    teardowns.forEach((fn) => fn());
+    leave = null;
   };
   Promise.resolve(render(page, ctx, ...match)).catch((error) => {
     if (error instanceof ApiError) page.append(problemBox(error, me.role));

@@ -42,7 +42,8 @@ function versionText(journey, live) {
 
 export async function renderJourneys(root, ctx) {
   root.append(h("div", { class: "page-head" },
-    h("div", {}, h("h1", {}, "Journeys"), h("p", { class: "muted" }, "Every journey by folder; profile counts refresh every few seconds."))));
+    h("div", {}, h("h1", {}, "Journeys"), h("p", { class: "muted" }, "Every journey by folder; profile counts refresh every few seconds.")),
+    may.changeJourneys(ctx.role) ? h("a", { href: "#/edit", class: "button-link primary", "data-testid": "new-journey" }, "New journey") : null));
   if (readerOnly(root, ctx, "see journeys")) return;
   const [folders, journeys] = await Promise.all([
     all(paths.folders).catch((error) => (error.status === 403 ? [] : Promise.reject(error))),
@@ -59,7 +60,7 @@ export async function renderJourneys(root, ctx) {
   }
   for (const f of folders) if (!groups.has(names.get(f.id))) groups.set(names.get(f.id), []);
   if (!journeys.length && !folders.length) {
-    root.append(card(null, h("p", { class: "empty" }, "No journeys yet. Create one with POST /v1/journeys; it shows here as a draft.")));
+    root.append(card(null, h("p", { class: "empty" }, "No journeys yet. Start one with New journey (or POST /v1/journeys); it shows here as a draft.")));
     return;
   }
   const columns = [
@@ -108,6 +109,7 @@ export async function templateNames() {
 function actionsFor(journey, status, live) {
   const draftPending = journey.status === "draft";
   const out = [];
+  if (draftPending) out.push(["edit", `Edit draft v${journey.version}`]);
   if (draftPending) out.push(["publish", live ? `Publish v${journey.version}` : "Publish"]);
   if (status === "live") out.push(["pause", "Pause"]);
   if (status === "paused") out.push(["resume", "Resume"]);
@@ -129,7 +131,8 @@ function controls(ctx, journey, status, live, reload) {
     try {
       const result = await post(paths.action(journey.id, action), body);
       if (action === "versions") {
-        message.append(h("p", { class: "ok" }, `Draft v${result.version} created from the live version.`));
+        message.append(h("p", { class: "ok" }, `Draft v${result.version} created from the live version. `,
+          h("a", { href: `#/edit/${encodeURIComponent(journey.id)}` }, "Edit it")));
       }
       await reload();
     } catch (error) {
@@ -144,6 +147,10 @@ function controls(ctx, journey, status, live, reload) {
         h("option", { value: "stay" }, "profiles inside stay on their version"),
         h("option", { value: "migrate" }, "migrate profiles inside"));
       box.append(inFlight);
+    }
+    if (action === "edit") {
+      box.append(h("a", { href: `#/edit/${encodeURIComponent(journey.id)}`, class: "button-link", "data-action": "edit" }, label));
+      continue;
     }
     const kind = action === "stop" ? "danger" : action === "publish" ? "primary" : "";
     box.append(h("button", { type: "button", class: kind, "data-action": action, onclick: () => {
@@ -241,7 +248,8 @@ export async function renderJourney(root, ctx, id) {
   const countsNote = h("p", { class: "muted small", hidden: true, "data-testid": "no-step-counts" },
     shown.status === "draft"
       ? "This version is a draft: no one is in it until it is published."
-      : "Per-step counts are reported while a version is live or paused; the totals above stay.");
+      : status === "stopped" ? "This journey is stopped: the map shows each step's last counts; no one is inside."
+        : "Per-step counts are reported while a version is live or paused; the totals above stay.");
   const trouble = h("div", {});
   root.append(h("section", { class: "card" },
     h("div", { class: "card-head" }, h("h2", {}, "Journey map"), updated),
@@ -268,7 +276,7 @@ export async function renderJourney(root, ctx, id) {
       const target = a.goal.target_percent ?? shown.goal?.target_percent ?? null;
       goal.update({ ...a.goal, target_percent: target, target_met: target == null ? null : a.goal.percent >= target });
       map.update(a);
-      countsNote.hidden = a.stages.length > 0;
+      countsNote.hidden = a.stages.length > 0 || (status !== "stopped" && Object.keys(a.steps || {}).length > 0);
       updated.textContent = `updated ${fmtTime(new Date().toISOString())}`;
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;

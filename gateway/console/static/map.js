@@ -79,6 +79,7 @@ class Drawing {
     this.labels = s("g", { class: "labels" });
     this.nodes = s("g", { class: "nodes" });
     this.byStep = new Map();
+    this.jumps = [];  // [step, x, y] of every jump card, drawn once the lanes are known
   }
 
   edge(a, b) {
@@ -108,6 +109,7 @@ class Drawing {
     active);
     this.nodes.append(g);
     this.byStep.set(step.id, { g, counts, active });
+    if (step.type === "jump") this.jumps.push([step, x, y]);
   }
 
   // Lays `steps` out in a column [left, left + width) from `top`; `ins` are the points the
@@ -212,26 +214,51 @@ export function drawJourney(journey, names = {}) {
     const a = { x: lane.x + lane.width + 6, y: HEAD / 2 };
     lanes.append(s("path", { class: "lane-link", d: `M ${a.x} ${a.y} H ${a.x + LANE_GAP - 14}`, "marker-end": "url(#arrow)" }));
   });
-  const width = Math.max(x - LANE_GAP, W);
+  // Jumps: a dashed arrow to the head of the target stage, or out to the right edge with
+  // the other journey named.
+  const jumps = s("g", { class: "jumps" });
+  let reach = x - LANE_GAP;
+  for (const [step, jx, jy] of drawing.jumps) {
+    const from = { x: jx + W, y: jy + H / 2 };
+    const lane = step.journey_id ? null : laneBoxes.find((l) => l.stage.name === step.stage);
+    if (lane) {
+      const to = { x: lane.x + Math.min(lane.width / 2, 120), y: HEAD + 2 };
+      const lift = Math.max(40, (from.y - to.y) / 2);
+      jumps.append(s("path", { class: "jump-link", "data-jump": step.id, "marker-end": "url(#arrow)",
+        d: `M ${from.x} ${from.y} C ${from.x + 80} ${from.y}, ${to.x} ${to.y + lift}, ${to.x} ${to.y}` }));
+    } else {
+      const label = step.journey_id ? `journey ${truncate(step.journey_id, 8)} · ${step.stage}` : `stage ${step.stage} (missing)`;
+      const end = from.x + 46;
+      jumps.append(s("path", { class: "jump-link", "data-jump": step.id, "marker-end": "url(#arrow)", d: `M ${from.x} ${from.y} H ${end}` }),
+        s("text", { class: "jump-label", x: end + 4, y: from.y + 4 }, label));
+      reach = Math.max(reach, end + 12 + label.length * 6.4);
+    }
+  }
+  const width = Math.max(reach, W);
   const svg = s("svg", { class: "journey-map", width, height, viewBox: `0 0 ${width} ${height}`,
     role: "img", "aria-label": `Map of ${journey.name}` },
   s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7,
     markerHeight: 7, orient: "auto-start-reverse" }, s("path", { d: "M 0 0 L 10 5 L 0 10 z", class: "arrow" }))),
-  lanes, drawing.edges, drawing.nodes, drawing.labels);
+  lanes, drawing.edges, jumps, drawing.nodes, drawing.labels);
 
+  const show = (id, step) => {
+    const node = drawing.byStep.get(id);
+    if (!node) return;
+    node.counts.textContent = `entered ${fmtNumber(step.entered)} · done ${fmtNumber(step.completed)}`;
+    node.active.textContent = fmtNumber(step.active);
+    node.g.classList.toggle("has-active", step.active > 0);
+  };
   return {
     svg,
     update(analytics) {
       for (const stage of analytics.stages || []) {
         const lane = stageCounts.get(stage.name);
         if (lane) lane.textContent = `entered ${fmtNumber(stage.entered)} · in stage ${fmtNumber(stage.active)}`;
-        for (const step of stage.steps || []) {
-          const node = drawing.byStep.get(step.id);
-          if (!node) continue;
-          node.counts.textContent = `entered ${fmtNumber(step.entered)} · done ${fmtNumber(step.completed)}`;
-          node.active.textContent = fmtNumber(step.active);
-          node.g.classList.toggle("has-active", step.active > 0);
-        }
+        for (const step of stage.steps || []) show(step.id, step);
+      }
+      // A stopped version is no longer loaded: its steps' last counts come by id alone.
+      if (!(analytics.stages || []).length) {
+        for (const [id, step] of Object.entries(analytics.steps || {})) show(id, step);
       }
     },
     highlight(stepIds) {

@@ -12,7 +12,7 @@ function bodyOf(journey) {
   return Object.fromEntries(BODY_FIELDS.filter((k) => journey[k] !== undefined).map((k) => [k, journey[k]]));
 }
 
-function sampleEvents(body) {
+export function sampleEvents(body) {
   const entry = body.stages?.[0]?.entry?.event || body.stages?.[0]?.entry?.all?.[0]?.event || "signed_up";
   const now = new Date();
   return [
@@ -21,7 +21,7 @@ function sampleEvents(body) {
   ];
 }
 
-const SAMPLE_PROFILES = [
+export const SAMPLE_PROFILES = [
   { profile_id: "sim-1", attributes: { email: "sim-1@example.com", phone: "+15550001", push_token: "t-1" } },
   { profile_id: "sim-2", attributes: { email: "sim-2@example.com" }, consent: { email: false } },
 ];
