@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 
 from bench.common import Counts, Figure, Report, chunks, per_second, progress
-from bench.stack import connect_db, post_all, servers, start_designer_and_gateway
+from bench.stack import ADMIN_KEY, connect_db, post_all, servers, start_designer_and_gateway
 
 
 def bench_events(count: int, profiles: int = 100_000, first: int = 0) -> list[dict[str, Any]]:
@@ -35,9 +35,13 @@ def event_bytes(events: Sequence[dict[str, Any]]) -> int:
 
 
 async def commit_stats(url: str) -> tuple[float, float]:
-    """(commits, events committed) so far, from the gateway's metrics."""
+    """(commits, events committed) so far, from the gateway's metrics (an admin key may read
+    them; anyone else learns nothing there)."""
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     async with httpx.AsyncClient() as client:
-        text = (await client.get(f"{url}/metrics")).text
+        answer = await client.get(f"{url}/metrics", headers=headers)
+    answer.raise_for_status()
+    text = answer.text
     found = [
         re.search(rf"^waypost_ingest_commit_rows_{name} (\S+)$", text, re.MULTILINE)
         for name in ("count", "sum")
