@@ -17,6 +17,7 @@ import asyncpg
 
 from services.runtime import erasures, migration_plan
 from services.runtime.catalog import CatalogCache
+from services.runtime.counter_keys import MIGRATED_IN, MIGRATED_OUT, path_key, stage_left_key
 from services.runtime.engine import engine
 from services.runtime.engine.compiled import CompiledJourney
 from services.runtime.engine.engine import Catalog
@@ -25,6 +26,7 @@ from services.runtime.engine.state import (
     Event,
     Explanation,
     JourneyState,
+    Membership,
     Profile,
     Result,
     SetTimer,
@@ -279,14 +281,26 @@ class Processor:
             states = await store.states(workspace_id, sorted(rows))
             catalog = self.catalogs.for_workspace(workspace_id)
             moved: dict[str, dict[str, JourneyState]] = {}
+            timeline: list[tuple[str, TimelineEntry]] = []
+            counters: Counter[tuple[str, int, str]] = Counter()
+            now = self.clock.now()
             for profile_id in sorted(rows):
                 state = states[profile_id].get(journey_id)
                 m = state.membership if state else None
                 if state is None or m is None or m.version not in live.versions:
                     continue
-                if engine.migrate(state, live.versions[m.version], target):
+                source = live.versions[m.version]
+                was = (m.version, source.stages[m.stage].name, m.step_id)
+                if engine.migrate(state, source, target):
                     moved[profile_id] = {journey_id: state}
+                    timeline.append((profile_id, _migrated(journey_id, was, target, m, now)))
+                    counters[(journey_id, was[0], MIGRATED_OUT)] += 1
+                    counters[(journey_id, target.version, MIGRATED_IN)] += 1
             await store.save_states(workspace_id, moved, catalog)
+            await store.add_timeline(workspace_id, timeline)
+            await store.bump(
+                workspace_id, dict(counters), zlib.crc32(journey_id.encode()) % COUNTER_SHARDS
+            )
         return len(moved)
 
     async def migration_plan(self, journey_id: str, target: CompiledJourney) -> dict[str, Any]:
@@ -451,9 +465,36 @@ def _counter_keys(result: Result) -> Counter[tuple[str, int, str]]:
             keys[(*base, f"step:{e.step_id}:entered")] += 1
         elif e.kind == "left":
             keys[(*base, f"left:{e.detail['outcome']}")] += 1
+            if e.stage is not None:
+                keys[(*base, stage_left_key(e.stage, e.detail["outcome"]))] += 1
+        elif e.kind == "branch_taken" and e.step_id is not None:
+            keys[(*base, path_key(e.step_id, str(e.detail["path"])))] += 1
         elif e.kind == "activation":
             keys[(*base, "activations:requested")] += 1
     return keys
+
+
+def _migrated(
+    journey_id: str,
+    was: tuple[int, str, str | None],
+    target: CompiledJourney,
+    m: Membership,
+    now: datetime,
+) -> TimelineEntry:
+    """The timeline's record of a migrate publish moving the profile: v1 step -> v2 step."""
+    stage = target.stages[m.stage].name
+    detail = {"from_version": was[0], "from_stage": was[1], "from_step": was[2],
+              "to_version": target.version, "to_stage": stage, "to_step": m.step_id}  # fmt: skip
+    return TimelineEntry(
+        now,
+        journey_id,
+        target.version,
+        "migrated",
+        stage,
+        m.step_id,
+        detail,
+        {"change": "migrated"},
+    )
 
 
 def _commands(

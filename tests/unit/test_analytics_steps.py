@@ -1,8 +1,10 @@
-"""Per-step counts by id from the counters alone (what a stopped journey still shows)."""
+"""Per-step counts by id from the counters alone (what a stopped journey still shows), the
+paths taken at branches and splits, and totals across versions."""
 
 from __future__ import annotations
 
-from services.runtime.analytics import _steps
+from services.runtime.analytics import _paths, _positions, _steps, _sum, _versions
+from services.runtime.counter_keys import MIGRATED_IN, MIGRATED_OUT, path_key, stage_left_key
 
 
 def test_step_counts_come_from_the_counters_and_the_profiles_still_there() -> None:
@@ -10,10 +12,54 @@ def test_step_counts_come_from_the_counters_and_the_profiles_still_there() -> No
         "entered": 5, "stage:Cart:entered": 5, "left:goal": 1,
         "step:sms-1:entered": 5, "step:a:b:entered": 2, "step:wait:entered": 3,
     }  # fmt: skip
-    active = {("Cart", "wait"): 2, ("Cart", None): 1, ("Other", "wait"): 1}
-    assert _steps(counters, active) == {
-        "sms-1": {"entered": 5, "active": 0, "completed": 5},
-        "a:b": {"entered": 2, "active": 0, "completed": 2},
-        "wait": {"entered": 3, "active": 3, "completed": 0},
+    here = {("Cart", "wait"): 2, ("Cart", None): 1, ("Other", "wait"): 1}
+    finished = {("Cart", "sms-1"): 4}
+    assert _steps(counters, here, finished) == {
+        "sms-1": {"entered": 5, "active": 0, "finished": 4, "completed": 5},
+        "a:b": {"entered": 2, "active": 0, "finished": 0, "completed": 2},
+        "wait": {"entered": 3, "active": 3, "finished": 0, "completed": 0},
     }
-    assert _steps({"stage:Cart:entered": 2}, {}) == {}
+    assert _steps({"stage:Cart:entered": 2}, {}, {}) == {}
+
+
+def test_profiles_whose_steps_ended_are_finished_not_on_their_last_step() -> None:
+    rows = [
+        (1, "Cart", "email", "ended", 13),
+        (1, "Cart", "wait", "waiting", 2),
+        (2, "Cart", "branch", "branching", 3),
+        (2, "Cart", "branch", "ended", 1),
+    ]
+    here, finished = _positions(rows, None)
+    assert here == {("Cart", "wait"): 2, ("Cart", "branch"): 3}
+    assert finished == {("Cart", "email"): 13, ("Cart", "branch"): 1}
+    here, finished = _positions(rows, 2)
+    assert here == {("Cart", "branch"): 3}
+    assert finished == {("Cart", "branch"): 1}
+
+
+def test_each_path_counts_with_its_share_and_odd_names_survive() -> None:
+    counters = {
+        path_key("b:1", "yes"): 3, path_key("b:1", "no"): 1,
+        path_key("split", 'case "0"'): 2, "step:b:1:entered": 4,
+    }  # fmt: skip
+    assert _paths(counters) == {
+        "b:1": [{"path": "no", "count": 1, "percent": 25.0},
+                {"path": "yes", "count": 3, "percent": 75.0}],
+        "split": [{"path": 'case "0"', "count": 2, "percent": 100.0}],
+    }  # fmt: skip
+    assert stage_left_key("a:b", "goal") != stage_left_key("a", "b:goal")
+
+
+def test_totals_add_up_across_versions_with_a_breakdown() -> None:
+    by_version = {
+        1: {"entered": 5, "left:goal": 1, MIGRATED_OUT: 3},
+        2: {"entered": 2, MIGRATED_IN: 3},
+    }
+    assert _sum(by_version, None) == {"entered": 7, "left:goal": 1, MIGRATED_OUT: 3, MIGRATED_IN: 3}
+    assert _sum(by_version, 2)["entered"] == 2
+    rows = [(2, "Cart", "wait", "waiting", 4), (1, "Cart", "wait", "waiting", 1)]
+    versions = _versions(by_version, rows)
+    assert [(v["version"], v["entered"], v["active"]) for v in versions] == [(1, 5, 1), (2, 2, 4)]
+    assert versions[0]["migrated_out"] == 3
+    assert versions[1]["migrated_in"] == 3
+    assert versions[0]["exits"]["goal"] == 1
