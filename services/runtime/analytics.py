@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.runtime.counter_keys import MIGRATED_IN, MIGRATED_OUT, parse_path_key, stage_left_key
@@ -194,3 +195,91 @@ def _stages(
             "steps": steps,
         })  # fmt: skip
     return out
+
+
+# The response, as OpenAPI documents it ----------------------------------------------------
+
+Outcomes = dict[str, int]
+
+
+class GoalOut(BaseModel):
+    reached: int = Field(description="Profiles that left with the goal met.")
+    percent: float = Field(description="reached / entered, in percent.")
+    target_percent: float | None
+    target_met: bool | None
+
+
+class StepOut(BaseModel):
+    entered: int = Field(description="Times profiles started the step.")
+    active: int = Field(description="Profiles on the step now (waiting on it).")
+    finished: int = Field(
+        description="Profiles whose steps ran out here (an end, or a path with no more "
+        "steps): still in the stage, no longer on the step."
+    )
+    completed: int = Field(description="Times profiles went past the step (or ended on it).")
+
+
+class StageStepOut(StepOut):
+    id: str
+    type: str
+
+
+class StageOut(BaseModel):
+    name: str
+    entered: int
+    active: int = Field(description="Profiles in the stage now, on a step or finished.")
+    finished: int = Field(description="Profiles in the stage whose steps ran out.")
+    ends: Outcomes = Field(
+        description="Profiles that left the journey from this stage, by outcome."
+    )
+    steps: list[StageStepOut]
+
+
+class PathOut(BaseModel):
+    path: str = Field(
+        description="yes / no (a branch; no after the timeout), `case N` / default (a split "
+        "by attribute), `path N` (a random split), the path's name (an experiment)."
+    )
+    count: int = Field(description="Profiles that took the path.")
+    percent: float = Field(description="Their share of the profiles that passed the step.")
+
+
+class VersionOut(BaseModel):
+    version: int
+    entered: int = Field(description="Profiles that entered the journey on this version.")
+    active: int = Field(description="Profiles on this version now (migrated in included).")
+    exits: Outcomes
+    migrated_in: int = Field(description="Profiles a migrate publish moved onto this version.")
+    migrated_out: int = Field(description="Profiles a migrate publish moved off this version.")
+
+
+class ActivationsOut(BaseModel):
+    requested: int
+    sent: int
+    skipped: int
+    failed: int
+    pending: int
+
+
+class AnalyticsOut(BaseModel):
+    """A journey's counts; with ``version``, that version's, else the journey's across all
+    its versions."""
+
+    entered: int
+    active: int = Field(description="Profiles in the journey now: waiting + finished.")
+    waiting: int = Field(description="Profiles on a step now (a wait, a branch).")
+    finished: int = Field(description="Profiles whose steps ran out, still in their stage.")
+    goal: GoalOut
+    exits: Outcomes = Field(description="Profiles that left, by outcome.")
+    ends: Outcomes = Field(description="Where profiles ended: `exits` plus `finished`.")
+    stages: list[StageOut] = Field(
+        description="The loaded version's stages and steps; empty for a stopped journey."
+    )
+    steps: dict[str, StepOut] = Field(
+        description="Counts by step id, from the counters alone (a stopped journey keeps them)."
+    )
+    paths: dict[str, list[PathOut]] = Field(
+        description="Branch and split step id -> each path taken."
+    )
+    versions: list[VersionOut] = Field(description="Each version's share of the totals.")
+    activations: ActivationsOut

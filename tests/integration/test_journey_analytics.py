@@ -123,3 +123,16 @@ async def test_totals_add_up_across_a_migrate_and_the_timeline_records_the_move(
 
 async def _equals(read: Any, want: int) -> bool:
     return bool(await read() == want)
+
+
+async def test_the_analytics_fields_are_documented(workspace: Workspace) -> None:
+    async with workspace.stack.client(None) as c:
+        doc = (await c.get("/openapi.json")).json()
+    route = doc["paths"]["/v1/journeys/{journey_id}/analytics"]["get"]
+    ok = route["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok["$ref"].endswith("/AnalyticsOut")
+    schemas = doc["components"]["schemas"]
+    fields = schemas["AnalyticsOut"]["properties"]
+    assert {"waiting", "finished", "ends", "paths", "versions"} <= set(fields)
+    assert "finished" in schemas["StepOut"]["properties"]
+    assert "migrated_in" in schemas["VersionOut"]["properties"]
