@@ -16,7 +16,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.runtime.counter_keys import MIGRATED_IN, MIGRATED_OUT, parse_path_key, stage_left_key
+from services.runtime.counter_keys import (
+    ENGAGEMENT_VERSION,
+    MIGRATED_IN,
+    MIGRATED_OUT,
+    parse_engage_key,
+    parse_path_key,
+    stage_left_key,
+)
 from services.runtime.engine.compiled import CompiledJourney
 from services.runtime.processor import Processor
 from services.runtime.repository import RuntimeRepository
@@ -65,6 +72,7 @@ async def journey_analytics(
         "steps": _steps(counters, here, finished),
         "paths": _paths(counters),
         "versions": _versions(by_version, rows),
+        "engagement": engagement(by_version.get(ENGAGEMENT_VERSION, {})),
         "activations": _activations(requested, deliveries or {}),
     }
 
@@ -101,7 +109,7 @@ def _versions(
         if v is not None:
             inside[v] += n
     out = []
-    for v in sorted(set(by_version) | set(inside)):
+    for v in sorted((set(by_version) | set(inside)) - {ENGAGEMENT_VERSION}):
         c = by_version.get(v, {})
         out.append({
             "version": v,
@@ -154,6 +162,46 @@ def _paths(counters: dict[str, int]) -> dict[str, list[dict[str, Any]]]:
             for p, n in sorted(by_path.items())
         ]
     return out
+
+
+FUNNEL = ("sent", "opened", "clicked", "goal")
+
+
+def engagement(counters: dict[str, int]) -> dict[str, Any]:
+    """sent -> opened -> clicked -> goal for each message step and each channel, with
+    each rate a share of the messages sent (clicks count one per link, so their rate may
+    pass the opens'). Feedback names no version: these are the journey's, across versions."""
+    steps: dict[str, dict[str, Any]] = {}
+    for key, n in counters.items():
+        parsed = parse_engage_key(key)
+        if parsed is None:
+            continue
+        step_id, what, channel = parsed
+        step = steps.setdefault(
+            step_id, {"step_id": step_id, "channel": None} | dict.fromkeys(FUNNEL, 0)
+        )
+        step[what] = step.get(what, 0) + n
+        if channel and (what == "sent" or step["channel"] is None):
+            step["channel"] = channel  # the channel it was sent on; opens and clicks: email
+    channels: dict[str, dict[str, Any]] = {}
+    for step in steps.values():
+        total = channels.setdefault(step["channel"] or "unknown", dict.fromkeys(FUNNEL, 0))
+        for what in FUNNEL:
+            total[what] += step[what]
+    return {
+        "steps": [_rates(steps[k]) for k in sorted(steps)],
+        "channels": {k: _rates(v) for k, v in sorted(channels.items())},
+    }
+
+
+def _rates(counts: dict[str, Any]) -> dict[str, Any]:
+    sent = counts["sent"]
+
+    def rate(n: int) -> float | None:
+        return round(100 * n / sent, 2) if sent else None
+
+    return {**counts, "open_rate": rate(counts["opened"]), "click_rate": rate(counts["clicked"]),
+            "goal_rate": rate(counts["goal"])}  # fmt: skip
 
 
 def _activations(requested: int, deliveries: dict[str, int]) -> dict[str, int]:
@@ -253,6 +301,26 @@ class VersionOut(BaseModel):
     migrated_out: int = Field(description="Profiles a migrate publish moved off this version.")
 
 
+class FunnelOut(BaseModel):
+    sent: int = Field(description="Messages sent (the activator's message_sent).")
+    opened: int = Field(description="Emails opened (one per message).")
+    clicked: int = Field(description="Links clicked (one per link of a message).")
+    goal: int = Field(description="Profiles that reached the goal after a message of it.")
+    open_rate: float | None = Field(description="opened / sent, in percent; null before any.")
+    click_rate: float | None = Field(description="clicked / sent, in percent.")
+    goal_rate: float | None = Field(description="goal / sent, in percent.")
+
+
+class StepFunnelOut(FunnelOut):
+    step_id: str
+    channel: str | None
+
+
+class EngagementOut(BaseModel):
+    steps: list[StepFunnelOut] = Field(description="Each message step's funnel.")
+    channels: dict[str, FunnelOut] = Field(description="The funnel of each channel.")
+
+
 class ActivationsOut(BaseModel):
     requested: int
     sent: int
@@ -282,4 +350,8 @@ class AnalyticsOut(BaseModel):
         description="Branch and split step id -> each path taken."
     )
     versions: list[VersionOut] = Field(description="Each version's share of the totals.")
+    engagement: EngagementOut = Field(
+        description="sent -> opened -> clicked -> goal per step and channel, across versions "
+        "(delivery and tracking feedback names the step, not the version)."
+    )
     activations: ActivationsOut

@@ -17,7 +17,15 @@ import asyncpg
 
 from services.runtime import erasures, migration_plan
 from services.runtime.catalog import CatalogCache
-from services.runtime.counter_keys import MIGRATED_IN, MIGRATED_OUT, path_key, stage_left_key
+from services.runtime.counter_keys import (
+    ENGAGEMENT_EVENTS,
+    ENGAGEMENT_VERSION,
+    MIGRATED_IN,
+    MIGRATED_OUT,
+    engage_key,
+    path_key,
+    stage_left_key,
+)
 from services.runtime.engine import engine
 from services.runtime.engine.compiled import CompiledJourney
 from services.runtime.engine.engine import Catalog
@@ -131,6 +139,12 @@ class Processor:
     ) -> None:
         fresh = await store.claim_events(workspace_id, (e.event_id for e in events))
         todo = _first_of_each(e for e in events if e.event_id in fresh)
+        # Counted before the feedback no journey listens to is set aside: it is still a
+        # message sent, opened or clicked.
+        engaged = _engagement(todo)
+        if engaged:
+            shard = zlib.crc32(todo[0].profile_id.encode()) % COUNTER_SHARDS
+            await store.bump(workspace_id, dict(engaged), shard)
         todo = _heard(todo, self.catalogs.unheard(workspace_id))
         if not todo:
             return
@@ -356,6 +370,7 @@ class Processor:
             writes.states.setdefault(row.profile_id, {}).update(changed)
         writes.timeline += [(row.profile_id, entry) for entry in result.timeline]
         writes.counters.update(_counter_keys(result))
+        writes.counters.update(_goals_after_messages(before, result))
         writes.outbox += _commands(
             workspace_id, row, result, self.clock.now(), self.catalogs.revision
         )
@@ -471,6 +486,36 @@ def _counter_keys(result: Result) -> Counter[tuple[str, int, str]]:
             keys[(*base, path_key(e.step_id, str(e.detail["path"])))] += 1
         elif e.kind == "activation":
             keys[(*base, "activations:requested")] += 1
+    return keys
+
+
+def _engagement(events: Iterable[AcceptedEvent]) -> Counter[tuple[str, int, str]]:
+    """Messages sent, opened and clicked, by journey, step and channel, from the feedback
+    events (one per message sent, one open per message, one click per link)."""
+    keys: Counter[tuple[str, int, str]] = Counter()
+    for e in events:
+        what = ENGAGEMENT_EVENTS.get(e.name) if e.kind == "event" else None
+        journey_id, step_id = e.properties.get("journey_id"), e.properties.get("step_id")
+        if what is None or not isinstance(journey_id, str) or not isinstance(step_id, str):
+            continue
+        channel = e.properties.get("channel") if what == "sent" else "email"
+        channel = channel if isinstance(channel, str) else None
+        keys[(journey_id, ENGAGEMENT_VERSION, engage_key(step_id, what, channel))] += 1
+    return keys
+
+
+def _goals_after_messages(
+    before: dict[str, JourneyState], result: Result
+) -> Counter[tuple[str, int, str]]:
+    """A profile that left with the goal counts for each step that messaged it in that entry."""
+    keys: Counter[tuple[str, int, str]] = Counter()
+    for e in result.timeline:
+        if e.kind != "left" or e.detail.get("outcome") != "goal":
+            continue
+        state = before.get(e.journey_id)
+        m = state.membership if state is not None else None
+        for step_id in m.activations if m is not None else ():
+            keys[(e.journey_id, ENGAGEMENT_VERSION, engage_key(step_id, "goal", None))] += 1
     return keys
 
 
