@@ -4,12 +4,15 @@ profiles ended, and an Entered headline that keeps counting across a migrate pub
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from playwright.async_api import Page, expect
 
-from tests.browser.console import sign_in
+from tests.browser.console import resources, sign_in
+from tests.helpers import serving
 from tests.integration.test_journey_analytics import journey
+from tests.sinks import HttpSink
 from tests.stack import Workspace
 
 
@@ -62,3 +65,34 @@ async def test_the_map_counts_paths_and_ends_and_the_headline_survives_a_migrate
     listed = page.get_by_role("row").filter(has_text=body["name"])
     await expect(listed.get_by_test_id("active-count")).to_have_text("2")
     await expect(listed.get_by_role("cell", name="3", exact=True)).to_be_visible()
+
+
+async def test_a_message_step_shows_its_funnel_on_the_map_and_in_the_table(
+    page: Page, workspace: Workspace
+) -> None:
+    sink = HttpSink()
+    async with serving(sink.app()) as sms_url, workspace.client() as c:
+        connector, template = await resources(c, f"{sms_url}/send")
+        body = {
+            "name": f"Funnel {uuid.uuid4().hex[:4]}",
+            "goal": {"criteria": {"event": "purchase"}},
+            "stages": [{"name": "In", "entry": {"event": "signup"}, "steps": [
+                {"id": "text", "type": "activation", "channel": "sms", "connector_id": connector,
+                 "template_id": template, "to_attribute": "phone"}]}],
+        }  # fmt: skip
+        jid = (await c.post("/v1/journeys", json=body)).json()["id"]
+        assert (await c.post(f"/v1/journeys/{jid}/publish")).status_code == 200
+        for who in ("f1", "f2"):
+            await event(workspace, who, "signup", phone="+15550100")
+        await sign_in(page, workspace.stack.url, await workspace.key("viewer"))
+        await page.get_by_role("link", name=body["name"]).click()
+        node = page.get_by_test_id("step-text")
+        await expect(node.locator(".node-engaged")).to_have_text(
+            "sent 2 · open 0% · click 0% · goal 0%"
+        )
+        await event(workspace, "f1", "purchase")
+        await expect(node.locator(".node-engaged")).to_have_text(
+            "sent 2 · open 0% · click 0% · goal 50%"
+        )
+        row = page.get_by_test_id("engagement").get_by_role("row").filter(has_text="all sms")
+        await expect(row).to_contain_text("1 (50%)")

@@ -2,7 +2,7 @@
 import { ApiError, all, get, may, paths, post } from "./api.js";
 import { drawJourney } from "./map.js";
 import { watchExperiments } from "./experiments.js";
-import { badge, card, clear, describe, fmtDuration, fmtNumber, fmtTime, h, problemBox, stat, table } from "./ui.js";
+import { badge, card, clear, describe, fmtDuration, fmtNumber, fmtTime, h, problemBox, table } from "./ui.js";
 
 const LIST_REFRESH_MS = 5000;
 const JOURNEY_REFRESH_MS = 3000;
@@ -262,6 +262,8 @@ export async function renderJourney(root, ctx, id) {
     h("div", { class: "legend" }, ["wait", "activation", "branch", "split", "jump", "end"].map((t) =>
       h("span", { class: `legend-item legend-${t}` }, t)), h("span", { class: "legend-item legend-here" }, "profiles here now")),
     trouble));
+  const engagement = h("div", { "data-testid": "engagement" });
+  root.append(card("Engagement (all versions)", engagement));
   watchExperiments(root, ctx, id, shown, map.svg);
   const members = h("div", {});
   root.append(card("Profiles in this journey", members));
@@ -280,7 +282,8 @@ export async function renderJourney(root, ctx, id) {
       // A draft or stopped version is not compiled by the runtime: its target is the body's.
       const target = totals.goal.target_percent ?? shown.goal?.target_percent ?? null;
       goal.update({ ...totals.goal, target_percent: target, target_met: target == null ? null : totals.goal.percent >= target });
-      map.update(a);
+      map.update({ ...a, engagement: totals.engagement });
+      showEngagement(engagement, totals.engagement);
       countsNote.hidden = a.stages.length > 0 || (status !== "stopped" && Object.keys(a.steps || {}).length > 0);
       updated.textContent = `updated ${fmtTime(new Date().toISOString())}`;
     } catch (error) {
@@ -292,6 +295,23 @@ export async function renderJourney(root, ctx, id) {
   let membersForbidden = false;
   await refresh();
   ctx.every(JOURNEY_REFRESH_MS, refresh);
+}
+
+// sent -> opened -> clicked -> goal for each message step, then each channel.
+function showEngagement(box, engagement) {
+  const rate = (n, r) => `${fmtNumber(n)}${r == null ? "" : ` (${r}%)`}`;
+  const rows = [
+    ...(engagement?.steps || []).map((f) => ({ ...f, what: h("code", {}, f.step_id) })),
+    ...Object.entries(engagement?.channels || {}).map(([channel, f]) => ({ ...f, channel, what: `all ${channel}` })),
+  ];
+  clear(box).append(table([
+    { title: "Step", cell: (f) => f.what },
+    { title: "Channel", cell: (f) => f.channel || "" },
+    { title: "Sent", class: "num", cell: (f) => fmtNumber(f.sent) },
+    { title: "Opened", class: "num", cell: (f) => rate(f.opened, f.open_rate) },
+    { title: "Clicked", class: "num", cell: (f) => rate(f.clicked, f.click_rate) },
+    { title: "Goal", class: "num", cell: (f) => rate(f.goal, f.goal_rate) },
+  ], rows, "No message of this journey has been sent yet."));
 }
 
 // "v1 5 · v2 2 (3 moved in)": who entered each version, and who a migrate publish moved.

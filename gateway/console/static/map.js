@@ -3,7 +3,7 @@
 import { describe, fmtDuration, fmtNumber, s, truncate } from "./ui.js";
 
 const W = 200;          // step card
-const H = 78;
+const H = 90;
 const VGAP = 30;        // between steps
 const HGAP = 22;        // between paths of a fork
 const FORK = 40;        // from a fork to its paths (room for the path label)
@@ -111,6 +111,7 @@ class Drawing {
   node(step, x, y) {
     const counts = s("text", { class: "node-counts", x: 14, y: 55 }, "entered – · done –");
     const ended = s("text", { class: "node-ended", x: 14, y: 70 }, "");
+    const engaged = s("text", { class: "node-engaged", x: 14, y: 84 }, "");
     const active = s("text", { class: "node-active-n", x: W - 26, y: 52, "text-anchor": "middle" }, "–");
     const g = s("g", { class: `node node-${step.type}`, transform: `translate(${x},${y})`,
       "data-step": step.id, "data-testid": `step-${step.id}` },
@@ -122,10 +123,11 @@ class Drawing {
     s("text", { class: "node-summary", x: 14, y: 36 }, truncate(summary(step, this.names), 27)),
     counts,
     ended,
+    engaged,
     s("rect", { class: "node-active", x: W - 46, y: 39, width: 40, height: 18, rx: 9 }),
     active);
     this.nodes.append(g);
-    this.byStep.set(step.id, { g, counts, active, ended });
+    this.byStep.set(step.id, { g, counts, active, ended, engaged });
     if (step.type === "jump") this.jumps.push([step, x, y]);
   }
 
@@ -192,6 +194,12 @@ export function endsText(stage) {
   const parts = Object.entries({ finished: stage.finished || 0, ...(stage.ends || {}) })
     .filter(([, n]) => n > 0).map(([k, n]) => `${k} ${fmtNumber(n)}`);
   return parts.length ? `ended: ${parts.join(" · ")}` : "ended: none yet";
+}
+
+// A message step's funnel on its card: "sent 2 · opened 50% · clicked 50% · goal 50%".
+export function funnelText(f) {
+  const pct = (r) => (r == null ? "–" : `${r}%`);
+  return `sent ${fmtNumber(f.sent)} · open ${pct(f.open_rate)} · click ${pct(f.click_rate)} · goal ${pct(f.goal_rate)}`;
 }
 
 // `names.templates`: template id -> name, for the activation cards.
@@ -298,6 +306,10 @@ export function drawJourney(journey, names = {}) {
         for (const step of stage.steps || []) show(step.id, step);
       }
       showPaths(analytics.paths || {});
+      for (const funnel of analytics.engagement?.steps || []) {
+        const node = drawing.byStep.get(funnel.step_id);
+        if (node) node.engaged.textContent = funnelText(funnel);
+      }
       // A stopped version is no longer loaded: its steps' last counts come by id alone.
       if (!(analytics.stages || []).length) {
         for (const [id, step] of Object.entries(analytics.steps || {})) show(id, step);
