@@ -3,8 +3,14 @@ paths taken at branches and splits, and totals across versions."""
 
 from __future__ import annotations
 
-from services.runtime.analytics import _paths, _positions, _steps, _sum, _versions
-from services.runtime.counter_keys import MIGRATED_IN, MIGRATED_OUT, path_key, stage_left_key
+from services.runtime.analytics import _paths, _positions, _steps, _sum, _versions, engagement
+from services.runtime.counter_keys import (
+    MIGRATED_IN,
+    MIGRATED_OUT,
+    engage_key,
+    path_key,
+    stage_left_key,
+)
 
 
 def test_step_counts_come_from_the_counters_and_the_profiles_still_there() -> None:
@@ -63,3 +69,21 @@ def test_totals_add_up_across_versions_with_a_breakdown() -> None:
     assert versions[0]["migrated_out"] == 3
     assert versions[1]["migrated_in"] == 3
     assert versions[0]["exits"]["goal"] == 1
+
+
+def test_the_funnel_rates_are_shares_of_the_messages_sent() -> None:
+    counters = {
+        engage_key("mail", "sent", "email"): 4, engage_key("mail", "opened", "email"): 2,
+        engage_key("mail", "clicked", "email"): 3, engage_key("mail", "goal", None): 1,
+        engage_key("text", "goal", None): 1,  # a goal counted before any feedback arrived
+    }  # fmt: skip
+    out = engagement(counters)
+    mail, text = out["steps"]
+    assert mail == {
+        "step_id": "mail", "channel": "email", "sent": 4, "opened": 2, "clicked": 3, "goal": 1,
+        "open_rate": 50.0, "click_rate": 75.0, "goal_rate": 25.0,
+    }  # fmt: skip
+    assert (text["channel"], text["goal"], text["goal_rate"]) == (None, 1, None)
+    assert out["channels"]["email"]["sent"] == 4
+    assert out["channels"]["unknown"]["goal"] == 1
+    assert engagement({}) == {"steps": [], "channels": {}}
