@@ -138,15 +138,15 @@ class Processor:
         too_large: dict[int, str],
     ) -> None:
         fresh = await store.claim_events(workspace_id, (e.event_id for e in events))
-        todo = _first_of_each(e for e in events if e.event_id in fresh)
+        claimed = _first_of_each(e for e in events if e.event_id in fresh)
         # Counted before the feedback no journey listens to is set aside: it is still a
         # message sent, opened or clicked.
-        engaged = _engagement(todo)
-        if engaged:
-            shard = zlib.crc32(todo[0].profile_id.encode()) % COUNTER_SHARDS
-            await store.bump(workspace_id, dict(engaged), shard)
-        todo = _heard(todo, self.catalogs.unheard(workspace_id))
+        engaged = _engagement(claimed)
+        todo = _heard(claimed, self.catalogs.unheard(workspace_id))
         if not todo:
+            if engaged:
+                shard = zlib.crc32(min(e.profile_id for e in claimed).encode())
+                await store.bump(workspace_id, dict(engaged), shard % COUNTER_SHARDS)
             return
         rows = await store.lock_profiles(workspace_id, (e.profile_id for e in todo), create=True)
         todo = await self.tombstones.screen(store.conn, workspace_id, todo, rows)
@@ -158,6 +158,7 @@ class Processor:
         )
         catalog = book.catalog
         writes = _Writes()
+        writes.counters.update(engaged)
         for event in todo:
             row = rows[event.profile_id]
             if (event.kind == "profile" or event.traits) and (why := self._merge(row, event)):
