@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.runtime import experiments
-from services.runtime.analytics import journey_analytics
+from services.runtime.analytics import AnalyticsOut, journey_analytics
 from services.runtime.models import MembershipRow
 from services.runtime.processor import Processor
 from services.runtime.repository import RuntimeRepository
@@ -293,7 +293,7 @@ async def journey_profiles(
     return {"items": items, "next_cursor": encode_cursor([rows[-1].profile_id]) if more else None}
 
 
-@router.get("/journeys/{journey_id}/analytics", tags=["journeys"])
+@router.get("/journeys/{journey_id}/analytics", tags=["journeys"], response_model=AnalyticsOut)
 async def analytics(
     request: Request,
     session: Session,

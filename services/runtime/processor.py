@@ -17,6 +17,15 @@ import asyncpg
 
 from services.runtime import erasures, migration_plan
 from services.runtime.catalog import CatalogCache
+from services.runtime.counter_keys import (
+    ENGAGEMENT_EVENTS,
+    ENGAGEMENT_VERSION,
+    MIGRATED_IN,
+    MIGRATED_OUT,
+    engage_key,
+    path_key,
+    stage_left_key,
+)
 from services.runtime.engine import engine
 from services.runtime.engine.compiled import CompiledJourney
 from services.runtime.engine.engine import Catalog
@@ -25,6 +34,7 @@ from services.runtime.engine.state import (
     Event,
     Explanation,
     JourneyState,
+    Membership,
     Profile,
     Result,
     SetTimer,
@@ -128,9 +138,15 @@ class Processor:
         too_large: dict[int, str],
     ) -> None:
         fresh = await store.claim_events(workspace_id, (e.event_id for e in events))
-        todo = _first_of_each(e for e in events if e.event_id in fresh)
-        todo = _heard(todo, self.catalogs.unheard(workspace_id))
+        claimed = _first_of_each(e for e in events if e.event_id in fresh)
+        # Counted before the feedback no journey listens to is set aside: it is still a
+        # message sent, opened or clicked.
+        engaged = _engagement(claimed)
+        todo = _heard(claimed, self.catalogs.unheard(workspace_id))
         if not todo:
+            if engaged:
+                shard = zlib.crc32(min(e.profile_id for e in claimed).encode())
+                await store.bump(workspace_id, dict(engaged), shard % COUNTER_SHARDS)
             return
         rows = await store.lock_profiles(workspace_id, (e.profile_id for e in todo), create=True)
         todo = await self.tombstones.screen(store.conn, workspace_id, todo, rows)
@@ -142,6 +158,7 @@ class Processor:
         )
         catalog = book.catalog
         writes = _Writes()
+        writes.counters.update(engaged)
         for event in todo:
             row = rows[event.profile_id]
             if (event.kind == "profile" or event.traits) and (why := self._merge(row, event)):
@@ -279,14 +296,26 @@ class Processor:
             states = await store.states(workspace_id, sorted(rows))
             catalog = self.catalogs.for_workspace(workspace_id)
             moved: dict[str, dict[str, JourneyState]] = {}
+            timeline: list[tuple[str, TimelineEntry]] = []
+            counters: Counter[tuple[str, int, str]] = Counter()
+            now = self.clock.now()
             for profile_id in sorted(rows):
                 state = states[profile_id].get(journey_id)
                 m = state.membership if state else None
                 if state is None or m is None or m.version not in live.versions:
                     continue
-                if engine.migrate(state, live.versions[m.version], target):
+                source = live.versions[m.version]
+                was = (m.version, source.stages[m.stage].name, m.step_id)
+                if engine.migrate(state, source, target):
                     moved[profile_id] = {journey_id: state}
+                    timeline.append((profile_id, _migrated(journey_id, was, target, m, now)))
+                    counters[(journey_id, was[0], MIGRATED_OUT)] += 1
+                    counters[(journey_id, target.version, MIGRATED_IN)] += 1
             await store.save_states(workspace_id, moved, catalog)
+            await store.add_timeline(workspace_id, timeline)
+            await store.bump(
+                workspace_id, dict(counters), zlib.crc32(journey_id.encode()) % COUNTER_SHARDS
+            )
         return len(moved)
 
     async def migration_plan(self, journey_id: str, target: CompiledJourney) -> dict[str, Any]:
@@ -342,6 +371,7 @@ class Processor:
             writes.states.setdefault(row.profile_id, {}).update(changed)
         writes.timeline += [(row.profile_id, entry) for entry in result.timeline]
         writes.counters.update(_counter_keys(result))
+        writes.counters.update(_goals_after_messages(before, result))
         writes.outbox += _commands(
             workspace_id, row, result, self.clock.now(), self.catalogs.revision
         )
@@ -451,9 +481,66 @@ def _counter_keys(result: Result) -> Counter[tuple[str, int, str]]:
             keys[(*base, f"step:{e.step_id}:entered")] += 1
         elif e.kind == "left":
             keys[(*base, f"left:{e.detail['outcome']}")] += 1
+            if e.stage is not None:
+                keys[(*base, stage_left_key(e.stage, e.detail["outcome"]))] += 1
+        elif e.kind == "branch_taken" and e.step_id is not None:
+            keys[(*base, path_key(e.step_id, str(e.detail["path"])))] += 1
         elif e.kind == "activation":
             keys[(*base, "activations:requested")] += 1
     return keys
+
+
+def _engagement(events: Iterable[AcceptedEvent]) -> Counter[tuple[str, int, str]]:
+    """Messages sent, opened and clicked, by journey, step and channel, from the feedback
+    events (one per message sent, one open per message, one click per link)."""
+    keys: Counter[tuple[str, int, str]] = Counter()
+    for e in events:
+        what = ENGAGEMENT_EVENTS.get(e.name) if e.kind == "event" else None
+        journey_id, step_id = e.properties.get("journey_id"), e.properties.get("step_id")
+        if what is None or not isinstance(journey_id, str) or not isinstance(step_id, str):
+            continue
+        channel = e.properties.get("channel") if what == "sent" else "email"
+        channel = channel if isinstance(channel, str) else None
+        keys[(journey_id, ENGAGEMENT_VERSION, engage_key(step_id, what, channel))] += 1
+    return keys
+
+
+def _goals_after_messages(
+    before: dict[str, JourneyState], result: Result
+) -> Counter[tuple[str, int, str]]:
+    """A profile that left with the goal counts for each step that messaged it in that entry."""
+    keys: Counter[tuple[str, int, str]] = Counter()
+    for e in result.timeline:
+        if e.kind != "left" or e.detail.get("outcome") != "goal":
+            continue
+        state = before.get(e.journey_id)
+        m = state.membership if state is not None else None
+        for step_id in m.activations if m is not None else ():
+            keys[(e.journey_id, ENGAGEMENT_VERSION, engage_key(step_id, "goal", None))] += 1
+    return keys
+
+
+def _migrated(
+    journey_id: str,
+    was: tuple[int, str, str | None],
+    target: CompiledJourney,
+    m: Membership,
+    now: datetime,
+) -> TimelineEntry:
+    """The timeline's record of a migrate publish moving the profile: v1 step -> v2 step."""
+    stage = target.stages[m.stage].name
+    detail = {"from_version": was[0], "from_stage": was[1], "from_step": was[2],
+              "to_version": target.version, "to_stage": stage, "to_step": m.step_id}  # fmt: skip
+    return TimelineEntry(
+        now,
+        journey_id,
+        target.version,
+        "migrated",
+        stage,
+        m.step_id,
+        detail,
+        {"change": "migrated"},
+    )
 
 
 def _commands(

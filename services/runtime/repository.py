@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -69,34 +68,38 @@ class RuntimeRepository:
             await self.session.scalars(stmt.order_by(MembershipRow.profile_id).limit(limit))
         ).all()
 
-    async def active_counts(
-        self, workspace_id: str, journey_id: str, version: int | None
-    ) -> Sequence[Any]:
+    async def member_counts(
+        self, workspace_id: str, journey_id: str
+    ) -> list[tuple[int | None, str | None, str | None, str | None, int]]:
+        """Profiles inside the journey by (version, stage, step, flow)."""
         stmt = (
-            select(MembershipRow.stage, MembershipRow.step_id, func.count())
+            select(MembershipRow.version, MembershipRow.stage, MembershipRow.step_id,
+                   MembershipRow.flow, func.count())
             .where(
                 MembershipRow.workspace_id == workspace_id,
                 MembershipRow.journey_id == journey_id,
                 MembershipRow.active,
             )
-            .group_by(MembershipRow.stage, MembershipRow.step_id)
-        )
-        if version is not None:
-            stmt = stmt.where(MembershipRow.version == version)
-        return (await self.session.execute(stmt)).all()
+            .group_by(MembershipRow.version, MembershipRow.stage, MembershipRow.step_id,
+                      MembershipRow.flow)
+        )  # fmt: skip
+        return [(v, s, st, f, int(n)) for v, s, st, f, n in (await self.session.execute(stmt))]
 
     # Timeline, explanations, counters ---------------------------------------------------
 
-    async def counters(
-        self, workspace_id: str, journey_id: str, version: int | None
-    ) -> dict[str, int]:
-        stmt = select(CounterRow.key, func.sum(CounterRow.value)).where(
-            CounterRow.workspace_id == workspace_id, CounterRow.journey_id == journey_id
+    async def counters_by_version(
+        self, workspace_id: str, journey_id: str
+    ) -> dict[int, dict[str, int]]:
+        """Version -> counter key -> value, the shards summed."""
+        stmt = (
+            select(CounterRow.version, CounterRow.key, func.sum(CounterRow.value))
+            .where(CounterRow.workspace_id == workspace_id, CounterRow.journey_id == journey_id)
+            .group_by(CounterRow.version, CounterRow.key)
         )
-        if version is not None:
-            stmt = stmt.where(CounterRow.version == version)
-        rows = await self.session.execute(stmt.group_by(CounterRow.key))
-        return {key: int(value) for key, value in rows.all()}
+        out: dict[int, dict[str, int]] = {}
+        for version, key, value in (await self.session.execute(stmt)).all():
+            out.setdefault(int(version), {})[key] = int(value)
+        return out
 
     async def timeline(
         self,

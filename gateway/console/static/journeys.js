@@ -2,7 +2,7 @@
 import { ApiError, all, get, may, paths, post } from "./api.js";
 import { drawJourney } from "./map.js";
 import { watchExperiments } from "./experiments.js";
-import { badge, card, clear, describe, fmtDuration, fmtNumber, fmtTime, h, problemBox, stat, table } from "./ui.js";
+import { badge, card, clear, describe, fmtDuration, fmtNumber, fmtTime, h, problemBox, table } from "./ui.js";
 
 const LIST_REFRESH_MS = 5000;
 const JOURNEY_REFRESH_MS = 3000;
@@ -84,7 +84,9 @@ export async function renderJourneys(root, ctx) {
   const refresh = async () => {
     await Promise.all(rows.filter((r) => r.live).map(async (r) => {
       try {
-        const a = await get(paths.analytics(r.journey.id, r.live.version));
+        // The journey's totals: a migrate publish moves profiles to the new version, but
+        // those who entered before it still count.
+        const a = await get(paths.analytics(r.journey.id));
         r.cells.active.textContent = fmtNumber(a.active);
         r.cells.entered.textContent = fmtNumber(a.entered);
         r.cells.goal.textContent = a.goal.target_percent == null ? "–" : `${a.goal.percent}% / ${a.goal.target_percent}%`;
@@ -232,6 +234,7 @@ export async function renderJourney(root, ctx, id) {
   root.append(controls(ctx, newest, status, live, reload));
   const stats = {
     entered: h("span", { "data-testid": "entered" }, "–"),
+    byVersion: h("div", { class: "stat-note", "data-testid": "entered-by-version" }, `all versions`),
     active: h("span", { "data-testid": "in-journey" }, "–"),
     exits: h("div", { class: "stat-note" }, ""),
     messages: h("span", {}, "–"),
@@ -239,7 +242,7 @@ export async function renderJourney(root, ctx, id) {
   };
   const goal = goalStat();
   root.append(h("div", { class: "stats" },
-    stat("Entered", stats.entered, `version ${shown.version}`),
+    h("div", { class: "stat" }, h("div", { class: "stat-label" }, "Entered"), h("div", { class: "stat-value" }, stats.entered), stats.byVersion),
     h("div", { class: "stat" }, h("div", { class: "stat-label" }, "In journey"), h("div", { class: "stat-value" }, stats.active), stats.exits),
     goal.el,
     h("div", { class: "stat" }, h("div", { class: "stat-label" }, "Messages sent"), h("div", { class: "stat-value" }, stats.messages), stats.messagesNote)));
@@ -259,23 +262,28 @@ export async function renderJourney(root, ctx, id) {
     h("div", { class: "legend" }, ["wait", "activation", "branch", "split", "jump", "end"].map((t) =>
       h("span", { class: `legend-item legend-${t}` }, t)), h("span", { class: "legend-item legend-here" }, "profiles here now")),
     trouble));
+  const engagement = h("div", { "data-testid": "engagement" });
+  root.append(card("Engagement (all versions)", engagement));
   watchExperiments(root, ctx, id, shown, map.svg);
   const members = h("div", {});
   root.append(card("Profiles in this journey", members));
   const refresh = async () => {
     try {
-      const a = await get(paths.analytics(id, shown.version));
+      // The headline is the journey's, across versions; the map is the shown version's.
+      const [totals, a] = await Promise.all([get(paths.analytics(id)), get(paths.analytics(id, shown.version))]);
       clear(trouble);
-      stats.entered.textContent = fmtNumber(a.entered);
-      stats.active.textContent = fmtNumber(a.active);
-      const exits = Object.entries(a.exits).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
-      stats.exits.textContent = exits.length ? `left: ${exits.join(", ")}` : "no one has left";
-      stats.messages.textContent = fmtNumber(a.activations.sent);
-      stats.messagesNote.textContent = `skipped ${a.activations.skipped} · failed ${a.activations.failed} · pending ${a.activations.pending}`;
+      stats.entered.textContent = fmtNumber(totals.entered);
+      stats.byVersion.textContent = versionsText(totals.versions || []);
+      stats.active.textContent = fmtNumber(totals.active);
+      const exits = Object.entries(totals.exits).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`);
+      stats.exits.textContent = `waiting ${fmtNumber(totals.waiting ?? totals.active)} · finished ${fmtNumber(totals.finished ?? 0)} · ${exits.length ? `left: ${exits.join(", ")}` : "no one has left"}`;
+      stats.messages.textContent = fmtNumber(totals.activations.sent);
+      stats.messagesNote.textContent = `skipped ${totals.activations.skipped} · failed ${totals.activations.failed} · pending ${totals.activations.pending}`;
       // A draft or stopped version is not compiled by the runtime: its target is the body's.
-      const target = a.goal.target_percent ?? shown.goal?.target_percent ?? null;
-      goal.update({ ...a.goal, target_percent: target, target_met: target == null ? null : a.goal.percent >= target });
-      map.update(a);
+      const target = totals.goal.target_percent ?? shown.goal?.target_percent ?? null;
+      goal.update({ ...totals.goal, target_percent: target, target_met: target == null ? null : totals.goal.percent >= target });
+      map.update({ ...a, engagement: totals.engagement });
+      showEngagement(engagement, totals.engagement);
       countsNote.hidden = a.stages.length > 0 || (status !== "stopped" && Object.keys(a.steps || {}).length > 0);
       updated.textContent = `updated ${fmtTime(new Date().toISOString())}`;
     } catch (error) {
@@ -287,6 +295,29 @@ export async function renderJourney(root, ctx, id) {
   let membersForbidden = false;
   await refresh();
   ctx.every(JOURNEY_REFRESH_MS, refresh);
+}
+
+// sent -> opened -> clicked -> goal for each message step, then each channel.
+function showEngagement(box, engagement) {
+  const rate = (n, r) => `${fmtNumber(n)}${r == null ? "" : ` (${r}%)`}`;
+  const rows = [
+    ...(engagement?.steps || []).map((f) => ({ ...f, what: h("code", {}, f.step_id) })),
+    ...Object.entries(engagement?.channels || {}).map(([channel, f]) => ({ ...f, channel, what: `all ${channel}` })),
+  ];
+  clear(box).append(table([
+    { title: "Step", cell: (f) => f.what },
+    { title: "Channel", cell: (f) => f.channel || "" },
+    { title: "Sent", class: "num", cell: (f) => fmtNumber(f.sent) },
+    { title: "Opened", class: "num", cell: (f) => rate(f.opened, f.open_rate) },
+    { title: "Clicked", class: "num", cell: (f) => rate(f.clicked, f.click_rate) },
+    { title: "Goal", class: "num", cell: (f) => rate(f.goal, f.goal_rate) },
+  ], rows, "No message of this journey has been sent yet."));
+}
+
+// "v1 5 · v2 2 (3 moved in)": who entered each version, and who a migrate publish moved.
+export function versionsText(versions) {
+  if (versions.length <= 1) return "all versions";
+  return versions.map((v) => `v${v.version} ${fmtNumber(v.entered)}${v.migrated_in ? ` (${fmtNumber(v.migrated_in)} moved in)` : ""}`).join(" · ");
 }
 
 async function loadMembers(ctx, id, box) {

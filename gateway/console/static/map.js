@@ -3,29 +3,29 @@
 import { describe, fmtDuration, fmtNumber, s, truncate } from "./ui.js";
 
 const W = 200;          // step card
-const H = 64;
+const H = 90;
 const VGAP = 30;        // between steps
 const HGAP = 22;        // between paths of a fork
 const FORK = 40;        // from a fork to its paths (room for the path label)
 const PAD = 18;         // inside a lane
-const HEAD = 108;       // lane header
+const HEAD = 124;       // lane header
 const LANE_GAP = 64;
 
 function paths(step) {
   if (step.type === "branch") {
-    return [{ label: "yes", steps: step.yes || [] },
-      { label: `no · ${fmtDuration(step.timeout)}`, steps: step.no || [] }];
+    return [{ key: "yes", label: "yes", steps: step.yes || [] },
+      { key: "no", label: `no · ${fmtDuration(step.timeout)}`, steps: step.no || [] }];
   }
   if (step.type === "split" && step.mode === "experiment") {
-    return (step.paths || []).map((p) => ({ label: `${p.name}${p.control ? " (control)" : ""} · ${p.percent}%`, steps: p.steps || [] }));
+    return (step.paths || []).map((p) => ({ key: p.name, label: `${p.name}${p.control ? " (control)" : ""} · ${p.percent}%`, steps: p.steps || [] }));
   }
   if (step.type === "split" && step.mode === "random") {
-    return (step.paths || []).map((p) => ({ label: `${p.percent}%`, steps: p.steps || [] }));
+    return (step.paths || []).map((p, i) => ({ key: `path ${i}`, label: `${p.percent}%`, steps: p.steps || [] }));
   }
   if (step.type === "split") {
-    const cases = (step.cases || []).map((c, i) => ({
+    const cases = (step.cases || []).map((c, i) => ({ key: `case ${i}`,
       label: truncate(describe(c.criteria) || `case ${i + 1}`, 26), steps: c.steps || [] }));
-    return [...cases, { label: "default", steps: step.default || [] }];
+    return [...cases, { key: "default", label: "default", steps: step.default || [] }];
   }
   return [];
 }
@@ -79,6 +79,7 @@ class Drawing {
     this.labels = s("g", { class: "labels" });
     this.nodes = s("g", { class: "nodes" });
     this.byStep = new Map();
+    this.byPath = new Map();  // step id -> path key -> its label, for the counts
     this.jumps = [];  // [step, x, y] of every jump card, drawn once the lanes are known
   }
 
@@ -86,15 +87,31 @@ class Drawing {
     this.edges.append(s("path", { class: "edge", d: curve(a, b), "marker-end": "url(#arrow)" }));
   }
 
-  label(x, y, text) {
-    const width = Math.max(28, text.length * 6.4 + 14);
-    this.labels.append(s("g", { class: "path-label", transform: `translate(${x - width / 2},${y - 9})` },
-      s("rect", { width, height: 18, rx: 9 }),
-      s("text", { x: width / 2, y: 12.5, "text-anchor": "middle" }, text)));
+  // A path's pill; `fork` ({ step, key }) names the path so its counts can be shown on it.
+  label(x, y, text, fork) {
+    const rect = s("rect", { height: 18, rx: 9 });
+    const words = s("text", { y: 12.5, "text-anchor": "middle" }, text);
+    const g = s("g", { class: "path-label" }, rect, words);
+    const set = (shown) => {
+      const width = Math.max(28, shown.length * 6.4 + 14);
+      rect.setAttribute("width", width);
+      words.setAttribute("x", width / 2);
+      words.textContent = shown;
+      g.setAttribute("transform", `translate(${x - width / 2},${y - 9})`);
+    };
+    set(text);
+    if (fork) {
+      g.setAttribute("data-testid", `path-${fork.step}-${fork.key}`);
+      if (!this.byPath.has(fork.step)) this.byPath.set(fork.step, new Map());
+      this.byPath.get(fork.step).set(fork.key, { g, show: (n, pct) => set(`${text} · ${fmtNumber(n)} (${pct}%)`) });
+    }
+    this.labels.append(g);
   }
 
   node(step, x, y) {
     const counts = s("text", { class: "node-counts", x: 14, y: 55 }, "entered – · done –");
+    const ended = s("text", { class: "node-ended", x: 14, y: 70 }, "");
+    const engaged = s("text", { class: "node-engaged", x: 14, y: 84 }, "");
     const active = s("text", { class: "node-active-n", x: W - 26, y: 52, "text-anchor": "middle" }, "–");
     const g = s("g", { class: `node node-${step.type}`, transform: `translate(${x},${y})`,
       "data-step": step.id, "data-testid": `step-${step.id}` },
@@ -105,27 +122,29 @@ class Drawing {
     s("text", { class: "node-id", x: W - 10, y: 18, "text-anchor": "end" }, truncate(step.id, 16)),
     s("text", { class: "node-summary", x: 14, y: 36 }, truncate(summary(step, this.names), 27)),
     counts,
+    ended,
+    engaged,
     s("rect", { class: "node-active", x: W - 46, y: 39, width: 40, height: 18, rx: 9 }),
     active);
     this.nodes.append(g);
-    this.byStep.set(step.id, { g, counts, active });
+    this.byStep.set(step.id, { g, counts, active, ended, engaged });
     if (step.type === "jump") this.jumps.push([step, x, y]);
   }
 
   // Lays `steps` out in a column [left, left + width) from `top`; `ins` are the points the
   // first step is reached from. Returns the bottom and the points left open at the end.
-  sequence(steps, left, width, top, ins, label) {
+  sequence(steps, left, width, top, ins, label, fork) {
     let y = top;
     let outs = ins;
     steps.forEach((step, i) => {
       const cx = left + width / 2;
       for (const p of outs) this.edge(p, { x: cx, y });
-      if (i === 0 && label) this.label(cx, y - 14, label);
+      if (i === 0 && label) this.label(cx, y - 14, label, fork);
       this.node(step, cx - W / 2, y);
       let bottom = y + H;
       const kids = paths(step);
       if (kids.length) {
-        ({ bottom, outs } = this.fork(kids, left, width, { x: cx, y: bottom }));
+        ({ bottom, outs } = this.fork(step, kids, left, width, { x: cx, y: bottom }));
       } else {
         outs = terminal(step) ? [] : [{ x: cx, y: bottom }];
       }
@@ -134,7 +153,7 @@ class Drawing {
     return { bottom: steps.length ? y - VGAP : top, outs };
   }
 
-  fork(kids, left, width, from) {
+  fork(step, kids, left, width, from) {
     const total = kids.reduce((sum, k) => sum + seqWidth(k.steps), 0) + HGAP * (kids.length - 1);
     let x = left + (width - total) / 2;
     const top = from.y + FORK;
@@ -143,13 +162,13 @@ class Drawing {
     for (const kid of kids) {
       const kw = seqWidth(kid.steps);
       if (kid.steps.length) {
-        const placed = this.sequence(kid.steps, x, kw, top, [from], kid.label);
+        const placed = this.sequence(kid.steps, x, kw, top, [from], kid.label, { step: step.id, key: kid.key });
         bottom = Math.max(bottom, placed.bottom);
         outs.push(...placed.outs);
       } else {
         const pass = { x: x + kw / 2, y: top + 6 };
         this.edge(from, pass);
-        this.label(pass.x, top - 14, kid.label);
+        this.label(pass.x, top - 14, kid.label, { step: step.id, key: kid.key });
         this.edges.append(s("circle", { class: "pass", cx: pass.x, cy: pass.y + 4, r: 4 }));
         bottom = Math.max(bottom, top + 14);
         outs.push({ x: pass.x, y: pass.y + 8 });
@@ -167,6 +186,20 @@ function laneHeader(stage, index, journey) {
     `${describe(rule.criteria)} → ${rule.to_stage ? `stage ${rule.to_stage}` : "leave"}`);
   if (stage.max_time_in_stage) rules.push(`stale after ${fmtDuration(stage.max_time_in_stage)}`);
   return { entry, rules: rules.length ? `exits: ${rules.join("; ")}` : "no stage exit rules" };
+}
+
+// Where a stage's profiles ended: finished (steps ran out, still in the stage) and each way
+// of leaving the journey from it.
+export function endsText(stage) {
+  const parts = Object.entries({ finished: stage.finished || 0, ...(stage.ends || {}) })
+    .filter(([, n]) => n > 0).map(([k, n]) => `${k} ${fmtNumber(n)}`);
+  return parts.length ? `ended: ${parts.join(" · ")}` : "ended: none yet";
+}
+
+// A message step's funnel on its card: "sent 2 · opened 50% · clicked 50% · goal 50%".
+export function funnelText(f) {
+  const pct = (r) => (r == null ? "–" : `${r}%`);
+  return `sent ${fmtNumber(f.sent)} · open ${pct(f.open_rate)} · click ${pct(f.click_rate)} · goal ${pct(f.goal_rate)}`;
 }
 
 // `names.templates`: template id -> name, for the activation cards.
@@ -197,7 +230,8 @@ export function drawJourney(journey, names = {}) {
   for (const lane of laneBoxes) {
     const { entry, rules } = laneHeader(lane.stage, lane.index, journey);
     const counts = s("text", { class: "lane-counts", x: 14, y: 97 }, "entered – · in stage –");
-    stageCounts.set(lane.stage.name, counts);
+    const ends = s("text", { class: "lane-ends", x: 14, y: 114, "data-testid": `ends-${lane.index}` }, "");
+    stageCounts.set(lane.stage.name, { counts, ends });
     lanes.append(s("g", { class: "lane", transform: `translate(${lane.x},0)`, "data-stage": lane.stage.name },
       s("rect", { class: "lane-box", width: lane.width, height, rx: 12 }),
       s("rect", { class: "lane-head", width: lane.width, height: HEAD, rx: 12 }),
@@ -207,6 +241,7 @@ export function drawJourney(journey, names = {}) {
       s("text", { class: "lane-detail", x: 14, y: 78, "data-testid": `exits-${lane.index}` }, truncate(rules, Math.floor(lane.width / 6.6))),
       s("title", {}, `entry: ${entry}\n${rules}`),
       counts,
+      ends,
       lane.milestone ? s("text", { class: "lane-milestone", x: 14, y: height - 16 },
         truncate(lane.milestone, Math.floor(lane.width / 6.6))) : null));
   }
@@ -247,14 +282,33 @@ export function drawJourney(journey, names = {}) {
     node.counts.textContent = `entered ${fmtNumber(step.entered)} · done ${fmtNumber(step.completed)}`;
     node.active.textContent = fmtNumber(step.active);
     node.g.classList.toggle("has-active", step.active > 0);
+    // Profiles whose steps ran out here are still in the stage, but no longer on the step.
+    node.ended.textContent = step.finished ? `finished here ${fmtNumber(step.finished)}` : "";
+  };
+  const showPaths = (taken) => {
+    for (const [id, labels] of drawing.byPath) {
+      const counts = new Map((taken[id] || []).map((p) => [p.path, p]));
+      for (const [key, label] of labels) {
+        const p = counts.get(key);
+        label.show(p ? p.count : 0, p ? p.percent : 0);
+      }
+    }
   };
   return {
     svg,
     update(analytics) {
       for (const stage of analytics.stages || []) {
         const lane = stageCounts.get(stage.name);
-        if (lane) lane.textContent = `entered ${fmtNumber(stage.entered)} · in stage ${fmtNumber(stage.active)}`;
+        if (lane) {
+          lane.counts.textContent = `entered ${fmtNumber(stage.entered)} · in stage ${fmtNumber(stage.active)}`;
+          lane.ends.textContent = endsText(stage);
+        }
         for (const step of stage.steps || []) show(step.id, step);
+      }
+      showPaths(analytics.paths || {});
+      for (const funnel of analytics.engagement?.steps || []) {
+        const node = drawing.byStep.get(funnel.step_id);
+        if (node) node.engaged.textContent = funnelText(funnel);
       }
       // A stopped version is no longer loaded: its steps' last counts come by id alone.
       if (!(analytics.stages || []).length) {

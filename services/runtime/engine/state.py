@@ -111,7 +111,14 @@ class Timer:
 # Effects ----------------------------------------------------------------------------------
 
 TimelineKind = Literal[
-    "entered", "stage_changed", "step_started", "waiting", "branch_taken", "activation", "left"
+    "entered",
+    "stage_changed",
+    "step_started",
+    "waiting",
+    "branch_taken",
+    "activation",
+    "left",
+    "migrated",
 ]
 
 
