@@ -59,6 +59,7 @@ ROUTES: tuple[Route, ...] = (
     _r(f"/v1/webhooks/sources/{ID}/rotate", frozenset({"POST"}), "designer", ADMIN),
     _r("/v1/events(/batch)?", frozenset({"POST"}), "gateway", INGEST),
     # After the reads: the runtime stays the owner of the profile path for the docs.
+    _r("/v1/profiles", GET, "runtime", READ),
     _r(f"/v1/profiles/{ID}(/timeline|/explain)?", GET, "runtime", READ),
     _r(f"/v1/profiles/{ID}", frozenset({"PUT"}), "gateway", INGEST),
     _r(f"/v1/profiles/{ID}", frozenset({"DELETE"}), "runtime", ADMIN),
