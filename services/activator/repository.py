@@ -24,7 +24,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.activator.models import Delivery, Erasure, Outbox, SkipReason, Status
+from services.activator.models import (
+    Delivery,
+    Erasure,
+    Outbox,
+    SkipReason,
+    Status,
+    StoppedJourney,
+)
 from services.activator.ratelimit import ConnectorKey
 
 PENDING = Status.PENDING.value
@@ -106,6 +113,23 @@ class DeliveryRepository:
             )
         )  # fmt: skip
         await self._erase_feedback(workspace_id, profile_id)
+        assert isinstance(skipped, CursorResult)
+        return int(skipped.rowcount)
+
+    async def stop_journey(self, workspace_id: str, journey_id: str, now: datetime) -> int:
+        """Remember the stop; the journey's deliveries not gone out (pending or held) are
+        skipped with ``journey_stopped``. How many were skipped."""
+        stmt = pg_insert(StoppedJourney).values(
+            workspace_id=workspace_id, journey_id=journey_id, stopped_at=now
+        )
+        await self.session.execute(stmt.on_conflict_do_nothing())
+        skipped = await self.session.execute(
+            update(Delivery)
+            .where(Delivery.workspace_id == workspace_id, Delivery.journey_id == journey_id,
+                   Delivery.status.in_((PENDING, HELD)))
+            .values(status=SKIPPED, reason=SkipReason.JOURNEY_STOPPED.value,
+                    next_attempt_at=None, updated_at=now)
+        )  # fmt: skip
         assert isinstance(skipped, CursorResult)
         return int(skipped.rowcount)
 
