@@ -187,6 +187,15 @@ class DeliveryRepository:
         order = (Delivery.created_at.desc(), Delivery.activation_id.desc())
         return list(await self.session.scalars(stmt.order_by(*order).limit(limit)))
 
+    async def outcomes(
+        self, workspace_id: str, activation_ids: Sequence[str]
+    ) -> Sequence[Delivery]:
+        stmt = select(Delivery).where(
+            Delivery.workspace_id == workspace_id,
+            Delivery.activation_id.in_(sorted(set(activation_ids))),
+        )
+        return (await self.session.scalars(stmt)).all()
+
     async def counts(
         self, workspace_id: str, journey_id: str, version: int | None
     ) -> dict[str, int]:

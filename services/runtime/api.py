@@ -276,7 +276,11 @@ async def timeline(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    """The profile's timeline; a key limited to folders sees its journeys' entries only."""
+    """The profile's timeline; a key limited to folders sees its journeys' entries only.
+
+    An ``activation`` entry (a message requested) carries ``delivery``: what became of the
+    message at the activator (status ``pending``, ``held``, ``sent``, ``skipped`` with its
+    reason, ``failed``), or null while the activator has not recorded it or cannot say."""
     after = decode_cursor(cursor, (int,))
     granted = await _granted(request, caller)
     rows = await RuntimeRepository(session).timeline(
@@ -284,12 +288,45 @@ async def timeline(
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    items = [
+    items: list[dict[str, Any]] = [
         {"at": r.at, "journey_id": r.journey_id, "version": r.version, "kind": r.kind,
          "stage": r.stage, "step_id": r.step_id, "detail": r.detail, "cause": r.cause}
         for r in rows
     ]  # fmt: skip
+    asked = [a for i in items if (a := _activation_id(i)) is not None]
+    outcomes = await _delivery_outcomes(request, caller.workspace_id, asked) if asked else {}
+    for item in items:
+        if (activation_id := _activation_id(item)) is not None:
+            item["delivery"] = outcomes.get(activation_id)
     return {"items": items, "next_cursor": encode_cursor([rows[-1].id]) if more else None}
+
+
+def _activation_id(item: dict[str, Any]) -> str | None:
+    detail = item["detail"]
+    if item["kind"] != "activation" or not isinstance(detail, dict):
+        return None
+    found = detail.get("activation_id")
+    return found if isinstance(found, str) else None
+
+
+async def _delivery_outcomes(
+    request: Request, workspace_id: str, activation_ids: list[str]
+) -> dict[str, Any]:
+    """The activator's outcome of each activation; none known if it cannot answer (the
+    timeline is still worth showing without them)."""
+    state = get_state(request)
+    settings = state.settings
+    assert isinstance(settings, RuntimeSettings)
+    url = (
+        f"{settings.activator_url}/internal/workspaces/{quote(workspace_id, safe='')}"
+        "/deliveries/outcomes"
+    )
+    try:
+        r = await state.extras["http"].post(url, json={"activation_ids": activation_ids}, timeout=5)
+    except httpx.HTTPError:
+        return {}
+    found: dict[str, Any] = r.json() if r.status_code == 200 else {}
+    return found
 
 
 @router.get("/profiles/{profile_id}/explain", tags=["profiles"])

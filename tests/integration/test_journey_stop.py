@@ -1,5 +1,6 @@
 """Stopping a journey cancels its messages not yet sent (``journey_stopped``): those held
-by quiet hours and those still on their way to the activator; another journey's are kept."""
+by quiet hours and those still on their way to the activator; another journey's are kept.
+The profile's timeline shows what became of each."""
 
 from __future__ import annotations
 
@@ -61,7 +62,8 @@ async def test_stopping_a_journey_skips_its_messages_not_yet_sent(
             await template(c, "sms", "Hi"),
         )
         stopped, kept = await _sms_journey(c, route), await _sms_journey(c, route)
-        await send(nc, workspace.id, f"p-{uuid.uuid4().hex[:8]}", "signup", phone="+15550100")
+        profile = f"p-{uuid.uuid4().hex[:8]}"
+        await send(nc, workspace.id, profile, "signup", phone="+15550100")
         await _delivery(c, stopped, "held")
         await _delivery(c, kept, "held")
 
@@ -81,3 +83,12 @@ async def test_stopping_a_journey_skips_its_messages_not_yet_sent(
         # The other journey's message still waits for the end of quiet hours.
         r = await c.get("/v1/deliveries", params={"journey_id": kept})
         assert [d["status"] for d in r.json()["items"]] == ["held"]
+
+        # The profile's timeline shows each message's outcome on its row.
+        timeline = (await c.get(f"/v1/profiles/{profile}/timeline")).json()["items"]
+        shown = {
+            e["journey_id"]: (e["delivery"]["status"], e["delivery"]["reason"])
+            for e in timeline
+            if e["kind"] == "activation"
+        }
+        assert shown == {stopped: ("skipped", "journey_stopped"), kept: ("held", None)}
