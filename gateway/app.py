@@ -183,6 +183,8 @@ async def operator(request: Request) -> None:
 async def authorize(request: Request) -> tuple[Route, Identity]:
     """Route, key, role and rate limit: checked here, once, for every /v1 request."""
     route = _route(request)
+    # Metrics label the request by its route's pattern, never by the raw path.
+    request.scope[ROUTE_LABEL] = route.label
     state = get_state(request)
     identity = await _identify(request, state)
     if identity.role not in route.roles:
@@ -192,6 +194,8 @@ async def authorize(request: Request) -> tuple[Route, Identity]:
     _limit(state, identity)
     return route, identity
 
+
+ROUTE_LABEL = "waypost.route"
 
 Authorized = Annotated[tuple[Route, Identity], Depends(authorize)]
 

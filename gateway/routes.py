@@ -24,10 +24,12 @@ class Route:
     methods: frozenset[str]
     service: str  # "gateway" for routes the gateway answers itself
     roles: frozenset[Role]
+    label: str  # the pattern as metrics show it: each id is {id}
 
 
 def _r(pattern: str, methods: frozenset[str], service: str, roles: frozenset[Role]) -> Route:
-    return Route(re.compile(f"^{pattern}$"), methods, service, roles)
+    label = pattern.replace(ID, "{id}")
+    return Route(re.compile(f"^{pattern}$"), methods, service, roles, label)
 
 
 ID = r"[^/]+"

@@ -92,3 +92,20 @@ async def test_keys_create_makes_a_working_admin_key_printed_once(
     assert "no workspace" in err
     code, _, _ = await waypost("keys", "create", "--role", "owner", *database)
     assert code == 2
+
+
+async def test_gateway_metrics_count_proxied_requests_by_route_not_path(
+    workspace: Workspace, stack: Stack
+) -> None:
+    profile = f"metrics-{uuid.uuid4().hex}"
+    async with workspace.client() as c:
+        assert (await c.get(f"/v1/profiles/{profile}/timeline")).status_code == 200
+    async with stack.client(stack.bootstrap_key) as c:
+        metrics = (await c.get("/metrics")).text
+    counted = [
+        line for line in metrics.splitlines()
+        if line.startswith("waypost_http_requests_total{") and 'method="GET"' in line
+    ]  # fmt: skip
+    assert any('route="/v1/profiles/{id}(/timeline|/explain)?"' in line for line in counted)
+    assert not any('route="/v1/{path:path}"' in line and 'status="200"' in line for line in counted)
+    assert profile not in metrics
