@@ -109,3 +109,20 @@ async def test_gateway_metrics_count_proxied_requests_by_route_not_path(
     assert any('route="/v1/profiles/{id}(/timeline|/explain)?"' in line for line in counted)
     assert not any('route="/v1/{path:path}"' in line and 'status="200"' in line for line in counted)
     assert profile not in metrics
+
+
+async def test_every_service_metrics_through_the_gateway_for_operators_only(
+    workspace: Workspace, stack: Stack
+) -> None:
+    async with stack.client(stack.bootstrap_key) as c:
+        for service in ("designer", "runtime", "scheduler", "activator"):
+            r = await c.get(f"/metrics/{service}")
+            assert r.status_code == 200, (service, r.text)
+            assert "waypost_http_requests_total" in r.text
+            # The service's own registry, not the gateway's.
+            assert "waypost_gateway_rate_limited_total" not in r.text
+        assert (await c.get("/metrics/nothing")).status_code == 404
+    async with workspace.client(await workspace.key("editor")) as c:
+        assert (await c.get("/metrics/runtime")).status_code == 403
+    async with stack.client(None) as c:
+        assert (await c.get("/metrics/runtime")).status_code == 401
