@@ -6,8 +6,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 from nats.aio.client import Client as NATS
 
+from shared import db
 from tests.helpers import eventually
 from tests.integration.test_runtime import live_journey, send
 from tests.stack import Stack, Workspace, new_workspace
@@ -120,3 +122,23 @@ async def test_explain_leads_with_the_failing_criterion_and_hides_other_events_j
         taken = await eventually(entered, "the entry")
         assert taken["failed"] is None
         assert taken["journey_id"] == jid
+
+
+async def test_the_search_can_use_the_attribute_index(stack: Stack) -> None:
+    """The containment the search asks (one document or another, per filter) is one the GIN
+    index on attributes answers (jsonb_path_ops supports @>, and an OR of them is a bitmap
+    OR): with the other ways to read the table priced out, the plan reads that index. (On
+    a small table the planner rightly prefers the primary key's workspace prefix.)"""
+    conn = await asyncpg.connect(db.asyncpg_dsn(stack.servers.database_url))
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            await conn.execute("SET LOCAL enable_indexscan = off")
+            rows = await conn.fetch(
+                "EXPLAIN SELECT profile_id FROM runtime.profiles"
+                """ WHERE attributes @> '{"age": "31"}' OR attributes @> '{"age": 31}'"""
+            )
+    finally:
+        await conn.close()
+    plan = "\n".join(r[0] for r in rows)
+    assert "ix_profiles_attributes" in plan, plan
