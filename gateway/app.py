@@ -183,6 +183,8 @@ async def operator(request: Request) -> None:
 async def authorize(request: Request) -> tuple[Route, Identity]:
     """Route, key, role and rate limit: checked here, once, for every /v1 request."""
     route = _route(request)
+    # Metrics label the request by its route's pattern, never by the raw path.
+    request.scope[ROUTE_LABEL] = route.label
     state = get_state(request)
     identity = await _identify(request, state)
     if identity.role not in route.roles:
@@ -192,6 +194,8 @@ async def authorize(request: Request) -> tuple[Route, Identity]:
     _limit(state, identity)
     return route, identity
 
+
+ROUTE_LABEL = "waypost.route"
 
 Authorized = Annotated[tuple[Route, Identity], Depends(authorize)]
 
@@ -306,6 +310,30 @@ async def proxy(request: Request, auth: Authorized) -> Response:
     return await forward(_client(state), base, route.service, request, identity.headers())
 
 
+metrics_router = APIRouter(include_in_schema=False)
+
+
+@metrics_router.get("/metrics/{service}")
+async def service_metrics(request: Request, service: str) -> Response:
+    """Another service's /metrics, for the same operators as the gateway's own: under
+    ``waypost up`` the services listen on ports picked at start, so one scrape target (the
+    gateway, with ``/metrics/runtime`` and the like) reaches them all."""
+    await operator(request)
+    state = get_state(request)
+    urls = _settings(state).service_urls()
+    if service not in urls:
+        raise ProblemError(404, "Not found", f"no service {service!r}: one of {', '.join(urls)}")
+    try:
+        r = await _client(state).get(f"{urls[service]}/metrics", timeout=5.0)
+    except httpx.HTTPError as exc:
+        raise ProblemError(
+            503, "Service unavailable", f"{service} is not reachable: {type(exc).__name__}"
+        ) from None
+    if r.status_code != 200:
+        raise ProblemError(503, "Service unavailable", f"{service} answered {r.status_code}")
+    return Response(r.content, media_type=r.headers.get("content-type", "text/plain"))
+
+
 docs_router = APIRouter(include_in_schema=False)
 
 
@@ -350,6 +378,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             hooks.router,
             tracking.router,
             proxy_router,
+            metrics_router,
             docs_router,
             docs.router(),
             console.router(),

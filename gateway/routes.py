@@ -24,10 +24,12 @@ class Route:
     methods: frozenset[str]
     service: str  # "gateway" for routes the gateway answers itself
     roles: frozenset[Role]
+    label: str  # the pattern as metrics show it: each id is {id}
 
 
 def _r(pattern: str, methods: frozenset[str], service: str, roles: frozenset[Role]) -> Route:
-    return Route(re.compile(f"^{pattern}$"), methods, service, roles)
+    label = pattern.replace(ID, "{id}")
+    return Route(re.compile(f"^{pattern}$"), methods, service, roles, label)
 
 
 ID = r"[^/]+"
@@ -59,6 +61,7 @@ ROUTES: tuple[Route, ...] = (
     _r(f"/v1/webhooks/sources/{ID}/rotate", frozenset({"POST"}), "designer", ADMIN),
     _r("/v1/events(/batch)?", frozenset({"POST"}), "gateway", INGEST),
     # After the reads: the runtime stays the owner of the profile path for the docs.
+    _r("/v1/profiles", GET, "runtime", READ),
     _r(f"/v1/profiles/{ID}(/timeline|/explain)?", GET, "runtime", READ),
     _r(f"/v1/profiles/{ID}", frozenset({"PUT"}), "gateway", INGEST),
     _r(f"/v1/profiles/{ID}", frozenset({"DELETE"}), "runtime", ADMIN),

@@ -242,7 +242,9 @@ class CorrelationMiddleware:
         metrics: HttpMetrics | None = getattr(getattr(app, "state", None), "http_metrics", None)
         if metrics is None:
             return
-        route = getattr(scope.get("route"), "path", "unmatched")
+        # An app routing many paths through one route (the gateway's proxy) names the
+        # pattern it matched in the scope, so metrics count by it.
+        route = scope.get("waypost.route") or getattr(scope.get("route"), "path", "unmatched")
         method = scope["method"]
         metrics.requests.labels(method, route, str(status)).inc()
         metrics.latency.labels(method, route).observe(seconds)

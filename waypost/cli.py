@@ -318,3 +318,13 @@ async def _wait_ready(url: str, stop: asyncio.Event, timeout_s: float) -> bool:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.25)
     return False
+
+
+def _operator_commands() -> None:
+    from waypost import ops
+
+    app.add_typer(ops.keys, name="keys")
+    app.command("status")(ops.status)
+
+
+_operator_commands()

@@ -1,5 +1,5 @@
 """Activator app factory: clients, the outbox relay, the delivery loop and the intake,
-release and erasure consumers run in the lifespan (and stop in the reverse order)."""
+release, erasure and stop consumers run in the lifespan (and stop in the reverse order)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from services.activator import api, internal, store
-from services.activator.consumers import start_erasures, start_intake, start_releases
+from services.activator.consumers import (
+    start_erasures,
+    start_intake,
+    start_releases,
+    start_stops,
+)
 from services.activator.delivery import Deliverer
 from services.activator.designer import Designer
 from services.activator.erasures import Erasures
@@ -20,6 +25,7 @@ from services.activator.metrics import ActivatorMetrics
 from services.activator.models import Outbox
 from services.activator.ratelimit import RateLimiter
 from services.activator.settings import ActivatorSettings
+from services.activator.stops import Stops
 from shared import bus, db, http, outbox
 from shared.addresses import AddressPolicy
 from shared.app import Extension, ServiceState, create_service_app
@@ -91,6 +97,9 @@ def _extension(settings: ActivatorSettings) -> Extension:
                 await start_releases(state.js, releases, settings, consumer_metrics),
                 await start_erasures(
                     state.js, Erasures(state.sessions, state.clock), settings, consumer_metrics
+                ),
+                await start_stops(
+                    state.js, Stops(state.sessions, state.clock), settings, consumer_metrics
                 ),
             ):
                 stack.push_async_callback(consumer.stop)

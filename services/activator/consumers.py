@@ -19,9 +19,10 @@ from services.activator.holds import Releases
 from services.activator.intake import Intake
 from services.activator.schemas import ActivationRequested
 from services.activator.settings import ActivatorSettings
+from services.activator.stops import JourneyChanged, Stops
 from shared import bus, erasure
 from shared.timers import RELEASE_SUBJECTS, TimerFired, release_subject
-from shared.topology import ACTIVATIONS, TIMERS
+from shared.topology import ACTIVATIONS, JOURNEYS, TIMERS
 
 SUBJECT_PREFIX = "activations.requested."
 SUBJECTS = SUBJECT_PREFIX + ">"
@@ -53,6 +54,10 @@ def parse_release(msg: Msg) -> TimerFired:
     fired = _decode(msg, TimerFired, "a released timer")
     _same_workspace(msg, release_subject(fired.workspace_id), fired.workspace_id)
     return fired
+
+
+def parse_change(msg: Msg) -> JourneyChanged:
+    return _decode(msg, JourneyChanged, "a journey change")
 
 
 def parse_erasure(msg: Msg) -> erasure.ProfileErased:
@@ -120,3 +125,16 @@ async def start_erasures(
         batch=settings.intake_batch,
     )
     return await _consume(js, spec, parse_erasure, erasures.take, metrics)
+
+
+async def start_stops(
+    js: JetStreamContext, stops: Stops, settings: ActivatorSettings,
+    metrics: bus.ConsumerMetrics,
+) -> bus.Consumer:  # fmt: skip
+    spec = bus.ConsumerSpec(
+        stream=JOURNEYS.name,
+        durable=settings.journeys_durable,
+        filter_subject="journeys.changed",
+        batch=settings.intake_batch,
+    )
+    return await _consume(js, spec, parse_change, stops.take, metrics)

@@ -97,6 +97,7 @@ class Intake:
         erased = await self._erased(repo, requests)
         refused = {r.activation_id: why for r in requests if (why := policy.refusal(r, rules))}
         refused |= dict.fromkeys(erased, SkipReason.PROFILE_ERASED)
+        refused |= dict.fromkeys(await self._stopped(repo, requests), SkipReason.JOURNEY_STOPPED)
         admissible = [r for r in requests if r.activation_id not in refused]
         capped = await self._over_caps(repo, admissible, rules, now)
         rows = []
@@ -119,6 +120,16 @@ class Intake:
             if r.profile_id in erased
             and (r.requested_at is None or r.requested_at <= erased[r.profile_id])
         }
+
+    async def _stopped(
+        self, repo: IntakeStore, requests: Sequence[ActivationRequested]
+    ) -> set[str]:
+        """The requests of a journey stopped already: made before the stop, they were on
+        their way when it was heard (a stopped journey makes no more)."""
+        if not requests:
+            return set()
+        stopped = await repo.stopped(requests[0].workspace_id, (r.journey_id for r in requests))
+        return {r.activation_id for r in requests if r.journey_id in stopped}
 
     async def _over_caps(
         self,

@@ -93,6 +93,28 @@ async def activation_counts(
     return ActivationCounts.model_validate(counts)
 
 
+class OutcomesAsked(BaseModel):
+    activation_ids: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=500)
+    ]
+
+
+@router.post("/workspaces/{workspace_id}/deliveries/outcomes")
+async def delivery_outcomes(
+    session: Session, workspace_id: str, asked: OutcomesAsked
+) -> dict[str, dict[str, Any]]:
+    """What became of these activations (the runtime shows it on a profile's timeline):
+    status, reason, attempts, sent_at, per activation id this workspace has."""
+    rows = await DeliveryRepository(session).outcomes(workspace_id, asked.activation_ids)
+    return {
+        r.activation_id: {
+            "status": r.status, "reason": r.reason, "attempts": r.attempts,
+            "sent_at": r.sent_at, "channel": r.channel,
+        }
+        for r in rows
+    }  # fmt: skip
+
+
 @router.post("/workspaces/{workspace_id}/previews")
 async def preview_messages(
     workspace_id: str, body: preview.PreviewIn, request: Request

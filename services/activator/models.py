@@ -35,6 +35,7 @@ class SkipReason(StrEnum):
     NO_RECIPIENT = "no_recipient"
     FREQUENCY_CAP = "frequency_cap"
     PROFILE_ERASED = "profile_erased"
+    JOURNEY_STOPPED = "journey_stopped"
 
 
 TS = DateTime(timezone=True)
@@ -92,6 +93,17 @@ class Erasure(Base):
     workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     profile_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     erased_at: Mapped[datetime] = mapped_column(TS)
+
+
+class StoppedJourney(Base):
+    """A stopped journey (stopping is final): its deliveries not gone out were skipped,
+    and a request of it that arrives after the stop is skipped on arrival."""
+
+    __tablename__ = "stopped_journeys"
+
+    workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    journey_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stopped_at: Mapped[datetime] = mapped_column(TS)
 
 
 class SendTurns(Base):

@@ -24,7 +24,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.activator.models import Delivery, Erasure, Outbox, SkipReason, Status
+from services.activator.models import (
+    Delivery,
+    Erasure,
+    Outbox,
+    SkipReason,
+    Status,
+    StoppedJourney,
+)
 from services.activator.ratelimit import ConnectorKey
 
 PENDING = Status.PENDING.value
@@ -109,6 +116,23 @@ class DeliveryRepository:
         assert isinstance(skipped, CursorResult)
         return int(skipped.rowcount)
 
+    async def stop_journey(self, workspace_id: str, journey_id: str, now: datetime) -> int:
+        """Remember the stop; the journey's deliveries not gone out (pending or held) are
+        skipped with ``journey_stopped``. How many were skipped."""
+        stmt = pg_insert(StoppedJourney).values(
+            workspace_id=workspace_id, journey_id=journey_id, stopped_at=now
+        )
+        await self.session.execute(stmt.on_conflict_do_nothing())
+        skipped = await self.session.execute(
+            update(Delivery)
+            .where(Delivery.workspace_id == workspace_id, Delivery.journey_id == journey_id,
+                   Delivery.status.in_((PENDING, HELD)))
+            .values(status=SKIPPED, reason=SkipReason.JOURNEY_STOPPED.value,
+                    next_attempt_at=None, updated_at=now)
+        )  # fmt: skip
+        assert isinstance(skipped, CursorResult)
+        return int(skipped.rowcount)
+
     async def _erase_feedback(self, workspace_id: str, profile_id: str) -> None:
         """The profile's rows in the outbox: those published go, those waiting lose their
         error text (the runtime drops them for an erased profile anyway). The outbox keeps
@@ -162,6 +186,15 @@ class DeliveryRepository:
             stmt = stmt.where(tuple_(Delivery.created_at, Delivery.activation_id) < after)
         order = (Delivery.created_at.desc(), Delivery.activation_id.desc())
         return list(await self.session.scalars(stmt.order_by(*order).limit(limit)))
+
+    async def outcomes(
+        self, workspace_id: str, activation_ids: Sequence[str]
+    ) -> Sequence[Delivery]:
+        stmt = select(Delivery).where(
+            Delivery.workspace_id == workspace_id,
+            Delivery.activation_id.in_(sorted(set(activation_ids))),
+        )
+        return (await self.session.scalars(stmt)).all()
 
     async def counts(
         self, workspace_id: str, journey_id: str, version: int | None

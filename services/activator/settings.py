@@ -40,6 +40,11 @@ class ActivatorSettings(ConnectorSettings):
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="Durable consumer of activations.erase (deleted profiles).",
     )
+    journeys_durable: str = Field(
+        default="activator-journeys",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Durable consumer of journeys.changed (stopped journeys).",
+    )
     intake_batch: int = Field(
         default=200, ge=1, le=5000, description="Requests decided per transaction."
     )

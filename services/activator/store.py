@@ -95,6 +95,11 @@ SELECT profile_id, erased_at FROM activator.erasures
 WHERE workspace_id = $1 AND profile_id = ANY($2::text[])
 """
 
+_STOPPED = """
+SELECT journey_id FROM activator.stopped_journeys
+WHERE workspace_id = $1 AND journey_id = ANY($2::text[])
+"""
+
 _LOCK_BUDGETS = "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k"
 
 _CAP_USAGE = """
@@ -137,6 +142,11 @@ class IntakeStore:
         """When each of these profiles was last erased, for those that were."""
         rows = await self.conn.fetch(_ERASED, workspace_id, sorted(set(profile_ids)))
         return {r["profile_id"]: r["erased_at"] for r in rows}
+
+    async def stopped(self, workspace_id: str, journey_ids: Iterable[str]) -> set[str]:
+        """Those of these journeys that were stopped."""
+        rows = await self.conn.fetch(_STOPPED, workspace_id, sorted(set(journey_ids)))
+        return {r["journey_id"] for r in rows}
 
     async def lock_budgets(self, names: Iterable[str]) -> None:
         """Serialise cap decisions per profile and channel across replicas until commit.

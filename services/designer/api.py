@@ -29,6 +29,7 @@ from services.designer.schemas import (
     PublishIn,
     TemplateIn,
     TemplateOut,
+    TemplatePatch,
     WebhookSecretIn,
     WebhookSourceIn,
     WebhookSourceOut,
@@ -220,6 +221,19 @@ async def update_template(ctx: WriteCtx, template_id: str, body: TemplateIn) -> 
     return await resources.update_template(ctx, template_id, body)
 
 
+@router.patch("/templates/{template_id}", response_model=TemplateOut, tags=["templates"])
+async def patch_template(ctx: WriteCtx, template_id: str, body: TemplatePatch) -> TemplateOut:
+    """Change only the fields given, e.g. ``{"status": "ready"}`` to mark it ready."""
+    return await resources.patch_template(ctx, template_id, body)
+
+
+@router.delete("/templates/{template_id}", status_code=204, tags=["templates"])
+async def delete_template(ctx: WriteCtx, template_id: str) -> Response:
+    """Delete a template no live or paused journey uses (409 naming those that do)."""
+    await resources.delete_template(ctx, template_id)
+    return Response(status_code=204)
+
+
 @router.post("/templates/{template_id}/preview", response_model=PreviewOut, tags=["templates"])
 async def preview_template(ctx: ReadCtx, template_id: str, body: PreviewIn) -> dict[str, Any]:
     template = await resources.get_template(ctx, template_id)
@@ -244,6 +258,13 @@ async def get_connector(ctx: ReadCtx, connector_id: str) -> ConnectorOut:
 @router.put("/connectors/{connector_id}", response_model=ConnectorOut, tags=["connectors"])
 async def update_connector(ctx: AdminCtx, connector_id: str, body: ConnectorIn) -> ConnectorOut:
     return await resources.update_connector(ctx, connector_id, body)
+
+
+@router.delete("/connectors/{connector_id}", status_code=204, tags=["connectors"])
+async def delete_connector(ctx: AdminCtx, connector_id: str) -> Response:
+    """Delete a connector no live or paused journey uses (409 naming those that do)."""
+    await resources.delete_connector(ctx, connector_id)
+    return Response(status_code=204)
 
 
 @router.post("/connectors/{connector_id}/test", tags=["connectors"])

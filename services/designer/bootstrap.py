@@ -46,3 +46,27 @@ def _admin_key(workspace_id: str, key: str) -> ApiKey:
         role="admin",
         key_hash=hash_key(key),
     )
+
+
+class NoSuchWorkspace(LookupError):
+    pass
+
+
+async def recovery_key(
+    session: AsyncSession, role: str, workspace_id: str | None, name: str
+) -> tuple[str, str]:
+    """A new key of ``role`` in the workspace (the bootstrap one when None), made with
+    database access alone: how an operator who lost every admin key gets back in. The
+    workspace's id and the key, to be shown once (only its hash is stored)."""
+    if workspace_id is None:
+        workspace = await WorkspaceRepository(session).bootstrap()
+    else:
+        workspace = await session.get(Workspace, workspace_id)
+    if workspace is None:
+        raise NoSuchWorkspace(workspace_id or "bootstrap")
+    key = new_key()
+    await ApiKeyRepository(session).add(
+        ApiKey(id=new_id(), workspace_id=workspace.id, name=name, role=role,
+               key_hash=hash_key(key))
+    )  # fmt: skip
+    return workspace.id, key

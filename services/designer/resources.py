@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import func
 
+from services.designer import usage
 from services.designer.access import allowed_folders, check_folder
 from services.designer.context import Ctx
 from services.designer.keys import hash_key, new_key
@@ -40,6 +41,7 @@ from services.designer.schemas import (
     FolderOut,
     TemplateIn,
     TemplateOut,
+    TemplatePatch,
     WebhookMapping,
     WebhookSecretIn,
     WebhookSourceIn,
@@ -240,6 +242,37 @@ async def update_template(ctx: Ctx, template_id: str, body: TemplateIn) -> Templ
     await ctx.session.flush()
     await ctx.session.refresh(template)
     return template_out(template)
+
+
+async def patch_template(ctx: Ctx, template_id: str, patch: TemplatePatch) -> TemplateOut:
+    """The fields given replace those of the template (``{"status": "ready"}`` marks it
+    ready); the result is checked as a whole, as PUT checks it."""
+    template = await get_template(ctx, template_id)
+    current = TemplateIn.model_validate(
+        {field: getattr(template, field) for field in TemplateIn.model_fields}
+    )
+    merged = current.model_copy(update=patch.model_dump(exclude_unset=True))
+    try:
+        body = TemplateIn.model_validate(merged.model_dump())
+    except ValidationError as exc:
+        raise invalid(pydantic_errors(exc)) from None
+    return await update_template(ctx, template_id, body)
+
+
+async def delete_template(ctx: Ctx, template_id: str) -> None:
+    template = await get_template(ctx, template_id)
+    if journeys := await usage.journeys_using(ctx, "template_id", template_id):
+        raise usage.in_use(f"template {template_id}", journeys)
+    await ctx.session.delete(template)
+    await ctx.session.flush()
+
+
+async def delete_connector(ctx: Ctx, connector_id: str) -> None:
+    connector = await get_connector(ctx, connector_id)
+    if journeys := await usage.journeys_using(ctx, "connector_id", connector_id):
+        raise usage.in_use(f"connector {connector_id}", journeys)
+    await ctx.session.delete(connector)
+    await ctx.session.flush()
 
 
 async def list_templates(ctx: Ctx, cursor: str | None, limit: int) -> Page[Any]:

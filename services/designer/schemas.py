@@ -122,6 +122,19 @@ class TemplateIn(Strict):
     status: Literal["draft", "ready"] = "draft"
 
 
+class TemplatePatch(Strict):
+    """A partial update: only the fields given change (``{"status": "ready"}``)."""
+
+    name: Name | None = None
+    channel: Channel | None = None
+    subject: Annotated[str, Field(max_length=1000)] | None = None
+    body: Annotated[str, Field(max_length=200_000)] | None = None
+    html: Annotated[str, Field(max_length=500_000)] | None = None
+    title: Annotated[str, Field(max_length=1000)] | None = None
+    data: Annotated[dict[DataKey, DataValue], Field(max_length=MAX_DATA_KEYS)] | None = None
+    status: Literal["draft", "ready"] | None = None
+
+
 class TemplateOut(BaseModel):
     id: str
     name: str

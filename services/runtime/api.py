@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import time
 import uuid
 from datetime import datetime
@@ -168,6 +171,72 @@ async def _granted(request: Request, caller: Identity) -> set[str] | None:
     return set(r.json()["journey_ids"])
 
 
+# Query parameters of the profile search that are not attribute filters.
+_PAGING = frozenset({"limit", "cursor"})
+MAX_FILTERS = 10
+MAX_FILTER_VALUE = 1000
+
+
+def _filters(request: Request) -> list[list[dict[str, Any]]]:
+    """Each ``?attribute=value`` of the search as the documents that would satisfy it: the
+    text as given and, when it reads as a JSON number, boolean or null, that value too (a
+    query string cannot say which the attribute holds). Keys and values the database cannot
+    hold (NUL, non-finite numbers) are a 422 naming the parameter, never a failed query."""
+    pairs = [(k, v) for k, v in request.query_params.multi_items() if k not in _PAGING]
+    if len(pairs) > MAX_FILTERS:
+        raise invalid([FieldError("query", f"at most {MAX_FILTERS} attribute filters")])
+    errors: list[FieldError] = []
+    groups: list[list[dict[str, Any]]] = []
+    for key, value in pairs:
+        if not key or len(key) > 200 or "\x00" in key:
+            errors.append(FieldError(f"query.{key[:200]}", "not an attribute name"))
+            continue
+        if len(value) > MAX_FILTER_VALUE or "\x00" in value:
+            errors.append(
+                FieldError(f"query.{key}", f"at most {MAX_FILTER_VALUE} characters, no NUL")
+            )
+            continue
+        docs: list[dict[str, Any]] = [{key: value}]
+        try:
+            parsed = json.loads(value)
+        except (ValueError, RecursionError):
+            parsed = value
+        if (parsed is None or isinstance(parsed, bool | int)) or (
+            isinstance(parsed, float) and math.isfinite(parsed)
+        ):
+            docs.append({key: parsed})
+        groups.append(docs)
+    if errors:
+        raise invalid(errors)
+    return groups
+
+
+@router.get("/profiles", tags=["profiles"])
+async def search_profiles(
+    request: Request,
+    session: Session,
+    caller: Reader,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    """Profiles by attribute: every other query parameter is one (``?email=ada@example.com``,
+    ``?plan=pro&country=FR``), all of them must hold, each an exact value of a top-level
+    attribute. Ordered by profile id. A key limited to folders finds profiles as it reads
+    them: attributes and consent, which belong to the workspace (its journeys are on the
+    profile's own page)."""
+    groups = _filters(request)
+    after = decode_cursor(cursor, (str,))
+    rows = await RuntimeRepository(session).search_profiles(
+        caller.workspace_id, groups, after[0] if after else None, limit + 1
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [
+        {"profile_id": r.profile_id, "attributes": r.attributes, "consent": r.consent} for r in rows
+    ]
+    return {"items": items, "next_cursor": encode_cursor([rows[-1].profile_id]) if more else None}
+
+
 @router.get("/profiles/{profile_id}", tags=["profiles"])
 async def get_profile(
     request: Request, session: Session, caller: Reader, profile_id: str
@@ -207,7 +276,11 @@ async def timeline(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    """The profile's timeline; a key limited to folders sees its journeys' entries only."""
+    """The profile's timeline; a key limited to folders sees its journeys' entries only.
+
+    An ``activation`` entry (a message requested) carries ``delivery``: what became of the
+    message at the activator (status ``pending``, ``held``, ``sent``, ``skipped`` with its
+    reason, ``failed``), or null while the activator has not recorded it or cannot say."""
     after = decode_cursor(cursor, (int,))
     granted = await _granted(request, caller)
     rows = await RuntimeRepository(session).timeline(
@@ -215,12 +288,45 @@ async def timeline(
     )
     more = len(rows) > limit
     rows = rows[:limit]
-    items = [
+    items: list[dict[str, Any]] = [
         {"at": r.at, "journey_id": r.journey_id, "version": r.version, "kind": r.kind,
          "stage": r.stage, "step_id": r.step_id, "detail": r.detail, "cause": r.cause}
         for r in rows
     ]  # fmt: skip
+    asked = [a for i in items if (a := _activation_id(i)) is not None]
+    outcomes = await _delivery_outcomes(request, caller.workspace_id, asked) if asked else {}
+    for item in items:
+        if (activation_id := _activation_id(item)) is not None:
+            item["delivery"] = outcomes.get(activation_id)
     return {"items": items, "next_cursor": encode_cursor([rows[-1].id]) if more else None}
+
+
+def _activation_id(item: dict[str, Any]) -> str | None:
+    detail = item["detail"]
+    if item["kind"] != "activation" or not isinstance(detail, dict):
+        return None
+    found = detail.get("activation_id")
+    return found if isinstance(found, str) else None
+
+
+async def _delivery_outcomes(
+    request: Request, workspace_id: str, activation_ids: list[str]
+) -> dict[str, Any]:
+    """The activator's outcome of each activation; none known if it cannot answer (the
+    timeline is still worth showing without them)."""
+    state = get_state(request)
+    settings = state.settings
+    assert isinstance(settings, RuntimeSettings)
+    url = (
+        f"{settings.activator_url}/internal/workspaces/{quote(workspace_id, safe='')}"
+        "/deliveries/outcomes"
+    )
+    try:
+        r = await state.extras["http"].post(url, json={"activation_ids": activation_ids}, timeout=5)
+    except httpx.HTTPError:
+        return {}
+    found: dict[str, Any] = r.json() if r.status_code == 200 else {}
+    return found
 
 
 @router.get("/profiles/{profile_id}/explain", tags=["profiles"])
@@ -231,23 +337,71 @@ async def explain(
     profile_id: str,
     journey_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Limit = 50,
+    show_all: Annotated[
+        bool,
+        Query(
+            alias="all",
+            description="Also the journeys whose entry event is another event than this one.",
+        ),
+    ] = False,
 ) -> dict[str, Any]:
     """Why each recent event did or did not enter or move the profile (a key limited to
-    folders: for its journeys only; naming another journey of the workspace is 403)."""
+    folders: for its journeys only; naming another journey of the workspace is 403).
+
+    Each item leads with ``failed``, the first criterion that did not hold (null when the
+    event entered or moved the profile). By default an event's answer leaves out the
+    journeys it could never have entered because their entry event is another one: they
+    are most of a workspace and say nothing about this event. ``hidden`` counts them;
+    ``?all=true`` (or naming the journey) shows them."""
     if journey_id is not None and not caller.unrestricted:
         await _check_journey(request, caller, journey_id)
     granted = await _granted(request, caller)
     rows = await RuntimeRepository(session).explanations(
         caller.workspace_id, profile_id, journey_id, limit
     )
-    items = [
-        {"event_id": r.event_id, "name": r.name, "at": r.at, **j}
-        for r in rows
-        for j in r.journeys
-        if (journey_id is None or j["journey_id"] == journey_id)
-        and (granted is None or j["journey_id"] in granted)
-    ]  # fmt: skip
-    return {"items": items[:limit]}
+    items: list[dict[str, Any]] = []
+    hidden = 0
+    for r in rows:
+        for j in r.journeys:
+            if journey_id is not None and j["journey_id"] != journey_id:
+                continue
+            if granted is not None and j["journey_id"] not in granted:
+                continue
+            if not show_all and journey_id is None and other_event(j):
+                hidden += 1
+                continue
+            items.append(
+                {"failed": failed_criterion(j), "event_id": r.event_id, "name": r.name,
+                 "at": r.at, **j}
+            )  # fmt: skip
+    return {"items": items[:limit], "hidden": hidden}
+
+
+# The matcher's reasons (shared/matcher.py) for an event of another name, and the lines an
+# 'any' adds around its alternatives' reasons.
+_OTHER_EVENT = re.compile(r"^(any\[\d+\]: )*event name is .*, not .*$")
+_ANY_HEADER = "no alternative under 'any' matched"
+_ANY_PREFIX = re.compile(r"^(any\[\d+\]: )+")
+
+
+def other_event(journey: dict[str, Any]) -> bool:
+    """Whether the journey did not take the event only because its entry wants another
+    event: every criterion that failed is the event's name."""
+    if journey.get("outcome") != "no_match":
+        return False
+    reasons = [r for r in journey.get("reasons") or [] if r != _ANY_HEADER]
+    return bool(reasons) and all(_OTHER_EVENT.match(r) for r in reasons)
+
+
+def failed_criterion(journey: dict[str, Any]) -> str | None:
+    """The first criterion that did not hold, without the lines 'any' adds; None when the
+    event was taken."""
+    if journey.get("outcome") in ("entered", "moved", "goal", "exited", "branch"):
+        return None
+    for reason in journey.get("reasons") or []:
+        if reason != _ANY_HEADER:
+            return _ANY_PREFIX.sub("", reason)
+    return None
 
 
 async def _check_journey(request: Request, caller: Identity, journey_id: str) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +29,23 @@ class RuntimeRepository:
 
     async def profile(self, workspace_id: str, profile_id: str) -> ProfileRow | None:
         return await self.session.get(ProfileRow, (workspace_id, profile_id))
+
+    async def search_profiles(
+        self,
+        workspace_id: str,
+        wanted: Sequence[Sequence[dict[str, Any]]],
+        after: str | None,
+        limit: int,
+    ) -> Sequence[ProfileRow]:
+        """Profiles whose attributes contain, for every group of ``wanted``, one of its
+        documents (each ``{attribute: value}``): containment, so the GIN index on
+        ``attributes`` answers it. Ordered by profile id."""
+        stmt = select(ProfileRow).where(ProfileRow.workspace_id == workspace_id)
+        for group in wanted:
+            stmt = stmt.where(or_(*(ProfileRow.attributes.contains(doc) for doc in group)))
+        if after is not None:
+            stmt = stmt.where(ProfileRow.profile_id > after)
+        return (await self.session.scalars(stmt.order_by(ProfileRow.profile_id).limit(limit))).all()
 
     # Memberships ------------------------------------------------------------------------
 
