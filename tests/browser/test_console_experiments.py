@@ -3,42 +3,26 @@ panel with each path's counts, rate and lift; the decision shows once it is made
 
 from __future__ import annotations
 
-import uuid
-
 from playwright.async_api import Page, expect
 
 from services.runtime.engine.engine import bucket
 from tests.browser.console import sign_in
+from tests.integration.test_experiments import experiment_journey
 from tests.stack import Workspace
-
-
-def journey() -> dict[str, object]:
-    return {
-        "name": f"Onboarding test {uuid.uuid4().hex[:6]}",
-        "stages": [{
-            "name": "Trial",
-            "entry": {"event": "signup"},
-            "steps": [{
-                "id": "x1", "type": "split", "mode": "experiment",
-                "paths": [
-                    {"name": "A", "percent": 50, "control": True,
-                     "steps": [{"id": "wa", "type": "wait", "duration": "P1D"}]},
-                    {"name": "B", "percent": 50,
-                     "steps": [{"id": "wb", "type": "wait", "duration": "P1D"}]},
-                ],
-                # Short enough on the real clock for the windows to close during the test.
-                "experiment": {"metric": {"event": "purchase"}, "window": "PT5S",
-                               "min_per_path": 20, "confidence": 0.95, "on_winner": "send_all"},
-            }],
-        }],
-    }  # fmt: skip
 
 
 async def test_an_experiment_shows_on_its_node_and_in_a_results_panel(
     page: Page, workspace: Workspace
 ) -> None:
     async with workspace.client() as c:
-        r = await c.post("/v1/journeys", json=journey())
+        r = await c.post(
+            "/v1/journeys",
+            json=experiment_journey(
+                # Short enough on the real clock for the windows to close during the test.
+                window="PT5S",
+                min_per_path=20,
+            ),
+        )
         assert r.status_code == 201, r.text
         jid = r.json()["id"]
         assert (await c.post(f"/v1/journeys/{jid}/publish")).status_code == 200
