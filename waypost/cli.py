@@ -152,6 +152,8 @@ def up(
             assert nats_url is not None
             say("applying migrations")
             migrate_all(database_url)
+            # What `waypost status` and `waypost keys create` need to reach this system.
+            say(f"database {database_url}; NATS {nats_url}")
             _print_bootstrap(database_url)
             code = asyncio.run(_run_services(data_dir, port, clock, database_url, nats_url))
         finally:

@@ -45,6 +45,7 @@ from shared.durations import to_timedelta
 from shared.journey import ExperimentSplitStep
 from shared.logging import get_logger
 from shared.matcher import EventView
+from shared.outages import is_outage
 
 log = get_logger(__name__)
 
@@ -360,9 +361,13 @@ class Decider:
                 await self.check()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                # The database or the designer is away: try again next round.
-                log.warning("experiments.check_failed", exc_info=True)
+            except Exception as exc:
+                # The database or the designer is away (at start, or while stopping): try
+                # again next round; a failure of the check itself is logged with its cause.
+                if is_outage(exc):
+                    log.info("experiments.check_waiting", error=type(exc).__name__)
+                else:
+                    log.warning("experiments.check_failed", exc_info=True)
                 if self.metrics is not None:
                     self.metrics.failures.inc()
             await asyncio.sleep(self.interval_s)

@@ -10,6 +10,7 @@ const REASONS = {
   no_recipient: "the profile has no address for this channel",
   frequency_cap: "a frequency cap of the workspace was reached",
   profile_erased: "the profile was erased before it went out",
+  journey_stopped: "the journey was stopped before it went out",
 };
 
 function reasonCell(d) {
