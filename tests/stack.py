@@ -124,7 +124,10 @@ async def running_stack(
                 scheduler_url=urls["scheduler"],
                 activator_url=urls["activator"],
                 tracking_secret=TRACKING_SECRET,
-                **gateway_overrides,
+                # Every test here calls from 127.0.0.1: the suite's many refused keys must
+                # not use up one client's failed-authentication budget (the limit's own
+                # tests set small budgets).
+                **{"auth_failure_burst": 1_000_000, **gateway_overrides},
             )
         )
         url = await stack.enter_async_context(serving(gateway, gateway_port))

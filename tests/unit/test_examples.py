@@ -16,7 +16,9 @@ NAMES = demo.example_names()
 
 
 def test_the_examples_are_in_the_repository() -> None:
-    assert NAMES == ["welcome", "abandoned-cart", "multichannel-cart", "three-stage"]
+    assert NAMES == [
+        "welcome", "abandoned-cart", "multichannel-cart", "three-stage", "first-order",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", NAMES)
