@@ -63,6 +63,18 @@ async def add_step(page: Page, where: str, kind: str) -> None:
     await page.get_by_role("menuitem", name=kind, exact=True).click()
 
 
+async def cart_made(c: Any, live: bool = False) -> dict[str, Any]:
+    """The cart journey made through the API with its connector and template (published
+    when ``live``): what most tests here start from."""
+    connector, template = await resources(c, SINK)
+    r = await c.post("/v1/journeys", json=cart_journey(connector, template))
+    assert r.status_code == 201, r.text
+    if live:
+        assert (await c.post(f"/v1/journeys/{r.json()['id']}/publish")).status_code == 200
+    journey: dict[str, Any] = r.json()
+    return journey
+
+
 async def test_the_abandoned_cart_journey_is_built_by_clicking_published_and_counted(
     page: Page, workspace: Workspace
 ) -> None:
@@ -184,10 +196,7 @@ async def test_a_journey_made_through_the_api_round_trips_unchanged(
     page: Page, workspace: Workspace
 ) -> None:
     async with workspace.client() as c:
-        connector, template = await resources(c, SINK)
-        r = await c.post("/v1/journeys", json=cart_journey(connector, template))
-        assert r.status_code == 201, r.text
-        before = r.json()
+        before = await cart_made(c)
     await sign_in(page, workspace.stack.url, workspace.admin_key)
     await page.goto(f"{workspace.stack.url}/console#/journeys/{before['id']}")
     await page.locator("[data-action=edit]").click()
@@ -209,9 +218,7 @@ async def test_a_journey_made_through_the_api_round_trips_unchanged(
 
 async def test_a_viewer_sees_no_editing_control(page: Page, workspace: Workspace) -> None:
     async with workspace.client() as c:
-        connector, template = await resources(c, SINK)
-        r = await c.post("/v1/journeys", json=cart_journey(connector, template))
-        journey = r.json()
+        journey = await cart_made(c)
     viewer = await workspace.key("viewer")
     await sign_in(page, workspace.stack.url, viewer)
     await expect(page.get_by_test_id("new-journey")).to_have_count(0)
@@ -249,11 +256,7 @@ async def test_the_migrate_preview_counts_match_what_the_publish_does(
     page: Page, workspace: Workspace
 ) -> None:
     async with workspace.client() as c:
-        connector, template = await resources(c, SINK)
-        r = await c.post("/v1/journeys", json=cart_journey(connector, template))
-        journey = r.json()
-        r = await c.post(f"/v1/journeys/{journey['id']}/publish")
-        assert r.status_code == 200, r.text
+        journey = await cart_made(c, live=True)
         # Two wait at the branch in Cart; a gold one who clicked waits two hours in Checkout.
         for profile, tier in (("stay-a", "basic"), ("stay-b", "basic"), ("gold", "gold")):
             event = {"profile_id": profile, "name": "cart_add", "traits": {"tier": tier}}
@@ -318,10 +321,7 @@ async def test_a_stopped_journey_keeps_its_last_counts_and_jumps_are_arrows(
     page: Page, workspace: Workspace
 ) -> None:
     async with workspace.client() as c:
-        connector, template = await resources(c, SINK)
-        r = await c.post("/v1/journeys", json=cart_journey(connector, template))
-        journey = r.json()
-        assert (await c.post(f"/v1/journeys/{journey['id']}/publish")).status_code == 200
+        journey = await cart_made(c, live=True)
         for n in range(2):
             r = await c.post("/v1/events", json={"profile_id": f"last-{n}", "name": "cart_add"})
             assert r.status_code == 202, r.text
@@ -342,9 +342,7 @@ async def test_the_draft_is_simulated_from_the_editor_and_its_path_outlined(
     page: Page, workspace: Workspace
 ) -> None:
     async with workspace.client() as c:
-        connector, template = await resources(c, SINK)
-        r = await c.post("/v1/journeys", json=cart_journey(connector, template))
-        journey = r.json()
+        journey = await cart_made(c)
     await sign_in(page, workspace.stack.url, workspace.admin_key)
     await page.goto(f"{workspace.stack.url}/console#/edit/{journey['id']}")
     await page.get_by_role("button", name="Simulate").click()
@@ -421,9 +419,7 @@ async def test_steps_move_and_delete_with_their_paths_and_a_renamed_stage_keeps_
 ) -> None:
     await channels(workspace)
     async with workspace.client() as c:
-        connector, template = await resources(c, SINK)
-        r = await c.post("/v1/journeys", json=cart_journey(connector, template))
-        journey = r.json()
+        journey = await cart_made(c)
     await sign_in(page, workspace.stack.url, workspace.admin_key)
     await page.goto(f"{workspace.stack.url}/console#/edit/{journey['id']}")
 
